@@ -1,0 +1,50 @@
+/* address.h - RFC 5322 address lists and RFC 5321 mailboxes (pure).
+ *
+ * Parses header values and command-line recipients such as
+ *   "A. B" <a@b.example> (comment), c@d, Team: e@f, g@h;, undisclosed-recipients:;
+ * into bare addr-specs suitable for MAIL FROM/RCPT TO.  Comments, CFWS and
+ * folding whitespace are dropped, display names are kept separately, groups are
+ * flattened (an empty group yields nothing), quoted local parts keep their
+ * quotes when they need them ("john doe"@example.com).
+ */
+#ifndef PUSHMAIL_ADDRESS_H
+#define PUSHMAIL_ADDRESS_H
+
+#include <stddef.h>
+
+struct addr {
+	char *mailbox;   /* addr-spec as it goes on the wire, without <>; "" for <> */
+	char *display;   /* display name (unquoted, comments dropped) or NULL */
+};
+
+struct addrlist {
+	struct addr *v;
+	size_t n, cap;
+};
+
+/* Parse an address list of len bytes (may contain folded CRLF/LF + WSP) and
+ * append every mailbox to *out.  A bare local name without '@' ("root") is
+ * accepted and returned as is (aliases/maildomain qualify it later).
+ * Returns 0, or -1 with a reason in err (errcap bytes) on a syntax error, in
+ * which case nothing is appended.  Allocation failure also returns -1. */
+int addr_parse_list(const char *s, size_t len, struct addrlist *out,
+		    char *err, size_t errcap);
+
+/* Append a copy of mailbox/display (display may be NULL).  Returns 0 or -1. */
+int addrlist_add(struct addrlist *l, const char *mailbox, const char *display);
+
+/* 1 if the list already holds mailbox (domain compared case-insensitively). */
+int addrlist_contains(const struct addrlist *l, const char *mailbox);
+
+void addrlist_free(struct addrlist *l);
+
+/* 1 when s is acceptable inside "<...>" of MAIL/RCPT: a dot-atom or quoted
+ * local part, optional @domain (dot-atom or [literal]), printable, no
+ * CR/LF/NUL/space outside quotes, at most 254 bytes overall
+ * (RFC 5321 section 4.5.3.1).  The empty string (null sender) is valid. */
+int addr_valid_mailbox(const char *s);
+
+/* Pointer to the domain part (after the last '@' outside quotes), or NULL. */
+const char *addr_domain(const char *mailbox);
+
+#endif

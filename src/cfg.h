@@ -1,0 +1,88 @@
+/* cfg.h - account profiles from INI files (libinih), SPEC section 2.
+ *
+ * Every key is described once, in the key table of cfg.c (name, type,
+ * allowed values, where it may appear).  An account is an array of settings
+ * indexed by enum cfg_key; [defaults] fills whatever an account leaves unset.
+ * Errors name file:line and key and suggest the nearest known key.
+ */
+#ifndef PUSHMAIL_CFG_H
+#define PUSHMAIL_CFG_H
+
+#include <stddef.h>
+#include "result.h"
+
+enum cfg_key {
+	K_HOST, K_PORT, K_TLS, K_TLS_TRUST_FILE, K_TLS_FINGERPRINT, K_TLS_CERT_FILE,
+	K_TLS_KEY_FILE, K_TLS_PRIORITIES, K_TLS_HOST_OVERRIDE,
+	K_AUTH, K_USER, K_PASSWORD, K_PASSWORD_COMMAND, K_PASSWORD_FILE,
+	K_FROM, K_FROM_MATCH, K_ALLOW_FROM_OVERRIDE, K_DOMAIN,
+	K_QUEUE, K_QUEUE_DIR, K_QUEUE_LIFETIME,
+	K_PARTIAL_DELIVERY, K_ALLOW_PLAINTEXT_AUTH,
+	K_DSN_NOTIFY, K_DSN_RETURN,
+	K_SET_DATE_HEADER, K_SET_MSGID_HEADER, K_SET_FROM_HEADER, K_SET_TO_HEADER,
+	K_MAILDOMAIN, K_LOG, K_TIMEOUT, K_ALIASES,
+	K__COUNT
+};
+
+struct setting {
+	char *value;        /* expanded, unquoted value; NULL when unset */
+	const char *file;   /* where it was set (points into struct config's file list) */
+	int line;
+};
+
+struct account {
+	char *name;
+	const char *file;
+	int line;                     /* line of the [name] header */
+	struct setting s[K__COUNT];
+};
+
+struct config {
+	struct account *v;            /* accounts in file order ([defaults] excluded) */
+	size_t n;
+	struct account defaults;      /* the [defaults] section (name "defaults") */
+	char *default_account;        /* top-level default_account, or NULL */
+	char *files[4];               /* paths loaded, owned; settings point at these */
+	size_t nfiles;
+};
+
+/* Find and load the configuration in SPEC search order: `path` when given
+ * (--config), else $PUSHMAIL_CONFIG (ignored when set-id), else the system file
+ * SYSCONFDIR/pushmail.ini followed by the user file
+ * $XDG_CONFIG_HOME/pushmail/config.ini (user accounts replace system accounts of
+ * the same name).  *found is set to the number of files loaded (0: none exist,
+ * which is not an error here).  Returns 0, or -1 with r filled (EX_CONFIG, or
+ * EX_NOINPUT when an explicitly named file is missing/unreadable). */
+int cfg_load(struct config *c, const char *path, int *found, struct result *r);
+
+/* Load one file / one string into c (the string form is for tests; `name`
+ * appears in messages as the file name).  Same return convention. */
+int cfg_load_file(struct config *c, const char *path, struct result *r);
+int cfg_load_string(struct config *c, const char *text, const char *name,
+		    struct result *r);
+
+/* Apply [defaults] to every account and validate: required keys, value syntax,
+ * default_account naming an existing account.  Call once after loading. */
+int cfg_finish(struct config *c, struct result *r);
+
+/* SPEC 2 account choice: `name` (--account) if given; else the first account
+ * whose from/from_match matches env_from (may be NULL); else default_account;
+ * else the only account; else EX_CONFIG.  Returns NULL with r filled. */
+const struct account *cfg_select(const struct config *c, const char *name,
+				 const char *env_from, struct result *r);
+
+/* Typed access to a finished account.  cfg_str returns NULL when unset. */
+const char *cfg_str(const struct account *a, enum cfg_key k);
+int cfg_bool(const struct account *a, enum cfg_key k, int dflt);
+long cfg_long(const struct account *a, enum cfg_key k, long dflt);
+
+/* 1 when pattern list `from_match` or `from` of a matches addr (case-insensitive
+ * globs; user+tag@dom also tried as user@dom). */
+int cfg_from_matches(const struct account *a, const char *addr);
+
+/* Name of a key ("tls_trust_file"). */
+const char *cfg_key_name(enum cfg_key k);
+
+void cfg_free(struct config *c);
+
+#endif

@@ -1,0 +1,74 @@
+/* conn.h - the transport: sockets, deadlines, buffered reader and writer.
+ *
+ * The session code talks to a struct conn and never learns whether TLS is on:
+ * reads and writes go through a small ops table (plain socket today, GnuTLS
+ * once STARTTLS/implicit TLS land), and that table is the only place where
+ * plain and TLS differ.  Every wait is bounded by a deadline (poll on a
+ * non-blocking descriptor).  Output is buffered: nothing is written until the
+ * buffer fills or conn_flush is called, so a pipelined group of commands or a
+ * body block goes out in one large write.
+ */
+#ifndef PUSHMAIL_CONN_H
+#define PUSHMAIL_CONN_H
+
+#include <stddef.h>
+#include <sys/types.h>
+#include "result.h"
+
+#define CONN_WBUF (256 * 1024)   /* write buffer: body blocks go out this large */
+#define CONN_RBUF (16 * 1024)
+
+struct conn;
+
+/* Low-level byte mover under a conn.  read/write return bytes moved, 0 on EOF
+ * (read), or -1 with errno (EAGAIN means "wait for want_read/want_write"). */
+struct conn_ops {
+	ssize_t (*read)(void *ctx, void *buf, size_t len);
+	ssize_t (*write)(void *ctx, const void *buf, size_t len);
+	size_t (*pending)(void *ctx);   /* bytes readable without touching the socket */
+	void (*close)(void *ctx);
+};
+
+/* Connect to every address getaddrinfo gives for host:port, in order, within
+ * one overall deadline of timeout_ms (not one timeout per address).  Failures:
+ * EX_NOHOST (name does not resolve), EX_TEMPFAIL (EAI_AGAIN, refused,
+ * unreachable, timeout).  *out is owned by the caller (conn_close). */
+int conn_connect(struct conn **out, const char *host, const char *port,
+		 int timeout_ms, struct result *r);
+
+/* Wrap an already-connected descriptor (tests, fuzzing, -bs).  Takes ownership. */
+struct conn *conn_from_fd(int fd);
+
+/* Replace the byte mover (used by TLS after the handshake). ctx is owned by ops. */
+void conn_set_ops(struct conn *c, const struct conn_ops *ops, void *ctx);
+int conn_fd(const struct conn *c);
+
+/* Queue bytes for writing; writes out only when the buffer is full.  Returns 0
+ * or -1 (r filled: EX_TEMPFAIL on a broken connection or timeout). */
+int conn_write(struct conn *c, const void *buf, size_t len, int timeout_ms,
+	       struct result *r);
+
+/* Space left in the write buffer and a pointer to it, so the body filter can
+ * produce its output in place (no copy); conn_commit(c, n) then accounts n. */
+char *conn_wspace(struct conn *c, size_t *room);
+void conn_commit(struct conn *c, size_t n);
+
+/* Write everything buffered, waiting at most timeout_ms. */
+int conn_flush(struct conn *c, int timeout_ms, struct result *r);
+
+/* Read one line (up to LF; the CR before it and the LF are stripped) into buf
+ * of cap bytes.  A line longer than cap-1 bytes is EX_PROTOCOL (the rest is
+ * not read into memory).  EOF or timeout is EX_TEMPFAIL.  *len gets the line's
+ * length; buf is NUL-terminated (the line itself may contain NULs). */
+int conn_getline(struct conn *c, char *buf, size_t cap, size_t *len,
+		 int timeout_ms, struct result *r);
+
+/* Bytes already received but not yet consumed (the STARTTLS injection check). */
+size_t conn_unread(const struct conn *c);
+
+/* Totals for transcripts and benchmarks. */
+unsigned long long conn_bytes_out(const struct conn *c);
+
+void conn_close(struct conn *c);
+
+#endif

@@ -1,0 +1,136 @@
+/* result.c - struct result and the single SMTP reply -> sysexits table. */
+#include "config.h"
+#include "result.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char *const phase_names[PHASE__COUNT] = {
+	[PHASE_NONE] = "",
+	[PHASE_CONNECT] = "connect",
+	[PHASE_GREETING] = "greeting",
+	[PHASE_EHLO] = "EHLO",
+	[PHASE_HELO] = "HELO",
+	[PHASE_STARTTLS] = "STARTTLS",
+	[PHASE_AUTH] = "AUTH",
+	[PHASE_MAIL] = "MAIL FROM",
+	[PHASE_RCPT] = "RCPT TO",
+	[PHASE_DATA] = "DATA",
+	[PHASE_BDAT] = "BDAT",
+	[PHASE_EOD] = "end of data",
+	[PHASE_RSET] = "RSET",
+	[PHASE_QUIT] = "QUIT",
+};
+
+/* SPEC section 3.  Special cases first, keyed by phase and exact code; then
+ * the reply class decides: 4xx is temporary everywhere, 5xx is a permanent
+ * refusal.  A code of 0 in the table matches any 5xx of that phase. */
+static const struct {
+	enum smtp_phase phase;
+	int code;
+	int exitcode;
+} exit_table[] = {
+	{ PHASE_RCPT, 550, EX_NOUSER },    /* mailbox unavailable */
+	{ PHASE_RCPT, 551, EX_NOUSER },    /* user not local */
+	{ PHASE_RCPT, 553, EX_NOUSER },    /* mailbox name not allowed */
+	{ PHASE_AUTH, 530, EX_NOPERM },    /* RFC 4954: authentication required */
+	{ PHASE_AUTH, 534, EX_NOPERM },    /* mechanism too weak */
+	{ PHASE_AUTH, 535, EX_NOPERM },    /* credentials invalid */
+	{ PHASE_AUTH, 538, EX_NOPERM },    /* encryption required */
+	{ PHASE_MAIL, 530, EX_NOPERM },    /* relay wants AUTH first */
+	{ PHASE_RCPT, 530, EX_NOPERM },
+	{ PHASE_AUTH, 432, EX_TEMPFAIL },  /* password transition needed */
+};
+
+int result_exit_for_reply(enum smtp_phase phase, int code)
+{
+	for (size_t i = 0; i < sizeof exit_table / sizeof exit_table[0]; i++)
+		if (exit_table[i].phase == phase && exit_table[i].code == code)
+			return exit_table[i].exitcode;
+	if (code >= 200 && code < 400)
+		return EX_OK;
+	if (code >= 400 && code < 500)
+		return EX_TEMPFAIL;
+	if (code >= 500 && code < 600)
+		return EX_UNAVAILABLE;
+	return EX_PROTOCOL;
+}
+
+static const struct {
+	int code;
+	const char *name;
+} exit_names[] = {
+	{ EX_OK, "EX_OK" }, { EX_USAGE, "EX_USAGE" }, { EX_DATAERR, "EX_DATAERR" },
+	{ EX_NOINPUT, "EX_NOINPUT" }, { EX_NOUSER, "EX_NOUSER" },
+	{ EX_NOHOST, "EX_NOHOST" }, { EX_UNAVAILABLE, "EX_UNAVAILABLE" },
+	{ EX_SOFTWARE, "EX_SOFTWARE" }, { EX_OSERR, "EX_OSERR" },
+	{ EX_OSFILE, "EX_OSFILE" }, { EX_CANTCREAT, "EX_CANTCREAT" },
+	{ EX_IOERR, "EX_IOERR" }, { EX_TEMPFAIL, "EX_TEMPFAIL" },
+	{ EX_PROTOCOL, "EX_PROTOCOL" }, { EX_NOPERM, "EX_NOPERM" },
+	{ EX_CONFIG, "EX_CONFIG" },
+};
+
+const char *result_exit_name(int exitcode)
+{
+	for (size_t i = 0; i < sizeof exit_names / sizeof exit_names[0]; i++)
+		if (exit_names[i].code == exitcode)
+			return exit_names[i].name;
+	return "EX_UNKNOWN";
+}
+
+const char *result_phase_name(enum smtp_phase phase)
+{
+	if ((int)phase < 0 || phase >= PHASE__COUNT)
+		return "?";
+	return phase_names[phase];
+}
+
+void result_clear(struct result *r)
+{
+	memset(r, 0, sizeof *r);
+	r->exitcode = EX_OK;
+}
+
+size_t result_sanitise(char *out, size_t cap, const char *in, size_t len)
+{
+	size_t o = 0;
+
+	if (cap == 0)
+		return 0;
+	for (size_t i = 0; i < len && o + 1 < cap; i++) {
+		unsigned char ch = (unsigned char)in[i];
+		if (ch == '\n')
+			ch = ' ';   /* multi-line replies read as one line */
+		else if (ch < 0x20 || ch >= 0x7f)
+			ch = '?';   /* no escape sequence reaches the terminal */
+		out[o++] = (char)ch;
+	}
+	out[o] = '\0';
+	return o;
+}
+
+int result_fail(struct result *r, int exitcode, const char *fmt, ...)
+{
+	va_list ap;
+
+	r->exitcode = exitcode;
+	r->code = 0;
+	r->enh[0] = '\0';
+	va_start(ap, fmt);
+	vsnprintf(r->text, sizeof r->text, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+int result_reply(struct result *r, enum smtp_phase phase, int code,
+		 const char *enh, const char *text)
+{
+	r->exitcode = result_exit_for_reply(phase, code);
+	r->phase = phase;
+	r->code = code;
+	snprintf(r->enh, sizeof r->enh, "%s", enh ? enh : "");
+	result_sanitise(r->text, sizeof r->text, text ? text : "",
+			text ? strlen(text) : 0);
+	return -1;
+}

@@ -1,0 +1,60 @@
+/* smtp.h - one SMTP submission session (RFC 5321 with PIPELINING, SIZE).
+ *
+ * smtp_send connects, reads the greeting, says EHLO (HELO when EHLO gets a
+ * 5xx), sends MAIL/RCPT/DATA (in one write when PIPELINING is offered), streams
+ * the message through the body filter, sends QUIT together with the end of data
+ * and maps the outcome into a struct result.  It uses the transport (conn.h)
+ * and never touches sockets or TLS itself.
+ */
+#ifndef PUSHMAIL_SMTP_H
+#define PUSHMAIL_SMTP_H
+
+#include <stddef.h>
+#include "conn.h"
+#include "result.h"
+
+enum smtp_tls { SMTP_TLS_OFF = 0, SMTP_TLS_STARTTLS, SMTP_TLS_IMPLICIT };
+
+struct smtp_params {
+	const char *account;     /* for messages only */
+	const char *host;
+	const char *port;
+	const char *ehlo_name;   /* EHLO argument */
+	enum smtp_tls tls;
+	int timeout_s;           /* caps every RFC 5321 phase timeout; 0 = RFC values */
+	int partial_delivery;    /* 1: deliver to accepted recipients when some are refused */
+};
+
+struct smtp_envelope {
+	const char *from;            /* "" for the null sender */
+	const char *const *rcpt;
+	size_t nrcpt;
+	unsigned long long size;     /* size estimate for SIZE=, 0 when unknown */
+};
+
+/* The message: an in-memory header block followed by the rest of fd. */
+struct smtp_message {
+	const char *head;
+	size_t headlen;
+	int fd;                      /* -1 when there is no more input */
+};
+
+struct smtp_outcome {
+	size_t accepted;             /* recipients the relay accepted */
+	char final_reply[RESULT_TEXT_MAX]; /* text of the 2xx to the end of data */
+	unsigned long long bytes;    /* message bytes sent after normalisation */
+};
+
+/* Returns 0 when the relay accepted the message (with partial delivery,
+ * possibly for fewer recipients: refused ones are reported on stderr), or -1
+ * with r filled.  out may be NULL. */
+int smtp_send(const struct smtp_params *p, const struct smtp_envelope *env,
+	      const struct smtp_message *msg, struct smtp_outcome *out,
+	      struct result *r);
+
+/* The session on an existing connection (tests and fuzzing use a socketpair). */
+int smtp_session(struct conn *c, const struct smtp_params *p,
+		 const struct smtp_envelope *env, const struct smtp_message *msg,
+		 struct smtp_outcome *out, struct result *r);
+
+#endif
