@@ -42,9 +42,19 @@ struct config {
 	size_t n;
 	struct account defaults;      /* the [defaults] section (name "defaults") */
 	char *default_account;        /* top-level default_account, or NULL */
+	const char *default_account_file; /* where it was set (into files[]) */
+	int default_account_line;
 	char *files[4];               /* paths loaded, owned; settings point at these */
 	size_t nfiles;
 };
+
+/* A struct config must be zeroed (`struct config c = {0};`) before the first
+ * load; cfg_free leaves it zeroed again.  Top-level queue_dir is stored as a
+ * [defaults] setting (c->defaults.s[K_QUEUE_DIR]). */
+
+/* Limits: a longer line or a larger file is an error, never truncated. */
+#define CFG_LINE_MAX 1024             /* bytes per line, without the line end */
+#define CFG_FILE_MAX (1024 * 1024)    /* bytes per file */
 
 /* Find and load the configuration in SPEC search order: `path` when given
  * (--config), else $PUSHMAIL_CONFIG (ignored when set-id), else the system file
@@ -71,7 +81,12 @@ int cfg_finish(struct config *c, struct result *r);
 const struct account *cfg_select(const struct config *c, const char *name,
 				 const char *env_from, struct result *r);
 
-/* Typed access to a finished account.  cfg_str returns NULL when unset. */
+/* Typed access to a finished account.  cfg_str returns NULL when unset; the
+ * string lives until cfg_free.  Values are stored normalised: booleans as
+ * "yes"/"no", enums in their canonical spelling, numbers in decimal,
+ * from_match and dsn_notify as comma lists without spaces.  cfg_bool and
+ * cfg_long return dflt when the key is unset; cfg_long gives queue_lifetime
+ * in seconds. */
 const char *cfg_str(const struct account *a, enum cfg_key k);
 int cfg_bool(const struct account *a, enum cfg_key k, int dflt);
 long cfg_long(const struct account *a, enum cfg_key k, long dflt);
@@ -80,8 +95,20 @@ long cfg_long(const struct account *a, enum cfg_key k, long dflt);
  * globs; user+tag@dom also tried as user@dom). */
 int cfg_from_matches(const struct account *a, const char *addr);
 
-/* Name of a key ("tls_trust_file"). */
+/* Name of a key ("tls_trust_file"); "?" when k is out of range. */
 const char *cfg_key_name(enum cfg_key k);
+
+/* Derived defaults (not stored by cfg_finish, computed here so there is one
+ * rule).  cfg_port: the explicit port, else "465" for tls = implicit, "25" for
+ * tls = off, "587" otherwise.  cfg_tls_mode: the tls key, else CFG_TLS_IMPLICIT
+ * when the port is 465, else CFG_TLS_STARTTLS. */
+enum { CFG_TLS_OFF = 0, CFG_TLS_STARTTLS = 1, CFG_TLS_IMPLICIT = 2 };
+const char *cfg_port(const struct account *a);
+int cfg_tls_mode(const struct account *a);
+
+/* Tests only: look for the system file in `dir` instead of SYSCONFDIR
+ * (NULL restores SYSCONFDIR).  The pointer is kept, not copied. */
+void cfg_set_sysconfdir(const char *dir);
 
 void cfg_free(struct config *c);
 

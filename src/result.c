@@ -110,12 +110,26 @@ size_t result_sanitise(char *out, size_t cap, const char *in, size_t len)
 	return o;
 }
 
+void result_describe(const struct result *r, char *out, size_t cap)
+{
+	const char *ph = result_phase_name(r->phase);
+	const char *sep = *ph ? ": " : "";
+
+	if (r->code && r->arg[0])
+		snprintf(out, cap, "%s:<%s>: %d %s", ph, r->arg, r->code, r->text);
+	else if (r->code)
+		snprintf(out, cap, "%s%s%d %s", ph, sep, r->code, r->text);
+	else
+		snprintf(out, cap, "%s%s%s", ph, sep, r->text);
+}
+
 int result_fail(struct result *r, int exitcode, const char *fmt, ...)
 {
 	va_list ap;
 
 	r->exitcode = exitcode;
 	r->code = 0;
+	r->arg[0] = '\0';
 	r->enh[0] = '\0';
 	va_start(ap, fmt);
 	vsnprintf(r->text, sizeof r->text, fmt, ap);
@@ -129,6 +143,7 @@ int result_reply(struct result *r, enum smtp_phase phase, int code,
 	r->exitcode = result_exit_for_reply(phase, code);
 	r->phase = phase;
 	r->code = code;
+	r->arg[0] = '\0';
 	snprintf(r->enh, sizeof r->enh, "%s", enh ? enh : "");
 	result_sanitise(r->text, sizeof r->text, text ? text : "",
 			text ? strlen(text) : 0);

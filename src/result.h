@@ -40,6 +40,7 @@ struct result {
 	enum smtp_phase phase;    /* step that failed, PHASE_NONE for local failures */
 	int code;                 /* SMTP reply code, 0 when none */
 	char enh[16];             /* RFC 3463 enhanced status ("5.1.1"), "" when none */
+	char arg[256];            /* what the failed command was about (a recipient), or "" */
 	char text[RESULT_TEXT_MAX]; /* human text: server reply (sanitised) or local reason */
 };
 
@@ -59,6 +60,10 @@ int result_reply(struct result *r, enum smtp_phase phase, int code,
 /* The exit table itself (pure): the sysexits value for an SMTP reply `code`
  * received in `phase`.  Returns EX_OK for 2xx/3xx. */
 int result_exit_for_reply(enum smtp_phase phase, int code);
+
+/* One line describing r for humans, e.g. "RCPT TO:<a@b>: 550 5.1.1 no such
+ * user" or "connect: connection refused".  Writes at most cap bytes. */
+void result_describe(const struct result *r, char *out, size_t cap);
 
 /* The SMTP command name of a phase, for messages ("RCPT TO", "end of data"). */
 const char *result_phase_name(enum smtp_phase phase);

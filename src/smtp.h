@@ -10,6 +10,7 @@
 #define PUSHMAIL_SMTP_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include "conn.h"
 #include "result.h"
 
@@ -56,5 +57,11 @@ int smtp_send(const struct smtp_params *p, const struct smtp_envelope *env,
 int smtp_session(struct conn *c, const struct smtp_params *p,
 		 const struct smtp_envelope *env, const struct smtp_message *msg,
 		 struct smtp_outcome *out, struct result *r);
+
+/* --dry-run: print "MAIL FROM:<..>", "RCPT TO:<..>" lines, "DATA", then the
+ * exact bytes that would follow DATA (dot-stuffed, ending ".\r\n") to f.
+ * Nothing is connected to.  Returns 0 or -1 with r filled. */
+int smtp_dry_run(FILE *f, const struct smtp_envelope *env,
+		 const struct smtp_message *msg, struct result *r);
 
 #endif

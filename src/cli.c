@@ -1,0 +1,280 @@
+/* cli.c - sendmail-compatible option parsing (see cli.h). */
+#include "config.h"
+#include "cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* How a letter takes its argument: none, required (attached "-fa@b" or the next
+ * word "-f a@b"), the rest of the word only ("-oi", "-q15m", "-bp"). */
+enum arg_rule { ARG_NONE, ARG_REQUIRED, ARG_ATTACHED };
+
+enum action {
+	A_IGNORE, A_EXTRACT, A_VERBOSE, A_FROM, A_FULLNAME, A_CONFIG, A_ACCOUNT,
+	A_OPTION, A_MODE, A_BODY, A_NOTIFY, A_RET, A_ENVID, A_QUEUE, A_TAG,
+	A_TRANSCRIPT,
+};
+
+struct letter {
+	char ch;
+	enum arg_rule rule;
+	enum action act;
+};
+
+static const struct letter letters[] = {
+	{ 't', ARG_NONE, A_EXTRACT },
+	{ 'i', ARG_NONE, A_IGNORE },      /* a lone "." never ends input anyway */
+	{ 'v', ARG_NONE, A_VERBOSE },
+	{ 'm', ARG_NONE, A_IGNORE },      /* "me too": meaningless for a relay client */
+	{ 'n', ARG_NONE, A_IGNORE },      /* no aliasing */
+	{ 'G', ARG_NONE, A_IGNORE },      /* gateway submission */
+	{ 'U', ARG_NONE, A_IGNORE },      /* initial user submission */
+	{ 'f', ARG_REQUIRED, A_FROM },
+	{ 'r', ARG_REQUIRED, A_FROM },    /* old name of -f */
+	{ 'F', ARG_REQUIRED, A_FULLNAME },
+	{ 'C', ARG_REQUIRED, A_CONFIG },
+	{ 'a', ARG_REQUIRED, A_ACCOUNT },
+	{ 'N', ARG_REQUIRED, A_NOTIFY },
+	{ 'R', ARG_REQUIRED, A_RET },
+	{ 'V', ARG_REQUIRED, A_ENVID },
+	{ 'L', ARG_REQUIRED, A_TAG },
+	{ 'X', ARG_REQUIRED, A_TRANSCRIPT },
+	{ 'h', ARG_REQUIRED, A_IGNORE },  /* hop count */
+	{ 'A', ARG_REQUIRED, A_IGNORE },  /* -Ac / -Am: which sendmail.cf */
+	{ 'O', ARG_REQUIRED, A_IGNORE },  /* -O option=value */
+	{ 'o', ARG_ATTACHED, A_OPTION },  /* -oi, -oem, -odi, ... */
+	{ 'B', ARG_ATTACHED, A_BODY },    /* -B8BITMIME, -BBINARYMIME */
+	{ 'b', ARG_ATTACHED, A_MODE },    /* -bm, -bp, -bs, -bi */
+	{ 'q', ARG_ATTACHED, A_QUEUE },   /* -q, -q15m */
+};
+
+enum long_kind { L_FLAG, L_VALUE };
+
+struct long_opt {
+	const char *name;
+	enum long_kind kind;
+	size_t off;        /* offsetof the field in struct options */
+	int mode;          /* for flags: a mode to select, or -1 to set an int field */
+};
+
+#define OFF(f) offsetof(struct options, f)
+
+static const struct long_opt long_opts[] = {
+	{ "config", L_VALUE, OFF(config), 0 },
+	{ "account", L_VALUE, OFF(account), 0 },
+	{ "host", L_VALUE, OFF(host), 0 },
+	{ "port", L_VALUE, OFF(port), 0 },
+	{ "tls", L_VALUE, OFF(tls), 0 },
+	{ "auth", L_VALUE, OFF(auth), 0 },
+	{ "user", L_VALUE, OFF(user), 0 },
+	{ "from", L_VALUE, OFF(from), 0 },
+	{ "timeout", L_VALUE, OFF(timeout), 0 },
+	{ "read-envelope-from", L_FLAG, OFF(read_envelope_from), -1 },
+	{ "dry-run", L_FLAG, OFF(dry_run), -1 },
+	{ "no-queue", L_FLAG, OFF(no_queue), -1 },
+	{ "verbose", L_FLAG, OFF(verbose), -1 },
+	{ "serverinfo", L_FLAG, 0, MODE_SERVERINFO },
+	{ "check", L_FLAG, 0, MODE_CHECK },
+	{ "version", L_FLAG, 0, MODE_VERSION },
+	{ "help", L_FLAG, 0, MODE_HELP },
+};
+
+static const struct {
+	const char *word;
+	enum cli_mode mode;
+} b_modes[] = {
+	{ "m", MODE_SEND }, { "p", MODE_QUEUE_LIST }, { "s", MODE_SMTP },
+	{ "i", MODE_ALIASES },
+};
+
+void cli_usage(FILE *f)
+{
+	fprintf(f, "usage: pushmail [-t] [-i] [-v] [-C file] [-a account] [-f from] "
+		"[-F name] [--dry-run] [--] recipient...\n"
+		"       pushmail --help | --version | --serverinfo | --check\n");
+}
+
+void cli_help(FILE *f)
+{
+	cli_usage(f);
+	fprintf(f,
+		"\nSubmit the message on standard input to the account's SMTP relay.\n\n"
+		"  -t                  take recipients from To/Cc/Bcc (Bcc is removed)\n"
+		"  -f, -r ADDR         envelope sender (<> for the null sender)\n"
+		"  -F NAME             full name for a generated From header\n"
+		"  -C, --config FILE   configuration file\n"
+		"  -a, --account NAME  account to use\n"
+		"  -v, --verbose       print the SMTP transcript on stderr\n"
+		"  -i, -oi             accepted: a lone \".\" never ends the input\n"
+		"  --dry-run           print the envelope and the DATA bytes, send nothing\n"
+		"  --host, --port, --tls, --auth, --user, --from, --timeout VALUE\n"
+		"                      override the account's setting\n"
+		"  --read-envelope-from  use the From header as envelope sender\n"
+		"  --version, --help\n\n"
+		"Other sendmail options (-oem -odi -B8BITMIME -N -R -V -L ...) are\n"
+		"accepted; see pushmail(1).  Exit status follows sysexits(3).\n");
+}
+
+static void note_ignored(struct options *o, const char *arg)
+{
+	if (o->nignored < CLI_IGNORED_MAX)
+		o->ignored[o->nignored++] = arg;
+}
+
+static int set_mode(struct options *o, const char *word, struct result *r)
+{
+	for (size_t i = 0; i < sizeof b_modes / sizeof b_modes[0]; i++)
+		if (strcmp(word, b_modes[i].word) == 0) {
+			o->mode = b_modes[i].mode;
+			return 0;
+		}
+	return result_fail(r, EX_USAGE, "unsupported mode -b%s", word);
+}
+
+/* Apply one letter with its argument (NULL for ARG_NONE). */
+static int apply(struct options *o, const struct letter *l, const char *arg,
+		 const char *word, struct result *r)
+{
+	switch (l->act) {
+	case A_IGNORE: note_ignored(o, word); return 0;
+	case A_EXTRACT: o->extract = 1; return 0;
+	case A_VERBOSE: o->verbose = 1; return 0;
+	case A_FROM: o->from = arg; return 0;
+	case A_FULLNAME: o->full_name = arg; return 0;
+	case A_CONFIG: o->config = arg; return 0;
+	case A_ACCOUNT: o->account = arg; return 0;
+	case A_NOTIFY: o->dsn_notify = arg; return 0;
+	case A_RET: o->dsn_ret = arg; return 0;
+	case A_ENVID: o->dsn_envid = arg; return 0;
+	case A_TAG: o->log_tag = arg; return 0;
+	case A_TRANSCRIPT: o->transcript = arg; return 0;
+	case A_BODY: o->body_type = arg; return 0;
+	case A_OPTION: note_ignored(o, word); return 0;  /* -oi, -oem, -odb... */
+	case A_MODE: return set_mode(o, arg, r);
+	case A_QUEUE:
+		o->mode = MODE_QUEUE_RUN;
+		o->queue_interval = *arg ? arg : NULL;
+		return 0;
+	}
+	return 0;
+}
+
+static const struct letter *find_letter(char ch)
+{
+	for (size_t i = 0; i < sizeof letters / sizeof letters[0]; i++)
+		if (letters[i].ch == ch)
+			return &letters[i];
+	return NULL;
+}
+
+/* One "-xyz" word; may consume argv[*i + 1].  Letters without arguments may
+ * be grouped ("-ti"). */
+static int parse_short(int argc, char **argv, int *i, struct options *o,
+		       struct result *r)
+{
+	const char *word = argv[*i];
+
+	for (const char *p = word + 1; *p; p++) {
+		const struct letter *l = find_letter(*p);
+		const char *arg = NULL;
+
+		if (!l)
+			return result_fail(r, EX_USAGE, "unknown option -%c", *p);
+		if (l->rule == ARG_ATTACHED) {
+			arg = p + 1;
+		} else if (l->rule == ARG_REQUIRED) {
+			if (p[1])
+				arg = p + 1;
+			else if (*i + 1 < argc)
+				arg = argv[++*i];
+			else
+				return result_fail(r, EX_USAGE,
+						   "option -%c needs an argument", *p);
+		}
+		if (apply(o, l, arg, word, r) < 0)
+			return -1;
+		if (l->rule != ARG_NONE)
+			break;
+	}
+	return 0;
+}
+
+static int parse_long(int argc, char **argv, int *i, struct options *o,
+		      struct result *r)
+{
+	const char *name = argv[*i] + 2, *eq = strchr(name, '=');
+	size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+
+	for (size_t k = 0; k < sizeof long_opts / sizeof long_opts[0]; k++) {
+		const struct long_opt *lo = &long_opts[k];
+		if (strlen(lo->name) != nlen || strncmp(lo->name, name, nlen) != 0)
+			continue;
+		if (lo->kind == L_FLAG) {
+			if (eq)
+				return result_fail(r, EX_USAGE,
+						   "option --%s takes no value", lo->name);
+			if (lo->mode >= 0)
+				o->mode = (enum cli_mode)lo->mode;
+			else
+				*(int *)((char *)o + lo->off) = 1;
+			return 0;
+		}
+		const char *val = eq ? eq + 1 : NULL;
+		if (!val && *i + 1 < argc)
+			val = argv[++*i];
+		if (!val)
+			return result_fail(r, EX_USAGE, "option --%s needs a value",
+					   lo->name);
+		*(const char **)((char *)o + lo->off) = val;
+		return 0;
+	}
+	return result_fail(r, EX_USAGE, "unknown option --%.*s", (int)nlen, name);
+}
+
+static const char *base_name(const char *p)
+{
+	const char *s = strrchr(p, '/');
+
+	return s ? s + 1 : p;
+}
+
+int cli_parse(int argc, char **argv, struct options *o, struct result *r)
+{
+	int i, only_rcpt = 0;
+
+	memset(o, 0, sizeof *o);
+	o->rcpt = calloc((size_t)argc + 1, sizeof *o->rcpt);
+	if (!o->rcpt)
+		return result_fail(r, EX_OSERR, "out of memory");
+	if (argc > 0 && strcmp(base_name(argv[0]), "mailq") == 0)
+		o->mode = MODE_QUEUE_LIST;
+	if (argc > 0 && strcmp(base_name(argv[0]), "newaliases") == 0)
+		o->mode = MODE_ALIASES;
+	/* SPEC 1: a line break in any argument could end up on the wire or in a
+	 * header; refuse before anything happens.  (argv cannot hold a NUL.) */
+	for (i = 1; i < argc; i++)
+		if (strpbrk(argv[i], "\r\n"))
+			return result_fail(r, EX_USAGE,
+					   "argument %d contains a line break", i);
+	for (i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (only_rcpt || a[0] != '-' || a[1] == '\0') {
+			o->rcpt[o->nrcpt++] = argv[i];
+			continue;
+		}
+		if (strcmp(a, "--") == 0) {
+			only_rcpt = 1;
+			continue;
+		}
+		if ((a[1] == '-' ? parse_long(argc, argv, &i, o, r) :
+				   parse_short(argc, argv, &i, o, r)) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+void cli_free(struct options *o)
+{
+	free(o->rcpt);
+	o->rcpt = NULL;
+}

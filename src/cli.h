@@ -1,0 +1,60 @@
+/* cli.h - the command line: sendmail's options and pushmail's long options.
+ *
+ * Table-driven (cli.c): every letter sendmail callers pass is in a table with
+ * its argument rule and what it does, including the ones accepted and ignored
+ * (cron mail has been lost to tools that reject -oem or -B8BITMIME).
+ */
+#ifndef PUSHMAIL_CLI_H
+#define PUSHMAIL_CLI_H
+
+#include <stdio.h>
+#include "result.h"
+
+enum cli_mode {
+	MODE_SEND = 0,     /* read a message from stdin and submit it */
+	MODE_VERSION,
+	MODE_HELP,
+	MODE_QUEUE_LIST,   /* -bp, mailq */
+	MODE_QUEUE_RUN,    /* -q[INTERVAL] */
+	MODE_SMTP,         /* -bs */
+	MODE_ALIASES,      /* -bi, newaliases */
+	MODE_SERVERINFO,   /* --serverinfo */
+	MODE_CHECK,        /* --check */
+};
+
+#define CLI_IGNORED_MAX 16
+
+struct options {
+	enum cli_mode mode;
+	const char *config;        /* -C, --config */
+	const char *account;       /* -a, --account */
+	const char *from;          /* -f, -r, --from: envelope sender */
+	const char *full_name;     /* -F */
+	const char *host, *port, *tls, *auth, *user, *timeout; /* --host ... overrides */
+	const char *queue_interval; /* -qINTERVAL */
+	const char *dsn_notify, *dsn_ret, *dsn_envid; /* -N, -R, -V */
+	const char *body_type;     /* -B value */
+	const char *log_tag;       /* -L */
+	const char *transcript;    /* -X FILE */
+	int extract;               /* -t */
+	int verbose;               /* -v */
+	int dry_run;               /* --dry-run */
+	int read_envelope_from;    /* --read-envelope-from */
+	int no_queue;              /* --no-queue */
+	char **rcpt;               /* recipient arguments (point into argv) */
+	int nrcpt;
+	const char *ignored[CLI_IGNORED_MAX]; /* accepted-and-ignored options, for -v */
+	int nignored;
+};
+
+/* Parse argv (argv[0]'s basename selects mailq/newaliases).  Permutes like
+ * GNU getopt: options may follow recipients until "--".  Returns 0, or -1 with
+ * r filled (EX_USAGE: unknown option, missing argument, CR/LF in an argument).
+ * `o` points into argv; argv must outlive it.  rcpt is malloc'd (cli_free). */
+int cli_parse(int argc, char **argv, struct options *o, struct result *r);
+void cli_free(struct options *o);
+
+void cli_usage(FILE *f);
+void cli_help(FILE *f);
+
+#endif

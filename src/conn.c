@@ -1,0 +1,363 @@
+/* conn.c - sockets, deadlines, buffered line reader and writer (see conn.h).
+ *
+ * All descriptors are non-blocking; every wait is a poll() bounded by the
+ * caller's deadline, so no server can hold pushmail longer than the phase
+ * timeout.  The ops table is the one place where plain and TLS differ.
+ */
+#include "config.h"
+#include "conn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+struct conn {
+	int fd;
+	const struct conn_ops *ops;
+	void *ctx;
+	size_t rpos, rlen;
+	char rbuf[CONN_RBUF];
+	size_t wlen;
+	char *wbuf;
+	unsigned long long out_total;
+};
+
+/* ---- plain socket byte mover ------------------------------------------- */
+
+static ssize_t plain_read(void *ctx, void *buf, size_t len)
+{
+	return read(*(int *)ctx, buf, len);
+}
+
+static ssize_t plain_write(void *ctx, const void *buf, size_t len)
+{
+	/* MSG_NOSIGNAL: a peer that went away is an error return, not SIGPIPE. */
+	ssize_t n = send(*(int *)ctx, buf, len, MSG_NOSIGNAL);
+	if (n < 0 && errno == ENOTSOCK)
+		n = write(*(int *)ctx, buf, len);
+	return n;
+}
+
+static const struct conn_ops plain_ops = {
+	.read = plain_read,
+	.write = plain_write,
+};
+
+/* ---- deadlines ------------------------------------------------------------ */
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Wait until fd is ready for `events` or the deadline passes.
+ * Returns 1 ready, 0 timeout, -1 error. */
+static int wait_fd(int fd, short events, long long deadline)
+{
+	for (;;) {
+		long long left = deadline - now_ms();
+		struct pollfd pfd = { .fd = fd, .events = events };
+		int n;
+
+		if (left <= 0)
+			return 0;
+		n = poll(&pfd, 1, left > 1000000000 ? 1000000000 : (int)left);
+		if (n > 0)
+			return 1;
+		if (n == 0)
+			return 0;
+		if (errno != EINTR)
+			return -1;
+	}
+}
+
+static int set_nonblock(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+/* ---- construction -------------------------------------------------------- */
+
+struct conn *conn_from_fd(int fd)
+{
+	struct conn *c = calloc(1, sizeof *c);
+
+	if (!c)
+		return NULL;
+	c->wbuf = malloc(CONN_WBUF);
+	if (!c->wbuf) {
+		free(c);
+		return NULL;
+	}
+	set_nonblock(fd);
+	c->fd = fd;
+	c->ops = &plain_ops;
+	c->ctx = &c->fd;
+	return c;
+}
+
+void conn_set_ops(struct conn *c, const struct conn_ops *ops, void *ctx)
+{
+	c->ops = ops;
+	c->ctx = ctx;
+}
+
+int conn_fd(const struct conn *c)
+{
+	return c->fd;
+}
+
+/* Try one address within `wait_ms`.  Returns the connected fd or -1 (errno). */
+static int try_connect(const struct addrinfo *ai, long long deadline)
+{
+	int fd, err;
+	socklen_t len = sizeof err;
+
+	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+		    ai->ai_protocol);
+	if (fd < 0)
+		return -1;
+	if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+		return fd;
+	if (errno != EINPROGRESS)
+		goto fail;
+	switch (wait_fd(fd, POLLOUT, deadline)) {
+	case 0:
+		errno = ETIMEDOUT;
+		goto fail;
+	case -1:
+		goto fail;
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		goto fail;
+	if (err == 0)
+		return fd;
+	errno = err;
+fail:
+	err = errno;
+	close(fd);
+	errno = err;
+	return -1;
+}
+
+static int resolve(const char *host, const char *port, struct addrinfo **res,
+		   struct result *r)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+	int rc = getaddrinfo(host, port, &hints, res);
+
+	if (rc == 0)
+		return 0;
+	r->phase = PHASE_CONNECT;
+	if (rc == EAI_NONAME || rc == EAI_NODATA)
+		return result_fail(r, EX_NOHOST, "host '%s' not found: %s", host,
+				   gai_strerror(rc));
+	if (rc == EAI_SERVICE)
+		return result_fail(r, EX_CONFIG, "bad port '%s': %s", port,
+				   gai_strerror(rc));
+	if (rc == EAI_SYSTEM)
+		return result_fail(r, EX_TEMPFAIL, "cannot resolve '%s': %s", host,
+				   strerror(errno));
+	return result_fail(r, EX_TEMPFAIL, "cannot resolve '%s': %s", host,
+			   gai_strerror(rc));
+}
+
+int conn_connect(struct conn **out, const char *host, const char *port,
+		 int timeout_ms, struct result *r)
+{
+	struct addrinfo *res, *ai;
+	long long start = now_ms(), deadline = start + timeout_ms;
+	int fd = -1, err = 0, left = 0;
+
+	*out = NULL;
+	if (resolve(host, port, &res, r) < 0)
+		return -1;
+	for (ai = res; ai; ai = ai->ai_next)
+		left++;
+	/* One overall deadline: each address gets an equal share of what is
+	 * left, so a black-holed IPv6 address cannot eat the whole budget. */
+	for (ai = res; ai && fd < 0; ai = ai->ai_next, left--) {
+		long long now = now_ms();
+		fd = try_connect(ai, now + (deadline - now) / left);
+		if (fd < 0)
+			err = errno;
+	}
+	freeaddrinfo(res);
+	r->phase = PHASE_CONNECT;
+	if (fd < 0)
+		return result_fail(r, EX_TEMPFAIL, "cannot connect to %s port %s: %s",
+				   host, port, strerror(err));
+	*out = conn_from_fd(fd);
+	if (!*out) {
+		close(fd);
+		return result_fail(r, EX_OSERR, "out of memory");
+	}
+	return 0;
+}
+
+/* ---- writing -------------------------------------------------------------- */
+
+static int io_fail(struct result *r, int timed_out, const char *what)
+{
+	if (timed_out)
+		return result_fail(r, EX_TEMPFAIL, "timed out %s", what);
+	return result_fail(r, EX_TEMPFAIL, "connection lost %s: %s", what,
+			   errno ? strerror(errno) : "closed by the server");
+}
+
+static int write_all(struct conn *c, const char *p, size_t len, long long deadline,
+		     struct result *r)
+{
+	while (len > 0) {
+		ssize_t n = c->ops->write(c->ctx, p, len);
+		if (n > 0) {
+			p += n;
+			len -= (size_t)n;
+			c->out_total += (unsigned long long)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			int w = wait_fd(c->fd, POLLOUT, deadline);
+			if (w > 0)
+				continue;
+			return io_fail(r, w == 0, "while sending");
+		}
+		if (n == 0)
+			errno = 0;
+		return io_fail(r, 0, "while sending");
+	}
+	return 0;
+}
+
+int conn_flush(struct conn *c, int timeout_ms, struct result *r)
+{
+	int rc = write_all(c, c->wbuf, c->wlen, now_ms() + timeout_ms, r);
+
+	c->wlen = 0;
+	return rc;
+}
+
+int conn_write(struct conn *c, const void *buf, size_t len, int timeout_ms,
+	       struct result *r)
+{
+	if (c->wlen + len > CONN_WBUF && conn_flush(c, timeout_ms, r) < 0)
+		return -1;
+	if (len >= CONN_WBUF)
+		return write_all(c, buf, len, now_ms() + timeout_ms, r);
+	memcpy(c->wbuf + c->wlen, buf, len);
+	c->wlen += len;
+	return 0;
+}
+
+char *conn_wspace(struct conn *c, size_t *room)
+{
+	*room = CONN_WBUF - c->wlen;
+	return c->wbuf + c->wlen;
+}
+
+void conn_commit(struct conn *c, size_t n)
+{
+	c->wlen += n;
+}
+
+/* ---- reading -------------------------------------------------------------- */
+
+/* Read more into rbuf.  Returns 1 got data, or -1 with r filled. */
+static int fill(struct conn *c, long long deadline, struct result *r)
+{
+	if (c->rpos > 0) {
+		memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
+		c->rlen -= c->rpos;
+		c->rpos = 0;
+	}
+	for (;;) {
+		ssize_t n = c->ops->read(c->ctx, c->rbuf + c->rlen,
+					 sizeof c->rbuf - c->rlen);
+		if (n > 0) {
+			c->rlen += (size_t)n;
+			return 1;
+		}
+		if (n == 0) {
+			errno = 0;
+			return io_fail(r, 0, "while waiting for a reply");
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return io_fail(r, 0, "while waiting for a reply");
+		int w = wait_fd(c->fd, POLLIN, deadline);
+		if (w <= 0)
+			return io_fail(r, w == 0, "waiting for a reply");
+	}
+}
+
+int conn_getline(struct conn *c, char *buf, size_t cap, size_t *len,
+		 int timeout_ms, struct result *r)
+{
+	long long deadline = now_ms() + timeout_ms;
+
+	for (;;) {
+		char *start = c->rbuf + c->rpos;
+		size_t avail = c->rlen - c->rpos;
+		char *nl = memchr(start, '\n', avail);
+
+		if (nl) {
+			size_t n = (size_t)(nl - start);
+			if (n > 0 && start[n - 1] == '\r')
+				n--;
+			if (n >= cap)
+				break;
+			memcpy(buf, start, n);
+			buf[n] = '\0';
+			*len = n;
+			c->rpos += (size_t)(nl - start) + 1;
+			return 0;
+		}
+		/* No line end yet: a line that cannot fit is refused now, before
+		 * reading more of it, so an endless line costs bounded memory. */
+		if (avail >= cap || avail >= sizeof c->rbuf)
+			break;
+		if (fill(c, deadline, r) < 0)
+			return -1;
+	}
+	return result_fail(r, EX_PROTOCOL, "reply line longer than %zu bytes",
+			   cap - 1);
+}
+
+size_t conn_unread(const struct conn *c)
+{
+	return c->rlen - c->rpos;
+}
+
+unsigned long long conn_bytes_out(const struct conn *c)
+{
+	return c->out_total;
+}
+
+void conn_close(struct conn *c)
+{
+	if (!c)
+		return;
+	if (c->ops->close)
+		c->ops->close(c->ctx);
+	/* Half-close first so a QUIT still in flight is not turned into a RST
+	 * by unread data on our side. */
+	shutdown(c->fd, SHUT_WR);
+	close(c->fd);
+	free(c->wbuf);
+	free(c);
+}

@@ -1,0 +1,474 @@
+/* smtp.c - one SMTP submission session (see smtp.h).
+ *
+ * Shaped like curl's lib/smtp.c: each protocol step is a small function that
+ * queues its command(s) and one that checks the reply.  Commands go through
+ * send_cmd(), the only place that writes a command, which refuses CR, LF and
+ * NUL so that no value can inject a second command (SPEC 4).
+ */
+#include "config.h"
+#include "smtp.h"
+#include "body.h"
+#include "log.h"
+#include "reply.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* RFC 5321 4.5.3.2 timeouts, in seconds, capped by the account's `timeout`. */
+enum { T_CONNECT = 60, T_GREETING = 300, T_EHLO = 300, T_MAIL = 300,
+       T_RCPT = 300, T_DATA = 120, T_BLOCK = 180, T_EOD = 600, T_QUIT = 10 };
+
+#define BODY_BLOCK (64 * 1024)
+
+struct session {
+	struct conn *c;
+	const struct smtp_params *p;
+	struct result *r;
+	struct caps caps;
+	int dead;          /* the connection is unusable: send nothing more */
+	int in_data;       /* a 354 was received and the data is unfinished */
+	size_t accepted;   /* recipients accepted in this transaction */
+	struct reply rp;
+	char line[REPLY_LINE_MAX + 2];
+};
+
+static int tmo(const struct session *s, int secs)
+{
+	if (s->p->timeout_s > 0 && s->p->timeout_s < secs)
+		secs = s->p->timeout_s;
+	return secs * 1000;
+}
+
+/* Mark a transport failure: it happened during `phase`, nothing more goes out. */
+static int conn_failed(struct session *s, enum smtp_phase phase)
+{
+	s->dead = 1;
+	s->r->phase = phase;
+	return -1;
+}
+
+/* Queue one command line.  The one gate for everything that reaches the wire
+ * as a command: a CR or LF in any value would start a new command. */
+__attribute__((format(printf, 2, 3)))
+static int send_cmd(struct session *s, const char *fmt, ...)
+{
+	char buf[2048];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof buf - 2, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof buf - 2)
+		return result_fail(s->r, EX_USAGE, "SMTP command too long");
+	if (strpbrk(buf, "\r\n"))
+		return result_fail(s->r, EX_USAGE,
+				   "refusing to send a command containing CR or LF");
+	log_proto("->", buf, (size_t)n);
+	memcpy(buf + n, "\r\n", 2);
+	if (conn_write(s->c, buf, (size_t)n + 2, tmo(s, T_BLOCK), s->r) < 0)
+		return conn_failed(s, PHASE_NONE);
+	return 0;
+}
+
+static int flush(struct session *s, enum smtp_phase phase, int secs)
+{
+	if (conn_flush(s->c, tmo(s, secs), s->r) < 0)
+		return conn_failed(s, phase);
+	return 0;
+}
+
+/* Read one complete reply into s->rp.  -1: transport or syntax failure. */
+static int read_reply(struct session *s, enum smtp_phase phase, int secs)
+{
+	const char *why = NULL;
+	size_t len;
+
+	reply_init(&s->rp);
+	for (;;) {
+		if (conn_getline(s->c, s->line, sizeof s->line, &len, tmo(s, secs),
+				 s->r) < 0)
+			return conn_failed(s, phase);
+		log_proto("<-", s->line, len);
+		switch (reply_feed(&s->rp, s->line, len, &why)) {
+		case REPLY_MORE:
+			continue;
+		case REPLY_DONE:
+			return 0;
+		case REPLY_BAD:
+			s->dead = 1;
+			s->r->phase = phase;
+			return result_fail(s->r, EX_PROTOCOL,
+					   "malformed reply to %s: %s",
+					   result_phase_name(phase), why);
+		}
+	}
+}
+
+/* The reply's first digit must be `want` (2, or 3 for DATA's 354). */
+static int check_reply(struct session *s, enum smtp_phase phase, int want)
+{
+	if (s->rp.code / 100 == want)
+		return 0;
+	return result_reply(s->r, phase, s->rp.code, s->rp.enh, s->rp.text);
+}
+
+static int expect(struct session *s, enum smtp_phase phase, int secs, int want)
+{
+	if (read_reply(s, phase, secs) < 0)
+		return -1;
+	return check_reply(s, phase, want);
+}
+
+/* ---- steps ---------------------------------------------------------------- */
+
+static int do_greeting(struct session *s)
+{
+	return expect(s, PHASE_GREETING, T_GREETING, 2);
+}
+
+/* EHLO; HELO only when EHLO is refused with 5xx (RFC 5321 4.1.4, 3.2). */
+static int do_ehlo(struct session *s)
+{
+	memset(&s->caps, 0, sizeof s->caps);
+	if (send_cmd(s, "EHLO %s", s->p->ehlo_name) < 0 ||
+	    flush(s, PHASE_EHLO, T_EHLO) < 0 ||
+	    read_reply(s, PHASE_EHLO, T_EHLO) < 0)
+		return -1;
+	if (s->rp.code / 100 == 2) {
+		caps_parse(&s->caps, &s->rp);
+		return 0;
+	}
+	if (s->rp.code / 100 != 5)
+		return check_reply(s, PHASE_EHLO, 2);
+	log_info("EHLO refused, trying HELO");
+	if (send_cmd(s, "HELO %s", s->p->ehlo_name) < 0 ||
+	    flush(s, PHASE_HELO, T_EHLO) < 0)
+		return -1;
+	return expect(s, PHASE_HELO, T_EHLO, 2);
+}
+
+/* RFC 1870: refuse before sending anything when the server already said the
+ * message is too big for it. */
+static int check_size(struct session *s, const struct smtp_envelope *env)
+{
+	if (!(s->caps.flags & CAP_SIZE) || s->caps.size_max == 0 ||
+	    env->size <= s->caps.size_max)
+		return 0;
+	s->r->phase = PHASE_MAIL;
+	return result_fail(s->r, EX_UNAVAILABLE,
+			   "message of %llu bytes exceeds the server's limit of %llu bytes",
+			   env->size, s->caps.size_max);
+}
+
+static int send_mail(struct session *s, const struct smtp_envelope *env)
+{
+	char size[40] = "";
+
+	if ((s->caps.flags & CAP_SIZE) && env->size > 0)
+		snprintf(size, sizeof size, " SIZE=%llu", env->size);
+	return send_cmd(s, "MAIL FROM:<%s>%s", env->from, size);
+}
+
+/* Outcome of the RCPT replies: the first permanent refusal wins over the
+ * first temporary one, since retrying cannot fix a permanent one. */
+struct rcpt_tally {
+	size_t accepted, refused;
+	struct result worst;
+};
+
+static void tally_rcpt(struct session *s, struct rcpt_tally *t, const char *rcpt)
+{
+	struct result one;
+	char line[RESULT_TEXT_MAX + 300];
+
+	if (s->rp.code / 100 == 2) {
+		t->accepted++;
+		return;
+	}
+	t->refused++;
+	result_clear(&one);
+	result_reply(&one, PHASE_RCPT, s->rp.code, s->rp.enh, s->rp.text);
+	snprintf(one.arg, sizeof one.arg, "%s", rcpt);
+	if (t->refused == 1 || (t->worst.code / 100 == 4 && one.code / 100 == 5))
+		t->worst = one;
+	if (s->p->partial_delivery) {
+		result_describe(&one, line, sizeof line);
+		log_err("recipient refused: %s", line);
+	}
+}
+
+/* All-or-nothing by default: one refused recipient stops the message, since a
+ * sender who is told "failed" would otherwise resend to those who got it. */
+static int finish_envelope(struct session *s, struct rcpt_tally *t, int pipe)
+{
+	if (pipe) {
+		if (read_reply(s, PHASE_DATA, T_DATA) < 0)
+			return -1;
+		s->in_data = s->rp.code == 354;
+	}
+	if (t->refused && (t->accepted == 0 || !s->p->partial_delivery)) {
+		*s->r = t->worst;
+		return -1;
+	}
+	if (!pipe) {
+		if (send_cmd(s, "DATA") < 0 || flush(s, PHASE_DATA, T_DATA) < 0 ||
+		    read_reply(s, PHASE_DATA, T_DATA) < 0)
+			return -1;
+		s->in_data = s->rp.code == 354;
+	}
+	if (s->rp.code >= 400)
+		return check_reply(s, PHASE_DATA, 3);
+	if (s->rp.code != 354) {
+		s->r->phase = PHASE_DATA;
+		return result_fail(s->r, EX_PROTOCOL, "unexpected reply %d to DATA",
+				   s->rp.code);
+	}
+	s->accepted = t->accepted;
+	return 0;
+}
+
+/* MAIL, every RCPT and DATA: in one write when PIPELINING is offered
+ * (RFC 2920 3.1: DATA may end a pipelined group), else one at a time. */
+static int do_envelope(struct session *s, const struct smtp_envelope *env)
+{
+	int pipe = (s->caps.flags & CAP_PIPELINING) != 0;
+	struct rcpt_tally t = { 0 };
+	size_t i;
+
+	if (send_mail(s, env) < 0)
+		return -1;
+	if (!pipe && (flush(s, PHASE_MAIL, T_MAIL) < 0 ||
+		      expect(s, PHASE_MAIL, T_MAIL, 2) < 0))
+		return -1;
+	for (i = 0; i < env->nrcpt; i++) {
+		if (send_cmd(s, "RCPT TO:<%s>", env->rcpt[i]) < 0)
+			return -1;
+		if (!pipe && (flush(s, PHASE_RCPT, T_RCPT) < 0 ||
+			      read_reply(s, PHASE_RCPT, T_RCPT) < 0))
+			return -1;
+		if (!pipe)
+			tally_rcpt(s, &t, env->rcpt[i]);
+	}
+	if (pipe) {
+		if (send_cmd(s, "DATA") < 0 || flush(s, PHASE_MAIL, T_MAIL) < 0)
+			return -1;
+		if (expect(s, PHASE_MAIL, T_MAIL, 2) < 0) {
+			/* still read the rest so that DATA's verdict is known */
+			struct result mail = *s->r;
+			for (i = 0; i < env->nrcpt && !s->dead; i++)
+				read_reply(s, PHASE_RCPT, T_RCPT);
+			if (!s->dead && read_reply(s, PHASE_DATA, T_DATA) == 0 &&
+			    s->rp.code == 354)
+				s->in_data = 1;
+			*s->r = mail;
+			return -1;
+		}
+		for (i = 0; i < env->nrcpt; i++) {
+			if (read_reply(s, PHASE_RCPT, T_RCPT) < 0)
+				return -1;
+			tally_rcpt(s, &t, env->rcpt[i]);
+		}
+	}
+	return finish_envelope(s, &t, pipe);
+}
+
+/* ---- the message ------------------------------------------------------------ */
+
+/* Run n input bytes through the filter straight into the write buffer. */
+static int put_body(struct session *s, struct body_filter *bf, const char *in,
+		    size_t n)
+{
+	size_t room;
+	char *out = conn_wspace(s->c, &room);
+
+	if (room < BODY_OUT_MAX(n)) {
+		if (flush(s, PHASE_DATA, T_BLOCK) < 0)
+			return -1;
+		out = conn_wspace(s->c, &room);
+	}
+	conn_commit(s->c, body_feed(bf, in, n, out));
+	return 0;
+}
+
+/* Hand the message to fn block by block: the in-memory head, then the rest
+ * of fd.  The body is never held in memory. */
+static int for_each_block(const struct smtp_message *m,
+			  int (*fn)(void *ctx, const char *p, size_t n), void *ctx,
+			  struct result *r)
+{
+	static char block[BODY_BLOCK];
+	size_t off;
+
+	for (off = 0; off < m->headlen; off += BODY_BLOCK) {
+		size_t n = m->headlen - off < BODY_BLOCK ? m->headlen - off : BODY_BLOCK;
+		if (fn(ctx, m->head + off, n) < 0)
+			return -1;
+	}
+	while (m->fd >= 0) {
+		ssize_t n = read(m->fd, block, sizeof block);
+		if (n == 0)
+			break;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r->phase = PHASE_DATA;
+			return result_fail(r, EX_IOERR, "reading the message: %s",
+					   strerror(errno));
+		}
+		if (fn(ctx, block, (size_t)n) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+struct body_sink {
+	struct session *s;
+	struct body_filter bf;
+};
+
+static int body_to_conn(void *ctx, const char *p, size_t n)
+{
+	struct body_sink *k = ctx;
+
+	return put_body(k->s, &k->bf, p, n);
+}
+
+/* DATA content, the final dot, and (with PIPELINING) QUIT in the same write:
+ * the 221 is never waited for (RFC 2920 3.1 allows QUIT after the dot). */
+static int do_data(struct session *s, const struct smtp_message *m,
+		   struct smtp_outcome *out)
+{
+	struct body_sink k = { .s = s };
+	struct body_filter *bfp = &k.bf;
+	char tail[16];
+
+	body_init(&k.bf, 1);
+	if (for_each_block(m, body_to_conn, &k, s->r) < 0)
+		return -1;
+	if (bfp->nul) {
+		/* Stop before the final dot: the relay discards the transaction. */
+		s->r->phase = PHASE_DATA;
+		return result_fail(s->r, EX_DATAERR,
+				   "the message contains NUL bytes, which SMTP DATA cannot carry");
+	}
+	if (conn_write(s->c, tail, body_finish(bfp, tail), tmo(s, T_BLOCK), s->r) < 0)
+		return conn_failed(s, PHASE_DATA);
+	s->in_data = 0;
+	log_proto("->", "[message]", 9);
+	if (s->caps.flags & CAP_PIPELINING && send_cmd(s, "QUIT") < 0)
+		return -1;
+	if (flush(s, PHASE_EOD, T_BLOCK) < 0 ||
+	    expect(s, PHASE_EOD, T_EOD, 2) < 0)
+		return -1;
+	if (out) {
+		out->bytes = bfp->out_total;
+		result_sanitise(out->final_reply, sizeof out->final_reply,
+				s->rp.text, s->rp.textlen);
+	}
+	if (!(s->caps.flags & CAP_PIPELINING) && send_cmd(s, "QUIT") == 0)
+		flush(s, PHASE_QUIT, T_QUIT);
+	return 0;
+}
+
+/* Politeness on failure (SPEC 4): QUIT when the session can still take a
+ * command.  In the middle of DATA a QUIT would be message text, so just close. */
+static void quit_quietly(struct session *s)
+{
+	struct result ignored;
+
+	if (s->dead || s->in_data)
+		return;
+	ignored = *s->r;
+	if (send_cmd(s, "QUIT") == 0)
+		flush(s, PHASE_QUIT, T_QUIT);
+	*s->r = ignored;
+}
+
+int smtp_session(struct conn *c, const struct smtp_params *p,
+		 const struct smtp_envelope *env, const struct smtp_message *msg,
+		 struct smtp_outcome *out, struct result *r)
+{
+	struct session *s = calloc(1, sizeof *s);
+	int rc = -1;
+
+	if (!s)
+		return result_fail(r, EX_OSERR, "out of memory");
+	s->c = c;
+	s->p = p;
+	s->r = r;
+	if (do_greeting(s) < 0)
+		goto out;
+	if (do_ehlo(s) < 0 || check_size(s, env) < 0 || do_envelope(s, env) < 0)
+		goto out;
+	if (out)
+		out->accepted = s->accepted;
+	rc = do_data(s, msg, out);
+out:
+	if (rc < 0)
+		quit_quietly(s);
+	free(s);
+	return rc;
+}
+
+int smtp_send(const struct smtp_params *p, const struct smtp_envelope *env,
+	      const struct smtp_message *msg, struct smtp_outcome *out,
+	      struct result *r)
+{
+	struct conn *c;
+	int secs = p->timeout_s > 0 && p->timeout_s < T_CONNECT ? p->timeout_s : T_CONNECT;
+	int rc;
+
+	if (conn_connect(&c, p->host, p->port, secs * 1000, r) < 0)
+		return -1;
+	rc = smtp_session(c, p, env, msg, out, r);
+	conn_close(c);
+	return rc;
+}
+
+/* --dry-run: the same envelope lines and the exact bytes that would follow
+ * DATA, produced by the same filter, written to f. */
+struct dry_sink {
+	FILE *f;
+	struct body_filter bf;
+	char out[BODY_OUT_MAX(BODY_BLOCK)];
+};
+
+static int body_to_file(void *ctx, const char *p, size_t n)
+{
+	struct dry_sink *k = ctx;
+	size_t m = body_feed(&k->bf, p, n, k->out);
+
+	return fwrite(k->out, 1, m, k->f) == m ? 0 : -1;
+}
+
+int smtp_dry_run(FILE *f, const struct smtp_envelope *env,
+		 const struct smtp_message *msg, struct result *r)
+{
+	struct dry_sink *k = malloc(sizeof *k);
+	int rc = -1;
+
+	if (!k)
+		return result_fail(r, EX_OSERR, "out of memory");
+	k->f = f;
+	body_init(&k->bf, 1);
+	fprintf(f, "MAIL FROM:<%s>\n", env->from);
+	for (size_t i = 0; i < env->nrcpt; i++)
+		fprintf(f, "RCPT TO:<%s>\n", env->rcpt[i]);
+	fprintf(f, "DATA\n");
+	if (for_each_block(msg, body_to_file, k, r) < 0)
+		goto out;
+	fwrite(k->out, 1, body_finish(&k->bf, k->out), f);
+	if (fflush(f) != 0 || ferror(f)) {
+		result_fail(r, EX_IOERR, "writing to standard output failed");
+		goto out;
+	}
+	rc = 0;
+out:
+	free(k);
+	return rc;
+}

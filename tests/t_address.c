@@ -1,0 +1,369 @@
+/* t_address.c - RFC 5322 address-list parser and RFC 5321 mailbox check. */
+#include "config.h"
+#include "address.h"
+#include "tap.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Parsed lists are flattened to "mailbox{display}|mailbox|..." so one string
+ * states the whole expected result, display names included. */
+static void flatten(const struct addrlist *l, size_t from, char *out, size_t cap)
+{
+	size_t o = 0;
+
+	out[0] = '\0';
+	for (size_t i = from; i < l->n && o < cap; i++)
+		o += (size_t)snprintf(out + o, cap - o, "%s%s%s%s%s",
+				      i > from ? "|" : "", l->v[i].mailbox,
+				      l->v[i].display ? "{" : "",
+				      l->v[i].display ? l->v[i].display : "",
+				      l->v[i].display ? "}" : "");
+}
+
+static const struct {
+	const char *in;
+	const char *want;
+} good[] = {
+	/* addr-spec and name-addr (RFC 5322 section 3.4) */
+	{ "a@b.example", "a@b.example" },
+	{ "  a@b.example  ", "a@b.example" },
+	{ "<a@b.example>", "a@b.example" },
+	{ "A B <a@b>", "a@b{A B}" },
+	{ "\"A. B\" <a@b.example> (comment), c@d", "a@b.example{A. B}|c@d" },
+	{ "John Q. Public <jqp@example.com>", "jqp@example.com{John Q. Public}" },
+	{ "\"Joe \\\"Q\\\" \\\\Public\" <j@x>", "j@x{Joe \"Q\" \\Public}" },
+	{ "\"\" <a@b>", "a@b" },
+	/* comments, nested, with quoted-pairs, anywhere CFWS may be */
+	{ "a@b (c)", "a@b" },
+	{ "(x) a (y) @ (z) b (w)", "a@b" },
+	{ "a@b (outer (inner (deep)) \\) still \\( comment)", "a@b" },
+	{ "Pete(A nice \\) chap) <pete(his account)@silly.test(his host)>",
+	  "pete@silly.test{Pete}" },
+	{ "a(c)@b", "a@b" },
+	/* quoted local parts: quotes kept only when needed (RFC 5321 4.1.2) */
+	{ "\"john\"@x", "john@x" },
+	{ "\"john doe\"@x", "\"john doe\"@x" },
+	{ "\"john.doe\"@x", "john.doe@x" },
+	{ "\"a\\\"b\"@x", "\"a\\\"b\"@x" },
+	{ "\"a\\\\b\"@x", "\"a\\\\b\"@x" },
+	{ "\"a\\b\"@x", "ab@x" },
+	{ "\"a..b\"@x", "\"a..b\"@x" },
+	{ "\"@\"@x", "\"@\"@x" },
+	{ "\"\"@x", "\"\"@x" },
+	{ "john.\"doe\"@x", "john.doe@x" },
+	{ "john . doe @ example . com", "john.doe@example.com" },
+	{ "\"john doe\"", "\"john doe\"" },
+	/* domain literals */
+	{ "a@[1.2.3.4]", "a@[1.2.3.4]" },
+	{ "<a@[IPv6:2001:db8::1]>", "a@[IPv6:2001:db8::1]" },
+	/* groups (section 3.4): flattened; empty groups give nothing */
+	{ "undisclosed-recipients:;", "" },
+	{ "undisclosed-recipients: ;", "" },
+	{ "undisclosed-recipients:", "" },
+	{ "Team: e@f, \"G\" <g@h>;, i@j", "e@f|g@h{G}|i@j" },
+	{ "A: a@b;, B: c@d;", "a@b|c@d" },
+	{ "\"The Team\" (c): x@y ;", "x@y" },
+	/* obs-route in angle-addr (section 4.4) */
+	{ "<@a,@b:user@c>", "user@c" },
+	{ "Name <@a.example:user@c>", "user@c{Name}" },
+	{ "<@a, ,@b : user@c>", "user@c" },
+	/* folding whitespace */
+	{ "A\r\n B <a@b>,\r\n\tc@d", "a@b{A B}|c@d" },
+	{ "A\n B <a@b>,\n c@d", "a@b{A B}|c@d" },
+	{ "\"a\r\n b\" <x@y>", "x@y{a b}" },
+	{ "a@b (x\r\n y)", "a@b" },
+	/* empty elements (section 4.4 obs-addr-list) */
+	{ "a@b, ,c@d,", "a@b|c@d" },
+	{ ",,,", "" },
+	{ "", "" },
+	{ "   ", "" },
+	/* bare names (cron), null path */
+	{ "root", "root" },
+	{ "root, admin", "root|admin" },
+	{ "<root>", "root" },
+	{ "<>", "" },
+	{ "Nobody <>", "{Nobody}" },
+	/* UTF-8 passes through */
+	{ "J\xc3\xb6rg <j\xc3\xb6rg@b\xc3\xbc" "cher.example>",
+	  "j\xc3\xb6rg@b\xc3\xbc" "cher.example{J\xc3\xb6rg}" },
+	/* atext specials are fine unquoted */
+	{ "a+tag!#$%&'*/=?^_`{|}~-@x", "a+tag!#$%&'*/=?^_`{|}~-@x" },
+};
+
+static const struct {
+	const char *in;
+	size_t len;          /* 0: strlen(in) */
+	const char *why;     /* substring of the error */
+} bad[] = {
+	{ "\"a@b", 0, "unterminated quoted string" },
+	{ "a@b (x", 0, "unbalanced '('" },
+	{ "a@b (x (y)", 0, "unbalanced '('" },
+	{ "a@b)", 0, "unbalanced ')'" },
+	{ "<a@b", 0, "unbalanced '<'" },
+	{ "A <a@b, c@d", 0, "unexpected" },
+	{ "a@b>", 0, "unbalanced '>'" },
+	{ "<<a@b>>", 0, "missing local part" },
+	{ "a@", 0, "'@' without domain" },
+	{ "a@ , b@c", 0, "'@' without domain" },
+	{ "<a@>", 0, "'@' without domain" },
+	{ "@b", 0, "missing local part" },
+	{ "a@b@c", 0, "unexpected '@'" },
+	{ "a@\"b\"", 0, "invalid domain" },
+	{ "a@b..c", 0, "invalid domain" },
+	{ "a@b.", 0, "invalid domain" },
+	{ "a..b@c", 0, "invalid local part" },
+	{ ".a@c", 0, "invalid local part" },
+	{ "john doe@x", 0, "invalid local part" },
+	{ "John Smith", 0, "not an address" },
+	{ "a@b\r\nRCPT TO:<x>", 0, "line break" },
+	{ "a@b\nRCPT TO:<x>", 0, "line break" },
+	{ "a@b\r", 0, "line break" },
+	{ "\"a\rb\"@c", 0, "line break" },
+	{ "a\x01" "b@c", 0, "control character 0x01" },
+	{ "a@b\x7f", 0, "control character 0x7f" },
+	{ "\"a\x1b[2J\"@c", 0, "control character 0x1b" },
+	{ "a\0b@c", 4, "NUL byte" },
+	{ "\"a\0\"@c", 6, "NUL byte" },
+	{ "(a\0)b@c", 7, "NUL byte" },
+	{ "a@b; c@d", 0, "';' outside a group" },
+	{ "A: B: c@d;;", 0, "group inside a group" },
+	{ ": a@b;", 0, "group without a name" },
+	{ "<@a:@b>", 0, "missing local part" },
+	{ "<@a;user@c>", 0, "invalid source route" },
+	{ "a\\@b@c", 0, "unexpected '\\'" },
+	{ "A <a@b> c", 0, "unexpected 'c'" },
+	{ "<a@b> <c@d>", 0, "second '<'" },
+	{ "a@[1.2[3]", 0, "inside domain literal" },
+	{ "a@[1.2.3.4", 0, "unterminated domain literal" },
+	{ "\"a\\", 0, "backslash at end" },
+	{ "a@b]", 0, "unexpected ']'" },
+};
+
+static void test_good(void)
+{
+	char out[4096], err[256];
+
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+		struct addrlist l = { 0 };
+		int rc = addr_parse_list(good[i].in, strlen(good[i].in), &l,
+					 err, sizeof err);
+
+		if (rc < 0)
+			printf("# error: %s\n", err);
+		flatten(&l, 0, out, sizeof out);
+		ok(rc == 0 && strcmp(out, good[i].want) == 0,
+		   "parse [%zu] %s", i, good[i].want);
+		if (rc == 0 && strcmp(out, good[i].want) != 0)
+			printf("#   got \"%s\"\n", out);
+		addrlist_free(&l);
+	}
+}
+
+/* A failed parse appends nothing: the list keeps what it held before. */
+static void test_bad(void)
+{
+	char err[256];
+
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		struct addrlist l = { 0 };
+		size_t len = bad[i].len ? bad[i].len : strlen(bad[i].in);
+		int rc;
+
+		addrlist_add(&l, "keep@x", NULL);
+		errno = 0;
+		rc = addr_parse_list(bad[i].in, len, &l, err, sizeof err);
+		ok(rc == -1 && l.n == 1 && errno == EINVAL &&
+		   strstr(err, bad[i].why) != NULL,
+		   "reject [%zu] (%s)", i, bad[i].why);
+		if (rc == -1 && !strstr(err, bad[i].why))
+			printf("#   got error \"%s\"\n", err);
+		addrlist_free(&l);
+	}
+}
+
+static char *repeat(const char *unit, size_t n, const char *tail)
+{
+	size_t ul = strlen(unit), tl = strlen(tail);
+	char *s = malloc(ul * n + tl + 1);
+
+	for (size_t i = 0; i < n; i++)
+		memcpy(s + i * ul, unit, ul);
+	memcpy(s + ul * n, tail, tl + 1);
+	return s;
+}
+
+static void test_hostile(void)
+{
+	struct addrlist l = { 0 };
+	char err[256];
+	char *s;
+	int rc;
+
+	s = repeat("a", 10240, "@b.example");
+	rc = addr_parse_list(s, strlen(s), &l, err, sizeof err);
+	ok(rc == -1 && strstr(err, "998") && l.n == 0, "10 KiB local part refused");
+	free(s);
+
+	s = repeat("x", 10240, " <a@b>");
+	rc = addr_parse_list(s, strlen(s), &l, err, sizeof err);
+	ok(rc == -1 && strstr(err, "998") && l.n == 0, "10 KiB display name refused");
+	free(s);
+
+	s = repeat("a", 990, "@b.example");   /* 1000 bytes */
+	rc = addr_parse_list(s, strlen(s), &l, err, sizeof err);
+	ok(rc == -1 && l.n == 0, "1000-byte address refused");
+	free(s);
+
+	s = repeat("a", 986, "@b.example");   /* 996 bytes: within the limit */
+	rc = addr_parse_list(s, strlen(s), &l, err, sizeof err);
+	ok(rc == 0 && l.n == 1 && strlen(l.v[0].mailbox) == 996,
+	   "996-byte address parsed");
+	addrlist_free(&l);
+	free(s);
+
+	s = repeat(",", 1000, "");
+	rc = addr_parse_list(s, strlen(s), &l, err, sizeof err);
+	ok(rc == 0 && l.n == 0, "1000 commas: no addresses, no crash");
+	free(s);
+
+	s = repeat("a@b,", 1000, "c@d");
+	rc = addr_parse_list(s, strlen(s), &l, err, sizeof err);
+	ok(rc == 0 && l.n == 1001, "1001 addresses parsed");
+	addrlist_free(&l);
+	free(s);
+
+	s = repeat("(", 5000, "");
+	rc = addr_parse_list(s, strlen(s), &l, err, sizeof err);
+	ok(rc == -1 && strstr(err, "unbalanced '('"), "5000 open comments refused");
+	free(s);
+
+	s = malloc(4000 + 3 + 4000 + 1);
+	memset(s, '(', 4000);
+	memcpy(s + 4000, "a@b", 3);
+	memset(s + 4003, ')', 4000);
+	s[8003] = '\0';
+	rc = addr_parse_list(s, 8003, &l, err, sizeof err);
+	ok(rc == 0 && l.n == 0, "4000-deep comment is only a comment");
+	free(s);
+
+	/* errcap 0 and NULL err must be safe */
+	ok(addr_parse_list("<a@b", 4, &l, NULL, 0) == -1 && l.n == 0,
+	   "NULL err buffer");
+	/* the length bounds the input: bytes past it are not read */
+	ok(addr_parse_list("a@b, junk\r\nX", 3, &l, err, sizeof err) == 0 &&
+	   l.n == 1, "len bounds the input");
+	is_mem(l.n ? l.v[0].mailbox : "", l.n ? strlen(l.v[0].mailbox) : 0,
+	       "a@b", 3, "only the first len bytes were parsed");
+	addrlist_free(&l);
+}
+
+static const struct {
+	const char *s;
+	int valid;
+} mbox[] = {
+	{ "", 1 },
+	{ "a@b.example", 1 },
+	{ "root", 1 },
+	{ "first.last+tag@sub.example.com", 1 },
+	{ "\"john doe\"@x", 1 },
+	{ "\"a\\\"b\"@x", 1 },
+	{ "a@[192.0.2.1]", 1 },
+	{ "a@[IPv6:2001:db8::1]", 1 },
+	{ "j\xc3\xb6rg@b\xc3\xbc" "cher.example", 1 },
+	{ "a b@c", 0 },
+	{ "a@b c", 0 },
+	{ "<a@b>", 0 },
+	{ "a@b>", 0 },
+	{ "a@b> SIZE=1", 0 },
+	{ "a@b\r\nRCPT TO:<x@y>", 0 },
+	{ "a@b\nDATA", 0 },
+	{ "a@b\r", 0 },
+	{ "\"a\r\nb\"@c", 0 },
+	{ "\"a\tb\"@c", 0 },
+	{ "\"a\\\r\"@c", 0 },
+	{ "a\tb@c", 0 },
+	{ "\"unterminated@c", 0 },
+	{ "\"a\"b@c", 0 },
+	{ "a@", 0 },
+	{ "@b", 0 },
+	{ "a@b@c", 0 },
+	{ "a..b@c", 0 },
+	{ ".a@c", 0 },
+	{ "a.@c", 0 },
+	{ "a@b..c", 0 },
+	{ "a@.b", 0 },
+	{ "a@b.", 0 },
+	{ "a@[]", 0 },
+	{ "a@[1.2.3.4", 0 },
+	{ "a@[1 2]", 0 },
+	{ "a@[1]x", 0 },
+	{ "a(b)@c", 0 },
+	{ "a,b@c", 0 },
+	{ "a:b@c", 0 },
+	{ "a\x7f@c", 0 },
+};
+
+static void test_valid(void)
+{
+	char *s;
+
+	for (size_t i = 0; i < sizeof mbox / sizeof mbox[0]; i++)
+		is_int(addr_valid_mailbox(mbox[i].s), mbox[i].valid,
+		       "valid_mailbox [%zu] %d", i, mbox[i].valid);
+
+	s = repeat("a", 242, "@example.com");   /* 254 bytes */
+	ok(addr_valid_mailbox(s), "254-byte mailbox valid");
+	free(s);
+	s = repeat("a", 243, "@example.com");   /* 255 bytes */
+	ok(!addr_valid_mailbox(s), "255-byte mailbox refused");
+	free(s);
+}
+
+static void test_helpers(void)
+{
+	struct addrlist l = { 0 };
+
+	is_str(addr_domain("a@b"), "b", "domain of a@b");
+	is_str(addr_domain("\"x@y\"@z"), "z", "domain skips quoted @");
+	is_str(addr_domain("\"x\\\"@y\"@z"), "z", "domain skips escaped quote");
+	ok(addr_domain("root") == NULL, "no domain for root");
+	ok(addr_domain("\"a@b\"") == NULL, "no domain when @ is quoted");
+	is_str(addr_domain("a@[1.2.3.4]"), "[1.2.3.4]", "literal domain");
+
+	addrlist_add(&l, "User@Example.COM", "U");
+	addrlist_add(&l, "root", NULL);
+	ok(addrlist_contains(&l, "User@example.com"), "domain compared caselessly");
+	ok(!addrlist_contains(&l, "user@example.com"), "local part case kept");
+	ok(addrlist_contains(&l, "root"), "bare name found");
+	ok(!addrlist_contains(&l, "root@x"), "bare name differs from qualified");
+	ok(!addrlist_contains(&l, "User"), "qualified differs from bare");
+	is_str(l.v[0].display, "U", "display copied");
+	ok(l.v[1].display == NULL, "NULL display kept NULL");
+	addrlist_free(&l);
+	ok(l.n == 0 && l.v == NULL, "free resets the list");
+
+	/* Every mailbox the parser yields for a good address passes the
+	 * RFC 5321 gate (the two must agree on what is sendable). */
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+		struct addrlist m = { 0 };
+		int all = 1;
+
+		addr_parse_list(good[i].in, strlen(good[i].in), &m, NULL, 0);
+		for (size_t j = 0; j < m.n; j++)
+			all &= addr_valid_mailbox(m.v[j].mailbox);
+		ok(all, "parser output [%zu] passes addr_valid_mailbox", i);
+		addrlist_free(&m);
+	}
+}
+
+int main(void)
+{
+	test_good();
+	test_bad();
+	test_hostile();
+	test_valid();
+	test_helpers();
+	return tap_done();
+}
