@@ -30,6 +30,7 @@ static int ok(int cond, const char *fmt, ...)
 	return cond;
 }
 
+__attribute__((unused))
 static void tap_diag_mem(const char *label, const char *p, size_t n)
 {
 	printf("#   %s (%zu bytes): \"", label, n);
@@ -56,6 +57,7 @@ static void tap_diag_mem(const char *label, const char *p, size_t n)
 	if (!ok(gl_ == wl_ && memcmp(g_, w_, gl_) == 0, __VA_ARGS__)) { \
 		tap_diag_mem("got", g_, gl_); tap_diag_mem("want", w_, wl_); } } while (0)
 
+__attribute__((unused))
 static int tap_done(void)
 {
 	printf("1..%d\n", tap_n);
