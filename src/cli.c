@@ -178,8 +178,10 @@ static int parse_short(int argc, char **argv, int *i, struct options *o,
 		const struct letter *l = find_letter(*p);
 		const char *arg = NULL;
 
-		if (!l)
+		if (!l) {
+			o->bad_option = 1;
 			return result_fail(r, EX_USAGE, "unknown option -%c", *p);
+		}
 		if (l->rule == ARG_ATTACHED) {
 			arg = p + 1;
 		} else if (l->rule == ARG_REQUIRED) {
@@ -187,9 +189,11 @@ static int parse_short(int argc, char **argv, int *i, struct options *o,
 				arg = p + 1;
 			else if (*i + 1 < argc)
 				arg = argv[++*i];
-			else
+			else {
+				o->bad_option = 1;
 				return result_fail(r, EX_USAGE,
 						   "option -%c needs an argument", *p);
+			}
 		}
 		if (apply(o, l, arg, word, r) < 0)
 			return -1;
@@ -223,11 +227,12 @@ static int parse_long(int argc, char **argv, int *i, struct options *o,
 		if (!val && *i + 1 < argc)
 			val = argv[++*i];
 		if (!val)
-			return result_fail(r, EX_USAGE, "option --%s needs a value",
+			return o->bad_option = 1, result_fail(r, EX_USAGE, "option --%s needs a value",
 					   lo->name);
 		*(const char **)((char *)o + lo->off) = val;
 		return 0;
 	}
+	o->bad_option = 1;
 	return result_fail(r, EX_USAGE, "unknown option --%.*s", (int)nlen, name);
 }
 

@@ -41,6 +41,7 @@ struct options {
 	int dry_run;               /* --dry-run */
 	int read_envelope_from;    /* --read-envelope-from */
 	int no_queue;              /* --no-queue */
+	int bad_option;            /* parse failed on an unknown/incomplete option */
 	char **rcpt;               /* recipient arguments (point into argv) */
 	int nrcpt;
 	const char *ignored[CLI_IGNORED_MAX]; /* accepted-and-ignored options, for -v */

@@ -65,7 +65,12 @@ static int load_config(struct job *j, struct result *r)
 
 	if (cfg_load(&j->cfg, j->o.config, &found, r) < 0)
 		return -1;
-	if (found == 0)
+	/* --dry-run shows what would be sent even before a relay is set up. */
+	if (found == 0 && j->o.dry_run &&
+	    cfg_load_string(&j->cfg, "[dry-run]\nhost = localhost\n",
+			    "(built-in)", r) < 0)
+		return -1;
+	if (found == 0 && !j->o.dry_run)
 		return result_fail(r, EX_CONFIG,
 				   "no configuration found: create ~/.config/pushmail/config.ini "
 				   "(or " SYSCONFDIR "/pushmail.ini) with an account section "
@@ -306,7 +311,7 @@ static void report(const struct job *j, const struct result *r)
 			j->o.host ? j->o.host : cfg_str(j->acct, K_HOST), line);
 	else
 		log_err("%s", line);
-	if (r->exitcode == EX_USAGE && r->phase == PHASE_NONE && !j->cfg.n)
+	if (j->o.bad_option)
 		cli_usage(stderr);
 }
 
