@@ -52,7 +52,7 @@ static const struct conn_ops plain_ops = {
 
 /* ---- deadlines ------------------------------------------------------------ */
 
-static long long now_ms(void)
+long long conn_now_ms(void)
 {
 	struct timespec ts;
 
@@ -60,12 +60,12 @@ static long long now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Wait until fd is ready for `events` or the deadline passes.
- * Returns 1 ready, 0 timeout, -1 error. */
-static int wait_fd(int fd, short events, long long deadline)
+int conn_wait_fd(int fd, int for_write, long long deadline)
 {
+	short events = for_write ? POLLOUT : POLLIN;
+
 	for (;;) {
-		long long left = deadline - now_ms();
+		long long left = deadline - conn_now_ms();
 		struct pollfd pfd = { .fd = fd, .events = events };
 		int n;
 
@@ -133,7 +133,7 @@ static int try_connect(const struct addrinfo *ai, long long deadline)
 		return fd;
 	if (errno != EINPROGRESS)
 		goto fail;
-	switch (wait_fd(fd, POLLOUT, deadline)) {
+	switch (conn_wait_fd(fd, 1, deadline)) {
 	case 0:
 		errno = ETIMEDOUT;
 		goto fail;
@@ -178,7 +178,7 @@ int conn_connect(struct conn **out, const char *host, const char *port,
 		 int timeout_ms, struct result *r)
 {
 	struct addrinfo *res, *ai;
-	long long start = now_ms(), deadline = start + timeout_ms;
+	long long start = conn_now_ms(), deadline = start + timeout_ms;
 	int fd = -1, err = 0, left = 0;
 
 	*out = NULL;
@@ -189,7 +189,7 @@ int conn_connect(struct conn **out, const char *host, const char *port,
 	/* One overall deadline: each address gets an equal share of what is
 	 * left, so a black-holed IPv6 address cannot eat the whole budget. */
 	for (ai = res; ai && fd < 0; ai = ai->ai_next, left--) {
-		long long now = now_ms();
+		long long now = conn_now_ms();
 		fd = try_connect(ai, now + (deadline - now) / left);
 		if (fd < 0)
 			err = errno;
@@ -208,6 +208,12 @@ int conn_connect(struct conn **out, const char *host, const char *port,
 }
 
 /* ---- writing -------------------------------------------------------------- */
+
+/* Which way to wait after EAGAIN: TLS may need to write while reading. */
+static int wants_write(const struct conn *c, int dflt)
+{
+	return c->ops->direction ? c->ops->direction(c->ctx) : dflt;
+}
 
 static int io_fail(struct result *r, int timed_out, const char *what)
 {
@@ -231,7 +237,7 @@ static int write_all(struct conn *c, const char *p, size_t len, long long deadli
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			int w = wait_fd(c->fd, POLLOUT, deadline);
+			int w = conn_wait_fd(c->fd, wants_write(c, 1), deadline);
 			if (w > 0)
 				continue;
 			return io_fail(r, w == 0, "while sending");
@@ -245,7 +251,7 @@ static int write_all(struct conn *c, const char *p, size_t len, long long deadli
 
 int conn_flush(struct conn *c, int timeout_ms, struct result *r)
 {
-	int rc = write_all(c, c->wbuf, c->wlen, now_ms() + timeout_ms, r);
+	int rc = write_all(c, c->wbuf, c->wlen, conn_now_ms() + timeout_ms, r);
 
 	c->wlen = 0;
 	return rc;
@@ -257,7 +263,7 @@ int conn_write(struct conn *c, const void *buf, size_t len, int timeout_ms,
 	if (c->wlen + len > CONN_WBUF && conn_flush(c, timeout_ms, r) < 0)
 		return -1;
 	if (len >= CONN_WBUF)
-		return write_all(c, buf, len, now_ms() + timeout_ms, r);
+		return write_all(c, buf, len, conn_now_ms() + timeout_ms, r);
 	memcpy(c->wbuf + c->wlen, buf, len);
 	c->wlen += len;
 	return 0;
@@ -299,7 +305,7 @@ static int fill(struct conn *c, long long deadline, struct result *r)
 			continue;
 		if (errno != EAGAIN && errno != EWOULDBLOCK)
 			return io_fail(r, 0, "while waiting for a reply");
-		int w = wait_fd(c->fd, POLLIN, deadline);
+		int w = conn_wait_fd(c->fd, wants_write(c, 0), deadline);
 		if (w <= 0)
 			return io_fail(r, w == 0, "waiting for a reply");
 	}
@@ -308,7 +314,7 @@ static int fill(struct conn *c, long long deadline, struct result *r)
 int conn_getline(struct conn *c, char *buf, size_t cap, size_t *len,
 		 int timeout_ms, struct result *r)
 {
-	long long deadline = now_ms() + timeout_ms;
+	long long deadline = conn_now_ms() + timeout_ms;
 
 	for (;;) {
 		char *start = c->rbuf + c->rpos;

@@ -25,8 +25,9 @@ struct conn;
 struct conn_ops {
 	ssize_t (*read)(void *ctx, void *buf, size_t len);
 	ssize_t (*write)(void *ctx, const void *buf, size_t len);
-	size_t (*pending)(void *ctx);   /* bytes readable without touching the socket */
-	void (*close)(void *ctx);
+	int (*direction)(void *ctx);    /* after EAGAIN: 1 wait to write, 0 to read,
+					 * NULL: the obvious one (TLS may differ) */
+	void (*close)(void *ctx);       /* say goodbye and free ctx; may be NULL */
 };
 
 /* Connect to every address getaddrinfo gives for host:port, in order, within
@@ -70,5 +71,11 @@ size_t conn_unread(const struct conn *c);
 unsigned long long conn_bytes_out(const struct conn *c);
 
 void conn_close(struct conn *c);
+
+/* Monotonic milliseconds, and a bounded wait for fd (POLLIN or POLLOUT) until
+ * the monotonic `deadline`: 1 ready, 0 timed out, -1 error.  Shared with the
+ * TLS handshake so every wait in pushmail has the same shape. */
+long long conn_now_ms(void);
+int conn_wait_fd(int fd, int for_write, long long deadline);
 
 #endif

@@ -234,17 +234,12 @@ static unsigned long long size_estimate(const struct job *j)
 	return j->msglen + (unsigned long long)(st.st_size - pos);
 }
 
-/* Transport settings the current build can honour.  TLS and SASL arrive in
- * their own issues; until then say so instead of sending in clear. */
-static int check_transport(struct job *j, int tls, struct result *r)
+/* Transport settings the current build can honour.  SASL arrives in its own
+ * issue; until then say so instead of failing at the relay. */
+static int check_transport(struct job *j, struct result *r)
 {
 	const char *auth = j->o.auth ? j->o.auth : cfg_str(j->acct, K_AUTH);
 
-	if (tls != 0)
-		return result_fail(r, EX_CONFIG,
-				   "account '%s': tls = %s is not yet supported by this "
-				   "build; only tls = off (plain SMTP) works for now",
-				   j->acct->name, tls == 2 ? "implicit" : "starttls");
 	if ((auth && strcmp(auth, "off") != 0) ||
 	    (!auth && cfg_str(j->acct, K_USER)))
 		return result_fail(r, EX_CONFIG,
@@ -252,6 +247,19 @@ static int check_transport(struct job *j, int tls, struct result *r)
 				   "supported by this build; set auth = off",
 				   j->acct->name, auth ? auth : "auto");
 	return 0;
+}
+
+static void tls_params_from(const struct account *a, const char *host,
+			    struct tls_params *tp)
+{
+	const char *over = cfg_str(a, K_TLS_HOST_OVERRIDE);
+
+	tp->host = over ? over : host;
+	tp->trust_file = cfg_str(a, K_TLS_TRUST_FILE);
+	tp->fingerprint = cfg_str(a, K_TLS_FINGERPRINT);
+	tp->cert_file = cfg_str(a, K_TLS_CERT_FILE);
+	tp->key_file = cfg_str(a, K_TLS_KEY_FILE);
+	tp->priorities = cfg_str(a, K_TLS_PRIORITIES);
 }
 
 static int tls_override(const char *v, int dflt)
@@ -268,6 +276,8 @@ static int submit(struct job *j, struct result *r)
 	struct smtp_envelope env = { .from = j->from, .nrcpt = j->rcpts.n };
 	struct smtp_message m = { .head = j->msgbuf, .headlen = j->msglen, .fd = 0 };
 	struct smtp_outcome out = { 0 };
+	struct tls_params tp;
+	struct tls_info ti;
 	int rc;
 
 	if (!rcpt)
@@ -282,9 +292,12 @@ static int submit(struct job *j, struct result *r)
 	p.timeout_s = (int)(j->o.timeout ? atol(j->o.timeout) :
 			    cfg_long(j->acct, K_TIMEOUT, 0));
 	p.partial_delivery = cfg_bool(j->acct, K_PARTIAL_DELIVERY, 0);
+	tls_params_from(j->acct, p.host, &tp);
+	p.tlsp = &tp;
+	p.tls_info = &ti;
 	if (j->o.dry_run)
 		rc = smtp_dry_run(stdout, &env, &m, r);
-	else if ((rc = check_transport(j, (int)p.tls, r)) == 0)
+	else if ((rc = check_transport(j, r)) == 0)
 		rc = smtp_send(&p, &env, &m, &out, r);
 	if (rc == 0 && !j->o.dry_run)
 		log_info("delivered to %zu recipient(s) via %s: %s", out.accepted,

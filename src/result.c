@@ -13,6 +13,7 @@ static const char *const phase_names[PHASE__COUNT] = {
 	[PHASE_EHLO] = "EHLO",
 	[PHASE_HELO] = "HELO",
 	[PHASE_STARTTLS] = "STARTTLS",
+	[PHASE_TLS] = "TLS handshake",
 	[PHASE_AUTH] = "AUTH",
 	[PHASE_MAIL] = "MAIL FROM",
 	[PHASE_RCPT] = "RCPT TO",

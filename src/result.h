@@ -22,6 +22,7 @@ enum smtp_phase {
 	PHASE_EHLO,
 	PHASE_HELO,
 	PHASE_STARTTLS,
+	PHASE_TLS,      /* the handshake (implicit TLS, or after STARTTLS) */
 	PHASE_AUTH,
 	PHASE_MAIL,
 	PHASE_RCPT,

@@ -131,6 +131,24 @@ static int do_greeting(struct session *s)
 	return expect(s, PHASE_GREETING, T_GREETING, 2);
 }
 
+/* Handshake on the current connection.  A failed handshake leaves the stream
+ * in an unknown state, so nothing more is sent on it (not even QUIT). */
+static int start_tls(struct session *s, enum smtp_phase phase)
+{
+	const struct tls_info *ti = s->p->tls_info;
+
+	if (tls_start(s->c, s->p->tlsp, tmo(s, T_EHLO), s->p->tls_info, s->r) == 0) {
+		log_info("TLS: %s", ti ? ti->desc : "");
+		if (ti && ti->pin_matched)
+			log_info("TLS: tls_fingerprint matched the server's %s",
+				 ti->pin_matched);
+		return 0;
+	}
+	s->r->phase = phase;
+	s->dead = 1;
+	return -1;
+}
+
 /* EHLO; HELO only when EHLO is refused with 5xx (RFC 5321 4.1.4, 3.2). */
 static int do_ehlo(struct session *s)
 {
@@ -150,6 +168,35 @@ static int do_ehlo(struct session *s)
 	    flush(s, PHASE_HELO, T_EHLO) < 0)
 		return -1;
 	return expect(s, PHASE_HELO, T_EHLO, 2);
+}
+
+/* RFC 3207.  Nothing but EHLO and STARTTLS ever goes out in clear: when the
+ * server does not offer it we stop (STARTTLS stripping).  Bytes that arrive
+ * with the 220 were sent before the handshake by someone who is not the TLS
+ * peer (CVE-2011-0411 class): refuse them.  Then forget every capability and
+ * ask again (RFC 3207 4.2). */
+static int do_starttls(struct session *s)
+{
+	if (!(s->caps.flags & CAP_STARTTLS)) {
+		s->r->phase = PHASE_STARTTLS;
+		return result_fail(s->r, EX_UNAVAILABLE,
+				   "the server does not offer STARTTLS; refusing to "
+				   "continue without TLS (tls = starttls)");
+	}
+	if (send_cmd(s, "STARTTLS") < 0 || flush(s, PHASE_STARTTLS, T_EHLO) < 0 ||
+	    expect(s, PHASE_STARTTLS, T_EHLO, 2) < 0)
+		return -1;
+	if (conn_unread(s->c) > 0) {
+		s->dead = 1;
+		s->r->phase = PHASE_STARTTLS;
+		return result_fail(s->r, EX_PROTOCOL,
+				   "the server sent %zu bytes after its STARTTLS reply, "
+				   "before the TLS handshake (response injection); aborting",
+				   conn_unread(s->c));
+	}
+	if (start_tls(s, PHASE_TLS) < 0)
+		return -1;
+	return do_ehlo(s);
 }
 
 /* RFC 1870: refuse before sending anything when the server already said the
@@ -401,9 +448,13 @@ int smtp_session(struct conn *c, const struct smtp_params *p,
 	s->c = c;
 	s->p = p;
 	s->r = r;
-	if (do_greeting(s) < 0)
+	if (p->tls == SMTP_TLS_IMPLICIT && start_tls(s, PHASE_TLS) < 0)
 		goto out;
-	if (do_ehlo(s) < 0 || check_size(s, env) < 0 || do_envelope(s, env) < 0)
+	if (do_greeting(s) < 0 || do_ehlo(s) < 0)
+		goto out;
+	if (p->tls == SMTP_TLS_STARTTLS && do_starttls(s) < 0)
+		goto out;
+	if (check_size(s, env) < 0 || do_envelope(s, env) < 0)
 		goto out;
 	if (out)
 		out->accepted = s->accepted;

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include "conn.h"
 #include "result.h"
+#include "tls.h"
 
 enum smtp_tls { SMTP_TLS_OFF = 0, SMTP_TLS_STARTTLS, SMTP_TLS_IMPLICIT };
 
@@ -22,6 +23,8 @@ struct smtp_params {
 	const char *port;
 	const char *ehlo_name;   /* EHLO argument */
 	enum smtp_tls tls;
+	const struct tls_params *tlsp;  /* with tls != SMTP_TLS_OFF */
+	struct tls_info *tls_info;      /* filled after the handshake; may be NULL */
 	int timeout_s;           /* caps every RFC 5321 phase timeout; 0 = RFC values */
 	int partial_delivery;    /* 1: deliver to accepted recipients when some are refused */
 };
