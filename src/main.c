@@ -53,7 +53,6 @@ static int unsupported_mode(enum cli_mode m, struct result *r)
 		[MODE_QUEUE_RUN] = "running the queue (-q)",
 		[MODE_SMTP] = "SMTP on standard input (-bs)",
 		[MODE_ALIASES] = "checking the aliases file (-bi, newaliases)",
-		[MODE_SERVERINFO] = "--serverinfo",
 		[MODE_CHECK] = "--check",
 	};
 	return result_fail(r, EX_USAGE, "%s is not supported yet", what[m]);
@@ -262,17 +261,44 @@ static void tls_params_from(const struct account *a, const char *host,
 	tp->priorities = cfg_str(a, K_TLS_PRIORITIES);
 }
 
-static int tls_override(const char *v, int dflt)
+/* --tls=WORD as cfg_tls_mode() numbers it, or -1. */
+static int tls_word(const char *v)
 {
-	if (!v)
-		return dflt;
-	return strcmp(v, "off") == 0 ? 0 : strcmp(v, "implicit") == 0 ? 2 : 1;
+	static const char *const words[] = { "off", "starttls", "implicit" };
+
+	for (int i = 0; i < 3; i++)
+		if (strcmp(v, words[i]) == 0)
+			return i;
+	return -1;
+}
+
+/* Connection settings: the account's, overridden by --host, --port, ... */
+static int fill_params(struct job *j, struct smtp_params *p, struct tls_params *tp,
+		       struct tls_info *ti, struct result *r)
+{
+	int tls = cfg_tls_mode(j->acct);
+
+	if (j->o.tls && (tls = tls_word(j->o.tls)) < 0)
+		return result_fail(r, EX_USAGE, "--tls must be starttls, implicit or off");
+	p->account = j->acct->name;
+	p->ehlo_name = j->ehlo;
+	p->host = j->o.host ? j->o.host : cfg_str(j->acct, K_HOST);
+	p->port = j->o.port ? j->o.port : cfg_str(j->acct, K_PORT) ?
+		  cfg_str(j->acct, K_PORT) : tls == 2 ? "465" : tls == 1 ? "587" : "25";
+	p->tls = (enum smtp_tls)tls;
+	p->timeout_s = (int)(j->o.timeout ? atol(j->o.timeout) :
+			     cfg_long(j->acct, K_TIMEOUT, 0));
+	p->partial_delivery = cfg_bool(j->acct, K_PARTIAL_DELIVERY, 0);
+	tls_params_from(j->acct, p->host, tp);
+	p->tlsp = tp;
+	p->tls_info = ti;
+	return 0;
 }
 
 static int submit(struct job *j, struct result *r)
 {
 	const char **rcpt = calloc(j->rcpts.n, sizeof *rcpt);
-	struct smtp_params p = { .account = j->acct->name, .ehlo_name = j->ehlo };
+	struct smtp_params p = { 0 };
 	struct smtp_envelope env = { .from = j->from, .nrcpt = j->rcpts.n };
 	struct smtp_message m = { .head = j->msgbuf, .headlen = j->msglen, .fd = 0 };
 	struct smtp_outcome out = { 0 };
@@ -286,16 +312,9 @@ static int submit(struct job *j, struct result *r)
 		rcpt[i] = j->rcpts.v[i].mailbox;
 	env.rcpt = rcpt;
 	env.size = size_estimate(j);
-	p.host = j->o.host ? j->o.host : cfg_str(j->acct, K_HOST);
-	p.port = j->o.port ? j->o.port : cfg_port(j->acct);
-	p.tls = (enum smtp_tls)tls_override(j->o.tls, cfg_tls_mode(j->acct));
-	p.timeout_s = (int)(j->o.timeout ? atol(j->o.timeout) :
-			    cfg_long(j->acct, K_TIMEOUT, 0));
-	p.partial_delivery = cfg_bool(j->acct, K_PARTIAL_DELIVERY, 0);
-	tls_params_from(j->acct, p.host, &tp);
-	p.tlsp = &tp;
-	p.tls_info = &ti;
-	if (j->o.dry_run)
+	if (fill_params(j, &p, &tp, &ti, r) < 0)
+		rc = -1;
+	else if (j->o.dry_run)
 		rc = smtp_dry_run(stdout, &env, &m, r);
 	else if ((rc = check_transport(j, r)) == 0)
 		rc = smtp_send(&p, &env, &m, &out, r);
@@ -304,6 +323,76 @@ static int submit(struct job *j, struct result *r)
 			 p.host, out.final_reply);
 	free(rcpt);
 	return rc;
+}
+
+static void print_lines(const char *label, const char *text)
+{
+	printf("%s\n", label);
+	for (const char *p = text; *p;) {
+		const char *nl = strchr(p, '\n');
+		size_t n = nl ? (size_t)(nl - p) : strlen(p);
+		char clean[1024];
+		result_sanitise(clean, sizeof clean, p, n);
+		printf("  %s\n", clean);
+		p += n + (nl != NULL);
+	}
+}
+
+static void print_time(const char *label, time_t t)
+{
+	char buf[64];
+	struct tm tm;
+
+	strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", gmtime_r(&t, &tm));
+	printf("  %-22s %s\n", label, buf);
+}
+
+static void print_tls(const struct tls_info *ti)
+{
+	printf("TLS: %s\n  %s\n", ti->version, ti->desc);
+	printf("certificate:\n  %-22s %s\n  %-22s %s\n", "subject:", ti->subject,
+	       "issuer:", ti->issuer);
+	print_time("valid from:", ti->not_before);
+	print_time("valid until:", ti->not_after);
+	printf("  %-22s %s\n", "names:", ti->sans);
+	printf("  %-22s %s\n", "sha256 (certificate):", ti->cert_sha256);
+	printf("  %-22s %s\n", "sha256 (public key):", ti->spki_sha256);
+	printf("  %-22s %s\n", "verification:", ti->verdict);
+	printf("To pin this server, set tls_fingerprint to the public key hash (it "
+	       "survives renewals that keep the key).\n");
+}
+
+/* --serverinfo: greeting, capabilities, TLS and certificate; sends no mail. */
+static int run_serverinfo(struct job *j, struct result *r)
+{
+	struct smtp_params p = { 0 };
+	struct tls_params tp;
+	struct tls_info ti;
+	struct smtp_probe pr;
+
+	if (load_config(j, r) < 0 ||
+	    !(j->acct = cfg_select(&j->cfg, j->o.account, NULL, r)))
+		return -1;
+	if (cfg_str(j->acct, K_DOMAIN))
+		snprintf(j->ehlo, sizeof j->ehlo, "%s", cfg_str(j->acct, K_DOMAIN));
+	else
+		default_ehlo(j->ehlo, sizeof j->ehlo);
+	if (fill_params(j, &p, &tp, &ti, r) < 0)
+		return -1;
+	tp.report_only = 1;
+	if (smtp_probe(&p, &pr, r) < 0)
+		return -1;
+	printf("account %s: %s port %s (tls = %s)\n", j->acct->name, p.host, p.port,
+	       p.tls == SMTP_TLS_OFF ? "off" : p.tls == SMTP_TLS_IMPLICIT ?
+	       "implicit" : "starttls");
+	print_lines("greeting:", pr.greeting);
+	print_lines(p.tls == SMTP_TLS_STARTTLS ? "capabilities before TLS:" :
+		    "capabilities:", pr.ehlo_before);
+	if (pr.tls)
+		print_tls(&ti);
+	if (pr.ehlo_after[0])
+		print_lines("capabilities after TLS:", pr.ehlo_after);
+	return 0;
 }
 
 static int run_send(struct job *j, struct result *r)
@@ -342,6 +431,9 @@ int main(int argc, char **argv)
 		printf("pushmail " PACKAGE_VERSION "\n");
 	} else if (j.o.mode == MODE_HELP) {
 		cli_help(stdout);
+	} else if (j.o.mode == MODE_SERVERINFO) {
+		log_verbose = j.o.verbose;
+		rc = run_serverinfo(&j, &r);
 	} else if (j.o.mode != MODE_SEND) {
 		rc = unsupported_mode(j.o.mode, &r);
 	} else {

@@ -523,3 +523,49 @@ out:
 	free(k);
 	return rc;
 }
+
+static void copy_reply(const struct reply *rp, char *out, size_t cap)
+{
+	size_t n = rp->textlen < cap - 1 ? rp->textlen : cap - 1;
+
+	memcpy(out, rp->text, n);
+	out[n] = '\0';
+}
+
+int smtp_probe(const struct smtp_params *p, struct smtp_probe *out,
+	       struct result *r)
+{
+	struct session *s = calloc(1, sizeof *s);
+	int rc = -1;
+
+	memset(out, 0, sizeof *out);
+	if (!s)
+		return result_fail(r, EX_OSERR, "out of memory");
+	s->p = p;
+	s->r = r;
+	s->dead = 1;   /* until connected: nothing to say QUIT on */
+	if (conn_connect(&s->c, p->host, p->port, tmo(s, T_CONNECT), r) < 0)
+		goto out;
+	s->dead = 0;
+	if (p->tls == SMTP_TLS_IMPLICIT && start_tls(s, PHASE_TLS) < 0)
+		goto out;
+	out->tls = p->tls == SMTP_TLS_IMPLICIT;
+	if (do_greeting(s) < 0)
+		goto out;
+	copy_reply(&s->rp, out->greeting, sizeof out->greeting);
+	if (do_ehlo(s) < 0)
+		goto out;
+	copy_reply(&s->rp, out->ehlo_before, sizeof out->ehlo_before);
+	if (p->tls == SMTP_TLS_STARTTLS) {
+		if (do_starttls(s) < 0)
+			goto out;
+		out->tls = 1;
+		copy_reply(&s->rp, out->ehlo_after, sizeof out->ehlo_after);
+	}
+	rc = 0;
+out:
+	quit_quietly(s);
+	conn_close(s->c);
+	free(s);
+	return rc;
+}

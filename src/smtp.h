@@ -61,6 +61,20 @@ int smtp_session(struct conn *c, const struct smtp_params *p,
 		 const struct smtp_envelope *env, const struct smtp_message *msg,
 		 struct smtp_outcome *out, struct result *r);
 
+/* --serverinfo: what a session learns before MAIL, without sending mail. */
+struct smtp_probe {
+	char greeting[1024];
+	char ehlo_before[4096];      /* EHLO (or HELO) reply text, '\n' between lines */
+	char ehlo_after[4096];       /* the same after STARTTLS; "" when no STARTTLS */
+	int tls;                     /* TLS was established */
+};
+
+/* Connect, greet, EHLO, STARTTLS (or implicit TLS) and EHLO again, then QUIT.
+ * The certificate is reported, not enforced (p->tlsp->report_only should be
+ * set).  Returns 0 or -1 with r filled. */
+int smtp_probe(const struct smtp_params *p, struct smtp_probe *out,
+	       struct result *r);
+
 /* --dry-run: print "MAIL FROM:<..>", "RCPT TO:<..>" lines, "DATA", then the
  * exact bytes that would follow DATA (dot-stuffed, ending ".\r\n") to f.
  * Nothing is connected to.  Returns 0 or -1 with r filled. */

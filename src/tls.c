@@ -264,7 +264,7 @@ static int load_credentials(struct tls_ctx *t, const struct tls_params *tp,
 
 	if (gnutls_certificate_allocate_credentials(&t->cred) < 0)
 		return result_fail(r, EX_OSERR, "out of memory");
-	if (tp->fingerprint) {
+	if (tp->fingerprint && !tp->report_only) {
 		/* pinned: no CA needed */
 	} else if (tp->trust_file && strcmp(tp->trust_file, "system") != 0) {
 		n = gnutls_certificate_set_x509_trust_file(t->cred, tp->trust_file,
@@ -314,7 +314,7 @@ static int setup_session(struct tls_ctx *t, const struct tls_params *tp, int fd,
 	if (!is_ip_literal(tp->host))
 		gnutls_server_name_set(t->s, GNUTLS_NAME_DNS, tp->host, strlen(tp->host));
 	/* The handshake itself checks chain and host name (IP SANs included). */
-	if (!tp->fingerprint)
+	if (!tp->fingerprint && !tp->report_only)
 		gnutls_session_set_verify_cert(t->s, tp->host, 0);
 	gnutls_transport_set_int(t->s, fd);
 	return 0;
@@ -364,6 +364,34 @@ static int do_handshake(struct tls_ctx *t, int fd, int timeout_ms, struct result
 	}
 }
 
+/* --serverinfo: the verdict the handshake would have reached, in words. */
+static void report_verdict(struct tls_ctx *t, const struct tls_params *tp,
+			   gnutls_x509_crt_t crt, struct tls_info *info)
+{
+	gnutls_datum_t d = { NULL, 0 };
+	unsigned status = 0;
+	struct result pin;
+
+	if (tp->fingerprint) {
+		result_clear(&pin);
+		snprintf(info->verdict, sizeof info->verdict, "%s",
+			 check_pin(tp, crt, info, &pin) == 0 ? "pin matches" : pin.text);
+		return;
+	}
+	if (gnutls_certificate_verify_peers3(t->s, tp->host, &status) < 0) {
+		snprintf(info->verdict, sizeof info->verdict, "could not be verified");
+		return;
+	}
+	if (status == 0) {
+		snprintf(info->verdict, sizeof info->verdict, "trusted, name matches %s",
+			 tp->host);
+		return;
+	}
+	gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &d, 0);
+	snprintf(info->verdict, sizeof info->verdict, "%s", d.data ? (char *)d.data : "not trusted");
+	gnutls_free(d.data);
+}
+
 int tls_start(struct conn *c, const struct tls_params *tp, int timeout_ms,
 	      struct tls_info *info, struct result *r)
 {
@@ -388,7 +416,9 @@ int tls_start(struct conn *c, const struct tls_params *tp, int timeout_ms,
 	crt = peer_cert(t->s);
 	fill_info(t->s, crt, info);
 	fill_binding(t->s, info);
-	if (tp->fingerprint && check_pin(tp, crt, info, r) < 0)
+	if (tp->report_only)
+		report_verdict(t, tp, crt, info);
+	else if (tp->fingerprint && check_pin(tp, crt, info, r) < 0)
 		goto fail;
 	if (crt)
 		gnutls_x509_crt_deinit(crt);

@@ -21,6 +21,8 @@ struct tls_params {
 	const char *cert_file;     /* client certificate (PEM), or NULL */
 	const char *key_file;      /* its key (PEM); defaults to cert_file */
 	const char *priorities;    /* GnuTLS priority string, or NULL */
+	int report_only;           /* --serverinfo: finish the handshake whatever the
+				    * certificate, and put the verdict in info->verdict */
 };
 
 /* What the handshake established (for -v, --serverinfo and SASL). */
@@ -33,6 +35,7 @@ struct tls_info {
 	char cert_sha256[112];     /* "sha256:AB:..." of the DER certificate */
 	char spki_sha256[112];     /* "sha256:AB:..." of the SubjectPublicKeyInfo */
 	const char *pin_matched;   /* "certificate", "public key" or NULL */
+	char verdict[RESULT_TEXT_MAX];         /* report_only: "trusted" or why not */
 	unsigned char cb[64];      /* channel binding: tls-exporter (TLS 1.3) or tls-unique */
 	size_t cblen;
 	const char *cbtype;        /* "tls-exporter" or "tls-unique" */
