@@ -427,12 +427,16 @@ static int put_local(struct parser *ps, struct abuf *out, const struct abuf *l)
 /* A domain literal is kept as written, minus folding whitespace. */
 static int put_literal(struct parser *ps, struct abuf *out, const struct tok *t)
 {
+	size_t before = out->n;
+
 	if (buf_add(ps, out, "[", 1) < 0)
 		return -1;
 	for (size_t i = 0; i < t->n; i++)
 		if (!is_wsp((unsigned char)t->p[i]) && t->p[i] != '\r' &&
 		    t->p[i] != '\n' && buf_add(ps, out, t->p + i, 1) < 0)
 			return -1;
+	if (out->n == before + 1)
+		return fail(ps, "empty domain literal in address");
 	return buf_add(ps, out, "]", 1);
 }
 

@@ -123,6 +123,16 @@ static const char *sysconfdir_override;
 
 /* ---- small helpers -------------------------------------------------- */
 
+/* SPEC 7: buffers that held secrets are wiped.  Any value or file buffer
+ * may hold a password, so all of them are wiped before they are freed. */
+static void wipe_free(char *s)
+{
+	if (s) {
+		explicit_bzero(s, strlen(s));
+		free(s);
+	}
+}
+
 /* Growable string with a sticky failure flag: callers append freely and
  * check for ENOMEM once. */
 struct sbuf {
@@ -130,6 +140,14 @@ struct sbuf {
 	size_t len, cap;
 	int nomem;
 };
+
+static void sb_free(struct sbuf *b)
+{
+	if (b->s)
+		explicit_bzero(b->s, b->cap);
+	free(b->s);
+	memset(b, 0, sizeof *b);
+}
 
 static void sb_add(struct sbuf *b, const char *s, size_t n)
 {
@@ -141,10 +159,16 @@ static void sb_add(struct sbuf *b, const char *s, size_t n)
 
 		while (cap < b->len + n + 1)
 			cap *= 2;
-		t = realloc(b->s, cap);
+		/* not realloc: it could leave a copy of a secret behind */
+		t = malloc(cap);
 		if (!t) {
 			b->nomem = 1;
 			return;
+		}
+		if (b->s) {
+			memcpy(t, b->s, b->len);
+			explicit_bzero(b->s, b->cap);
+			free(b->s);
 		}
 		b->s = t;
 		b->cap = cap;
@@ -167,7 +191,7 @@ static char *sb_take(struct sbuf *b)
 	if (!s && !b->nomem)
 		s = strdup("");
 	if (b->nomem)
-		free(b->s);
+		sb_free(b);
 	memset(b, 0, sizeof *b);
 	return s;
 }
@@ -383,7 +407,7 @@ static int unquote(struct parse *p, int k, const char *v, char **out)
 	}
 	o[j] = '\0';
 	if (i != n - 1 || n < 2) {
-		free(o);
+		wipe_free(o);
 		return perr(p, i >= n ? "quoted value of '%s' has no closing quote"
 				      : "text after the closing quote of '%s'",
 			    keys[k].name);
@@ -454,7 +478,7 @@ static int expand(struct parse *p, int k, const char *v, char **out)
 	*out = sb_take(&b);
 	rc = *out ? 0 : oom(p);
 out:
-	free(b.s);
+	sb_free(&b);
 	return rc;
 }
 
@@ -573,7 +597,7 @@ static int norm_notify(const char *v, char **out)
 		return 0;
 	}
 	if (each_item(v, notify_item, &nt) < 0) {
-		free(nt.b.s);
+		sb_free(&nt.b);
 		return -1;
 	}
 	*out = sb_take(&nt.b);
@@ -585,7 +609,7 @@ static int norm_list(const char *v, char **out)
 	struct sbuf b = { 0 };
 
 	if (each_item(v, list_item, &b) < 0) {
-		free(b.s);
+		sb_free(&b);
 		return -1;
 	}
 	*out = sb_take(&b);
@@ -666,7 +690,7 @@ static int check_value(struct parse *p, int k, char *v, char **out)
 		rc = oom(p);
 	else
 		*out = norm;
-	free(v);
+	wipe_free(v);
 	return rc;
 }
 
@@ -693,7 +717,7 @@ static int parse_value(struct parse *p, int k, const char *value, char **out)
 	}
 	rc = check_value(p, k, x, out);
 out:
-	free(v);
+	wipe_free(v);
 	return rc;
 }
 
@@ -749,7 +773,7 @@ static struct account *account_find(const struct config *c, const char *name,
 static void account_clear(struct account *a)
 {
 	for (int k = 0; k < K__COUNT; k++) {
-		free(a->s[k].value);
+		wipe_free(a->s[k].value);
 		a->s[k].value = NULL;
 	}
 }
@@ -910,15 +934,15 @@ static int store(struct parse *p, int k, char **value, const char **file,
 		sb_str(&b, *value);
 		sb_add(&b, ",", 1);
 		sb_str(&b, v);
-		free(v);
+		wipe_free(v);
 		if (!(v = sb_take(&b)))
 			return oom(p);
 	} else if (*value && *file == p->file) {
-		free(v);
+		wipe_free(v);
 		return perr(p, "key '%s' given twice (first at %s:%d)",
 			    keys[k].name, *file, *line);
 	}
-	free(*value);
+	wipe_free(*value);
 	*value = v;
 	*file = p->file;
 	*line = p->lineno;
@@ -1077,29 +1101,40 @@ static int read_all(int fd, const char *path, struct sbuf *b, struct result *r)
 {
 	char chunk[65536];
 	ssize_t n;
+	int rc = -1;
 
 	while ((n = read(fd, chunk, sizeof chunk)) != 0) {
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0)
-			return result_fail(r, EX_CONFIG, "cannot read %s: %s", path,
-					   strerror(errno));
-		if (b->len + (size_t)n > CFG_FILE_MAX)
-			return result_fail(r, EX_CONFIG, "%s: too large (the "
-					   "limit is %d bytes)", path, CFG_FILE_MAX);
+		if (n < 0) {
+			result_fail(r, EX_CONFIG, "cannot read %s: %s", path,
+				    strerror(errno));
+			goto out;
+		}
+		if (b->len + (size_t)n > CFG_FILE_MAX) {
+			result_fail(r, EX_CONFIG, "%s: too large (the limit is "
+				    "%d bytes)", path, CFG_FILE_MAX);
+			goto out;
+		}
 		sb_add(b, chunk, (size_t)n);
-		if (b->nomem)
-			return result_fail(r, EX_OSERR, "out of memory");
+		if (b->nomem) {
+			result_fail(r, EX_OSERR, "out of memory");
+			goto out;
+		}
 	}
-	return 0;
+	rc = 0;
+out:
+	explicit_bzero(chunk, sizeof chunk);
+	return rc;
 }
 
 enum { L_OPTIONAL = 1, L_REAL_OWNER = 2 };
 
 /* Open, check and load one file.  L_OPTIONAL: a missing file is skipped.
- * L_REAL_OWNER: set-id run; the file must belong to the real user, or a
- * user could make a privileged pushmail parse (and quote in error
- * messages) files only the privileged group can read. */
+ * L_REAL_OWNER: set-id run and a file the caller chose (--config, or via
+ * $HOME/$XDG_CONFIG_HOME): it must belong to the real user, or a user could
+ * make a privileged pushmail parse (and quote in error messages) files only
+ * the privileged group can read, such as other users' mailboxes. */
 static int load_path(struct config *c, const char *path, int flags, int *found,
 		     struct result *r)
 {
@@ -1139,7 +1174,7 @@ static int load_path(struct config *c, const char *path, int flags, int *found,
 	if (rc == 0)
 		++*found;
 out:
-	free(b.s);
+	sb_free(&b);
 	close(fd);
 	return rc;
 }
@@ -1185,7 +1220,7 @@ int cfg_load(struct config *c, const char *path, int *found, struct result *r)
 
 	*found = 0;
 	if (path)
-		return load_path(c, path, 0, found, r);
+		return load_path(c, path, setid ? L_REAL_OWNER : 0, found, r);
 	/* a set-id pushmail must not read files named by the caller */
 	if (env && *env && !setid)
 		return load_path(c, env, 0, found, r);

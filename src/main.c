@@ -8,6 +8,7 @@
 #include "log.h"
 #include "message.h"
 #include "result.h"
+#include "secret.h"
 #include "smtp.h"
 
 #include <netdb.h>
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -32,6 +34,8 @@ struct job {
 	char *from;            /* envelope sender */
 	struct addrlist rcpts;
 	char ehlo[256];
+	struct auth_params auth;
+	char *secret;          /* password or token; wiped by job_free */
 };
 
 static void job_free(struct job *j)
@@ -43,6 +47,7 @@ static void job_free(struct job *j)
 	free(j->raw);
 	free(j->msgbuf);
 	free(j->from);
+	secret_free(j->secret);
 }
 
 /* The modes whose issues have not landed yet say so plainly. */
@@ -233,21 +238,6 @@ static unsigned long long size_estimate(const struct job *j)
 	return j->msglen + (unsigned long long)(st.st_size - pos);
 }
 
-/* Transport settings the current build can honour.  SASL arrives in its own
- * issue; until then say so instead of failing at the relay. */
-static int check_transport(struct job *j, struct result *r)
-{
-	const char *auth = j->o.auth ? j->o.auth : cfg_str(j->acct, K_AUTH);
-
-	if ((auth && strcmp(auth, "off") != 0) ||
-	    (!auth && cfg_str(j->acct, K_USER)))
-		return result_fail(r, EX_CONFIG,
-				   "account '%s': authentication (auth = %s) is not yet "
-				   "supported by this build; set auth = off",
-				   j->acct->name, auth ? auth : "auto");
-	return 0;
-}
-
 static void tls_params_from(const struct account *a, const char *host,
 			    struct tls_params *tp)
 {
@@ -270,6 +260,30 @@ static int tls_word(const char *v)
 		if (strcmp(v, words[i]) == 0)
 			return i;
 	return -1;
+}
+
+/* AUTH: `auth` (default auto when `user` is set, else off); the secret is
+ * fetched only when a mechanism will need it. */
+static int fill_auth(struct job *j, struct smtp_params *p, struct result *r)
+{
+	const char *mech = j->o.auth ? j->o.auth : cfg_str(j->acct, K_AUTH);
+	const char *user = j->o.user ? j->o.user : cfg_str(j->acct, K_USER);
+
+	if (!mech)
+		mech = user ? "auto" : "off";
+	if (strcmp(mech, "off") == 0)
+		return 0;
+	j->auth.mech = mech;
+	j->auth.user = user;
+	j->auth.host = p->host;
+	j->auth.port = p->port;
+	j->auth.allow_plaintext = cfg_bool(j->acct, K_ALLOW_PLAINTEXT_AUTH, 0);
+	if (strcasecmp(mech, "external") != 0 && strcasecmp(mech, "gssapi") != 0 &&
+	    !j->secret && secret_get(j->acct, p->host, user, &j->secret, r) < 0)
+		return -1;
+	j->auth.secret = j->secret;
+	p->auth = &j->auth;
+	return 0;
 }
 
 /* Connection settings: the account's, overridden by --host, --port, ... */
@@ -316,7 +330,7 @@ static int submit(struct job *j, struct result *r)
 		rc = -1;
 	else if (j->o.dry_run)
 		rc = smtp_dry_run(stdout, &env, &m, r);
-	else if ((rc = check_transport(j, r)) == 0)
+	else if ((rc = fill_auth(j, &p, r)) == 0)
 		rc = smtp_send(&p, &env, &m, &out, r);
 	if (rc == 0 && !j->o.dry_run)
 		log_info("delivered to %zu recipient(s) via %s: %s", out.accepted,

@@ -7,6 +7,7 @@
  */
 #include "config.h"
 #include "smtp.h"
+#include "auth.h"
 #include "body.h"
 #include "log.h"
 #include "reply.h"
@@ -51,8 +52,22 @@ static int conn_failed(struct session *s, enum smtp_phase phase)
 	return -1;
 }
 
-/* Queue one command line.  The one gate for everything that reaches the wire
- * as a command: a CR or LF in any value would start a new command. */
+/* Queue one line.  The one gate for everything that reaches the wire as a
+ * command or response: a CR, LF or NUL in any value would start a new
+ * command (SPEC 4).  `shown` replaces the line in the -v transcript (AUTH
+ * payloads are never shown); NULL shows the line itself. */
+static int send_line(struct session *s, const char *line, size_t n, const char *shown)
+{
+	if (memchr(line, '\r', n) || memchr(line, '\n', n) || memchr(line, '\0', n))
+		return result_fail(s->r, EX_USAGE,
+				   "refusing to send a command containing CR, LF or NUL");
+	log_proto("->", shown ? shown : line, shown ? strlen(shown) : n);
+	if (conn_write(s->c, line, n, tmo(s, T_BLOCK), s->r) < 0 ||
+	    conn_write(s->c, "\r\n", 2, tmo(s, T_BLOCK), s->r) < 0)
+		return conn_failed(s, PHASE_NONE);
+	return 0;
+}
+
 __attribute__((format(printf, 2, 3)))
 static int send_cmd(struct session *s, const char *fmt, ...)
 {
@@ -61,18 +76,11 @@ static int send_cmd(struct session *s, const char *fmt, ...)
 	int n;
 
 	va_start(ap, fmt);
-	n = vsnprintf(buf, sizeof buf - 2, fmt, ap);
+	n = vsnprintf(buf, sizeof buf, fmt, ap);
 	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof buf - 2)
+	if (n < 0 || (size_t)n >= sizeof buf)
 		return result_fail(s->r, EX_USAGE, "SMTP command too long");
-	if (strpbrk(buf, "\r\n"))
-		return result_fail(s->r, EX_USAGE,
-				   "refusing to send a command containing CR or LF");
-	log_proto("->", buf, (size_t)n);
-	memcpy(buf + n, "\r\n", 2);
-	if (conn_write(s->c, buf, (size_t)n + 2, tmo(s, T_BLOCK), s->r) < 0)
-		return conn_failed(s, PHASE_NONE);
-	return 0;
+	return send_line(s, buf, (size_t)n, NULL);
 }
 
 static int flush(struct session *s, enum smtp_phase phase, int secs)
@@ -197,6 +205,95 @@ static int do_starttls(struct session *s)
 	if (start_tls(s, PHASE_TLS) < 0)
 		return -1;
 	return do_ehlo(s);
+}
+
+/* ---- AUTH (RFC 4954) --------------------------------------------------------- */
+
+/* The first line: "AUTH MECH" or, for client-first mechanisms, with the
+ * initial response ("=" for an empty one) so no round trip is wasted. */
+static int send_auth_line(struct session *s, struct auth_client *ac, const char *mech)
+{
+	char *resp = NULL, *line = NULL, shown[64];
+	int rc = -1;
+
+	snprintf(shown, sizeof shown, "AUTH %s [redacted]", mech);
+	if (!auth_client_first(mech))
+		return send_cmd(s, "AUTH %s", mech);
+	if (auth_step(ac, NULL, &resp, s->r) < 0)
+		return -1;
+	if (asprintf(&line, "AUTH %s %s", mech, *resp ? resp : "=") < 0) {
+		line = NULL;
+		result_fail(s->r, EX_OSERR, "out of memory");
+	} else {
+		rc = send_line(s, line, strlen(line), shown);
+		explicit_bzero(line, strlen(line));
+	}
+	free(line);
+	auth_free_response(resp);
+	return rc;
+}
+
+/* Answer one 334 challenge.  When the mechanism cannot go on, cancel with
+ * "*" (RFC 4954 4), read the server's verdict and keep our own reason. */
+static int answer_challenge(struct session *s, struct auth_client *ac)
+{
+	char *resp = NULL;
+	struct result why;
+	int rc;
+
+	if (auth_step(ac, s->rp.text, &resp, s->r) == 0) {
+		rc = send_line(s, resp, strlen(resp), "[redacted]");
+		auth_free_response(resp);
+		return rc;
+	}
+	why = *s->r;
+	if (send_line(s, "*", 1, NULL) == 0 && flush(s, PHASE_AUTH, T_EHLO) == 0)
+		read_reply(s, PHASE_AUTH, T_EHLO);
+	*s->r = why;
+	return -1;
+}
+
+static int auth_exchange(struct session *s, struct auth_client *ac, const char *mech)
+{
+	if (send_auth_line(s, ac, mech) < 0)
+		return -1;
+	for (;;) {
+		if (flush(s, PHASE_AUTH, T_EHLO) < 0 || read_reply(s, PHASE_AUTH, T_EHLO) < 0)
+			return -1;
+		if (s->rp.code != 334)
+			break;
+		if (answer_challenge(s, ac) < 0)
+			return -1;
+	}
+	if (s->rp.code / 100 == 2)
+		return 0;
+	check_reply(s, PHASE_AUTH, 2);
+	if (s->rp.code == 504) {
+		size_t n = strlen(s->r->text);
+		snprintf(s->r->text + n, sizeof s->r->text - n, " (the server offers %.200s)",
+			 s->caps.auth);
+	}
+	return -1;
+}
+
+static int do_auth(struct session *s)
+{
+	struct auth_params ap = *s->p->auth;
+	char mech[AUTH_MECH_MAX];
+	struct auth_client *ac;
+	int rc;
+
+	ap.tls = s->p->tls != SMTP_TLS_OFF;
+	ap.tls_info = s->p->tls_info;
+	if (auth_choose(s->caps.auth, &ap, mech, s->r) < 0)
+		return -1;
+	log_info("authenticating as %s with %s", ap.user ? ap.user : "", mech);
+	ac = auth_start(mech, &ap, s->r);
+	if (!ac)
+		return -1;
+	rc = auth_exchange(s, ac, mech);
+	auth_end(ac);
+	return rc;
 }
 
 /* RFC 1870: refuse before sending anything when the server already said the
@@ -453,6 +550,8 @@ int smtp_session(struct conn *c, const struct smtp_params *p,
 	if (do_greeting(s) < 0 || do_ehlo(s) < 0)
 		goto out;
 	if (p->tls == SMTP_TLS_STARTTLS && do_starttls(s) < 0)
+		goto out;
+	if (p->auth && do_auth(s) < 0)
 		goto out;
 	if (check_size(s, env) < 0 || do_envelope(s, env) < 0)
 		goto out;

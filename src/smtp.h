@@ -14,6 +14,7 @@
 #include "conn.h"
 #include "result.h"
 #include "tls.h"
+#include "auth.h"
 
 enum smtp_tls { SMTP_TLS_OFF = 0, SMTP_TLS_STARTTLS, SMTP_TLS_IMPLICIT };
 
@@ -25,6 +26,7 @@ struct smtp_params {
 	enum smtp_tls tls;
 	const struct tls_params *tlsp;  /* with tls != SMTP_TLS_OFF */
 	struct tls_info *tls_info;      /* filled after the handshake; may be NULL */
+	const struct auth_params *auth; /* NULL: no AUTH */
 	int timeout_s;           /* caps every RFC 5321 phase timeout; 0 = RFC values */
 	int partial_delivery;    /* 1: deliver to accepted recipients when some are refused */
 };
