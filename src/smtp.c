@@ -34,7 +34,7 @@ struct session {
 	int in_data;       /* a 354 was received and the data is unfinished */
 	size_t accepted;   /* recipients accepted in this transaction */
 	struct reply rp;
-	char line[REPLY_LINE_MAX + 2];
+	char line[REPLY_LINE_MAX + 1];
 };
 
 static int tmo(const struct session *s, int secs)

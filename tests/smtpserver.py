@@ -471,6 +471,12 @@ class _Conn:
         self.rec.replies.append(bytes(data))
 
     def recv(self):
+        data = self.recv_raw()
+        self.buf += data
+        return len(data)
+
+    def recv_raw(self):
+        """One recv(), recorded as a segment; EOF raises _ClientGone."""
         if self.server.expired():
             raise _ServerClose("server lifetime over")
         try:
@@ -482,8 +488,7 @@ class _Conn:
         if not data:
             raise _ClientGone("client closed")
         self.rec.segments.append(data)
-        self.buf += data
-        return len(data)
+        return data
 
     def readline(self):
         scanned = 0
@@ -661,13 +666,12 @@ class _Conn:
                 self.send(b"552 5.3.4 Error: message too large for the test server\r\n")
                 raise _ServerClose("DATA over max_data")
             try:
-                self.recv()
+                chunk = self.recv_raw()
             except (_ClientGone, socket.timeout):
-                txn.data_raw = bytes(data + self.buf)
+                txn.data_raw = bytes(data)
                 raise
             txn.data_segments += 1
-            data += self.buf
-            self.buf = bytearray()
+            data += chunk
 
     def end_of_data(self, txn):
         action = self.pick("EOD") or Reply(DEFAULTS["EOD"])
