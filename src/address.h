@@ -26,7 +26,10 @@ struct addrlist {
  * append every mailbox to *out.  A bare local name without '@' ("root") is
  * accepted and returned as is (aliases/maildomain qualify it later).
  * Returns 0, or -1 with a reason in err (errcap bytes) on a syntax error, in
- * which case nothing is appended.  Allocation failure also returns -1. */
+ * which case nothing is appended.  Allocation failure also returns -1.
+ * On -1, errno is EINVAL for a syntax error and ENOMEM for memory.  err may
+ * be NULL.  A single address (or display name) over 998 bytes is an error;
+ * a group left open at the end ("undisclosed-recipients:") is tolerated. */
 int addr_parse_list(const char *s, size_t len, struct addrlist *out,
 		    char *err, size_t errcap);
 

@@ -47,8 +47,12 @@ long msg_head_end(const char *buf, size_t len, int eof);
 /* Parse the header block in[0..len) (as delimited by msg_head_end) and build
  * out: drop Bcc/Resent-Bcc, add Date/Message-ID/From/To per the policies, collect
  * recipients.  Returns 0, or -1 with r filled (EX_DATAERR for an unparsable
- * address header with -t, EX_OSERR for memory).  out is owned by the caller and
- * released with msg_head_free. */
+ * address header with -t, EX_OSERR for memory or getrandom failure).  out is
+ * owned by the caller and released with msg_head_free; out->text is also
+ * NUL-terminated (after len bytes).
+ * Policies: HDR_ON equals HDR_AUTO (add when missing) except for From, where
+ * it replaces every existing From with the generated one.  A From is generated
+ * only when env_from is a non-empty valid mailbox (addr_valid_mailbox). */
 int msg_head_process(const char *in, size_t len, const struct msg_opts *o,
 		     struct msg_head *out, struct result *r);
 
