@@ -8,69 +8,39 @@ in.  Postfix stores LF line endings and prepends Return-Path, X-Original-To,
 Delivered-To and Received; those trace headers are checked separately (envelope
 sender and recipient) and stripped before comparing the rest byte for byte.
 
-The instance runs with smtpd_forbid_bare_newline = yes, so any bare LF that
+The instance runs with smtpd_forbid_bare_newline = reject, so any bare LF that
 reaches the wire makes Postfix refuse the message (SMTP smuggling defence), and
 smtpd_forbid_unauth_pipelining = yes, so RFC 2920 violations disconnect.
 
 Skips (exit 0) when Postfix is not installed or we are not root, unless
-CI=true, where both are failures.  Set PUSHMAIL_KEEP_TMP=1 to keep the temp
-directory (it is always kept when a test fails).
+CI=true, where both are failures.  Set PUSHMAIL_TEST_KEEP=1 to keep the temp
+directories (it is always kept when a test fails).
 """
 
 import os
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import traceback
 
 sys.path.insert(0, os.environ.get("TESTS_SRCDIR") or os.path.dirname(os.path.abspath(__file__)))
 import postfixlib  # noqa: E402
+import taplib as t  # noqa: E402
 
 DOMAIN = "test.example"
 USERS = ("user", "to", "cc", "bcc", "bcc2")
 RUN_TIMEOUT = 120          # seconds for one pushmail run (the 5 MiB one included)
 DELIVERY_TIMEOUT = 30      # seconds for Postfix to write the Maildir file
-
-# --- minimal TAP --------------------------------------------------------------
-
-class Tap:
-    def __init__(self):
-        self.n = 0
-        self.failed = 0
-
-    def ok(self, cond, name, diag=None):
-        self.n += 1
-        print("%s %d - %s" % ("ok" if cond else "not ok", self.n, name), flush=True)
-        if not cond:
-            self.failed += 1
-            if diag:
-                self.diag(diag)
-        return cond
-
-    def is_(self, got, want, name):
-        return self.ok(got == want, name, "got:  %r\nwant: %r" % (got, want))
-
-    def diag(self, text):
-        for line in str(text).splitlines() or [""]:
-            print("# " + line, flush=True)
-
-    def done(self):
-        print("1..%d" % self.n, flush=True)
-        return 1 if self.failed else 0
-
-
-def skip_all(reason):
-    print("1..0 # SKIP " + reason)
-    sys.exit(0)
-
+TIME = "/usr/bin/time"     # GNU time, for peak RSS (package "time")
 
 def bail(reason):
-    print("Bail out! " + reason.splitlines()[0] if reason else "Bail out!")
-    for line in reason.splitlines()[1:]:
-        print("# " + line)
+    """Abort the whole script: the automake TAP driver records an ERROR."""
+    lines = str(reason).splitlines() or [""]
+    print("Bail out! " + lines[0], flush=True)
+    t.diag(*lines[1:])
     sys.exit(1)
+
 
 # --- message helpers ------------------------------------------------------------
 
@@ -158,73 +128,77 @@ def big_body(size):
 # --- the harness ----------------------------------------------------------------
 
 class Harness:
-    def __init__(self, tap, pf, tmp, pushmail):
-        self.tap, self.pf, self.tmp, self.pushmail = tap, pf, tmp, pushmail
-        self.env = dict(os.environ)
-        for k in ("PUSHMAIL_CONFIG",):
-            self.env.pop(k, None)
-        # Keep pushmail's queue/log/config lookups inside the temp dir.
-        home = os.path.join(tmp, "home")
-        os.makedirs(home, exist_ok=True)
-        self.env.update(HOME=home, XDG_CONFIG_HOME=os.path.join(home, ".config"),
-                        XDG_STATE_HOME=os.path.join(home, ".local", "state"),
-                        LC_ALL="C")
-        self.queue_new = os.path.join(home, ".local", "state", "pushmail", "queue", "new")
-        self.cfg = self.write_cfg("pushmail.ini", pf.port)
-        self.cfg_norelay = self.write_cfg("norelay.ini", pf.ports["norelay"])
+    def __init__(self, pf, pushmail):
+        self.pf, self.pushmail = pf, pushmail
+        # taplib.base_env keeps HOME/XDG_* (pushmail's config search, queue and
+        # log) inside taplib's private temporary directory.
+        self.env = t.base_env()
+        self.queue_new = os.path.join(self.env["XDG_STATE_HOME"], "pushmail", "queue", "new")
+        self.cfg = self.write_cfg(pf.port)
+        self.cfg_norelay = self.write_cfg(pf.ports["norelay"])
+        self.small_rss = None      # KiB, peak RSS of the small-message run
 
-    def write_cfg(self, name, port):
-        path = os.path.join(self.tmp, name)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write("[pf]\nhost = 127.0.0.1\nport = %d\ntls = off\nauth = off\n"
-                    "from = sender@test.example\n" % port)
-        os.chmod(path, 0o600)
-        return path
+    @staticmethod
+    def write_cfg(port):
+        return t.write_config(text="[pf]\nhost = 127.0.0.1\nport = %d\ntls = off\n"
+                              "auth = off\nfrom = sender@test.example\n" % port)
 
-    def run(self, args, msg, cfg=None):
+    def run(self, args, msg, cfg=None, measure=False):
+        """Run pushmail; with measure, r.peak_kb is its peak RSS or None.
+
+        taplib's r.maxrss_kb cannot be used for that: the child's ru_maxrss
+        starts from this Python process's high-water mark (the exec inherits
+        it from the vfork'ed mm), so GNU time(1), which fork()s, measures."""
         argv = [self.pushmail, "-C", cfg or self.cfg] + list(args)
-        try:
-            p = subprocess.run(argv, input=msg, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, env=self.env, timeout=RUN_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            return None, b"", b"timed out after %ds" % RUN_TIMEOUT
-        return p.returncode, p.stdout, p.stderr
+        rss_file = None
+        if measure and os.access(TIME, os.X_OK):
+            rss_file = os.path.join(t.tmpdir(), "rss")
+            argv = [TIME, "-f", "%M", "-o", rss_file] + argv
+        r = t.run(argv, stdin=msg, env=self.env, timeout=RUN_TIMEOUT)
+        r.peak_kb = None
+        if rss_file:
+            try:
+                with open(rss_file) as f:
+                    r.peak_kb = int(f.read().split()[-1])
+            except (OSError, ValueError, IndexError):
+                pass
+        return r
 
-    def run_ok(self, name, args, msg):
-        rc, out, err = self.run(args, msg)
-        self.tap.ok(rc == 0, "%s: pushmail exits 0" % name,
-                    "exit %r\nstderr: %s" % (rc, err.decode("utf-8", "replace")))
+    def run_ok(self, name, args, msg, measure=False):
+        r = self.run(args, msg, measure=measure)
+        t.ok(r.rc == 0, "%s: pushmail exits 0" % name, *r.describe())
         queued = os.listdir(self.queue_new) if os.path.isdir(self.queue_new) else []
-        self.tap.ok(not queued, "%s: nothing left in pushmail's queue" % name,
-                    "queued: %r\nstderr: %s" % (queued, err.decode("utf-8", "replace")))
-        return rc == 0
+        t.ok(not queued, "%s: nothing left in pushmail's queue" % name,
+             "queued: %r" % queued, *r.describe())
+        return r if r.rc == 0 else None
 
     def fetch(self, name, user="user", n=1):
         try:
             return self.pf.wait_for_maildir(n, DELIVERY_TIMEOUT, user=user)
         except TimeoutError as e:
-            self.tap.ok(False, "%s: delivered to %s@%s" % (name, user, DOMAIN), str(e))
+            t.ok(False, "%s: delivered to %s@%s" % (name, user, DOMAIN), str(e))
             return None
 
     def check_delivery(self, name, got, want, user="user", sender="sender@test.example"):
         """One delivered message `got` against expected stored content `want`."""
         trace, rest = split_trace(got)
-        self.tap.is_(trace.get("return-path"), [b"<" + sender.encode() + b">"],
-                     "%s: envelope sender (Return-Path)" % name)
-        self.tap.is_(trace.get("delivered-to"), [("%s@%s" % (user, DOMAIN)).encode()],
-                     "%s: envelope recipient (Delivered-To)" % name)
-        self.tap.ok(rest == want, "%s: headers and body arrive intact" % name,
-                    first_difference(rest, want))
+        t.is_eq(trace.get("return-path"), [b"<" + sender.encode() + b">"],
+                "%s: envelope sender (Return-Path)" % name)
+        t.is_eq(trace.get("delivered-to"), [("%s@%s" % (user, DOMAIN)).encode()],
+                "%s: envelope recipient (Delivered-To)" % name)
+        t.ok(rest == want, "%s: headers and body arrive intact" % name,
+             first_difference(rest, want))
 
 
 def case_small(h):
     name = "small message"
     msg = std_headers() + b"\nHello from pushmail.\r\n8-bit: gr\xc3\xbc\xc3\x9fe\r\n"
-    if h.run_ok(name, ["user@" + DOMAIN], msg):
+    r = h.run_ok(name, ["user@" + DOMAIN], msg, measure=True)
+    if r:
+        h.small_rss = r.peak_kb
         got = h.fetch(name)
         if got is not None:
-            h.tap.is_(len(got), 1, "%s: exactly one copy" % name)
+            t.is_eq(len(got), 1, "%s: exactly one copy" % name)
             h.check_delivery(name, got[0], stored_form(msg))
 
 
@@ -255,7 +229,7 @@ def case_dots_and_line_ends(h):
     if h.run_ok(name, ["user@" + DOMAIN], msg):
         got = h.fetch(name)
         if got is not None:
-            h.tap.is_(len(got), 1, "%s: one message, not split" % name)
+            t.is_eq(len(got), 1, "%s: one message, not split" % name)
             h.check_delivery(name, got[0], stored_form(msg))
 
 
@@ -279,9 +253,9 @@ def case_t_flag(h):
             got = h.fetch("%s (%s)" % (name, user), user=user)
             if got is None:
                 continue
-            h.tap.is_(len(got), 1, "%s: %s gets exactly one copy" % (name, user))
-            h.tap.ok(not any(l.lower().startswith(b"bcc:") for l in headers_of(got[0])),
-                     "%s: no Bcc header in %s's copy" % (name, user))
+            t.is_eq(len(got), 1, "%s: %s gets exactly one copy" % (name, user))
+            t.ok(not any(l.lower().startswith(b"bcc:") for l in headers_of(got[0])),
+                 "%s: no Bcc header in %s's copy" % (name, user))
             h.check_delivery("%s (%s)" % (name, user), got[0], want, user=user)
 
 
@@ -298,34 +272,43 @@ def case_missing_headers(h):
         hdrs = headers_of(rest)
         names = [l.split(b":", 1)[0].lower() for l in hdrs]
         for hn in (b"date", b"message-id", b"from"):
-            h.tap.is_(names.count(hn), 1, "%s: one %s header" % (name, hn.decode()))
+            t.is_eq(names.count(hn), 1, "%s: one %s header" % (name, hn.decode()))
         frm = [l for l in hdrs if l.lower().startswith(b"from:")]
-        h.tap.ok(frm and b"CronDaemon" in frm[0] and b"sender@test.example" in frm[0],
-                 "%s: From uses -F name and the account address" % name, repr(frm))
-        h.tap.ok(b"To: user@test.example" in hdrs
-                 and b"Subject: Cron <root@host> run-parts" in hdrs,
-                 "%s: original headers kept" % name, repr(hdrs))
-        h.tap.ok(rest.endswith(stored_form(body)), "%s: body intact" % name,
-                 first_difference(rest[-len(body):], stored_form(body)))
+        t.ok(frm and b"CronDaemon" in frm[0] and b"sender@test.example" in frm[0],
+             "%s: From uses -F name and the account address" % name, repr(frm))
+        t.ok(b"To: user@test.example" in hdrs
+             and b"Subject: Cron <root@host> run-parts" in hdrs,
+             "%s: original headers kept" % name, repr(hdrs))
+        t.ok(rest.endswith(stored_form(body)), "%s: body intact" % name,
+             first_difference(rest[-len(body):], stored_form(body)))
 
 
 def case_5mib(h):
     name = "5 MiB message"
     msg = std_headers() + b"\n" + big_body(5 * 1024 * 1024)
-    if h.run_ok(name, ["user@" + DOMAIN], msg):
-        got = h.fetch(name)
-        if got is not None:
-            h.tap.is_(len(got), 1, "%s: exactly one copy" % name)
-            h.check_delivery(name, got[0], stored_form(msg))
+    r = h.run_ok(name, ["user@" + DOMAIN], msg, measure=True)
+    if not r:
+        return
+    # SPEC 5: the body is never held in memory.  Compared with the small
+    # message's run, peak RSS may not grow by half the message size.
+    if h.small_rss is not None and r.peak_kb is not None:
+        grow = r.peak_kb - h.small_rss
+        t.ok(grow < 2560, "%s: memory flat (peak RSS +%d KiB over the small run)"
+             % (name, grow), "small run %d KiB, 5 MiB run %d KiB" % (h.small_rss, r.peak_kb))
+    else:
+        t.skip("%s: memory flat" % name, "no %s to measure peak RSS" % TIME)
+    got = h.fetch(name)
+    if got is not None:
+        t.is_eq(len(got), 1, "%s: exactly one copy" % name)
+        h.check_delivery(name, got[0], stored_form(msg))
 
 
 def expect_refusal(h, name, args, want_rc, want_enh, cfg=None):
     msg = std_headers() + b"\nshould not be delivered\n"
-    rc, _, err = h.run(args, msg, cfg)
-    err_s = err.decode("utf-8", "replace")
-    h.tap.is_(rc, want_rc, "%s: exit %d" % (name, want_rc))
-    h.tap.ok(want_enh in err_s, "%s: stderr reports the server's %s" % (name, want_enh),
-             "stderr: " + err_s)
+    r = h.run(args, msg, cfg)
+    t.is_eq(r.rc, want_rc, "%s: exit %d" % (name, want_rc), *r.describe())
+    t.ok(want_enh in r.err.decode("utf-8", "replace"),
+         "%s: stderr reports the server's %s" % (name, want_enh), *r.describe())
 
 
 def case_refusals(h):
@@ -347,9 +330,9 @@ def case_refusals(h):
     if h.run_ok(name, ["user@" + DOMAIN], msg):
         got = h.fetch(name)
         if got is not None:
-            h.tap.ok(len(got) == 1 and got[0].endswith(b"\nsentinel\n"),
-                     "refused messages were not delivered",
-                     "%d message(s): %r" % (len(got), [g[-60:] for g in got]))
+            t.ok(len(got) == 1 and got[0].endswith(b"\nsentinel\n"),
+                 "refused messages were not delivered",
+                 "%d message(s): %r" % (len(got), [g[-60:] for g in got]))
 
 
 CASES = [case_small, case_envelope_from, case_dots_and_line_ends, case_t_flag,
@@ -361,50 +344,50 @@ def main():
     if not postfixlib.find_postfix():
         if ci:
             bail("postfix not installed (required in CI)")
-        skip_all("postfix not installed")
+        t.skip_all("postfix not installed")
     if os.geteuid() != 0:
         if ci:
             bail("the Postfix interop test must run as root in CI")
-        skip_all("starting Postfix needs root")
-    pushmail = os.environ.get("PUSHMAIL") or os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "..", "src", "pushmail")
-    pushmail = os.path.abspath(pushmail)
+        t.skip_all("starting Postfix needs root")
+    pushmail = os.path.abspath(t.PUSHMAIL)
     if not os.access(pushmail, os.X_OK):
         bail("no pushmail binary at %s (set PUSHMAIL)" % pushmail)
 
-    tap = Tap()
+    # Not taplib's tmpdir: that one is 0700, and the postfix and nobody users
+    # must reach the queue and Maildirs.
     tmp = tempfile.mkdtemp(prefix="pushmail-postfix-")
-    os.chmod(tmp, 0o755)   # the postfix and nobody users must reach tmp/postfix
-    keep = bool(os.environ.get("PUSHMAIL_KEEP_TMP"))
-    pf = postfixlib.PostfixInstance(os.path.join(tmp, "postfix"), users=USERS)
+    os.chmod(tmp, 0o755)
+    keep = bool(os.environ.get("PUSHMAIL_TEST_KEEP"))
+    pf = postfixlib.PostfixInstance(tmp, users=USERS)
+    # A second smtpd that does not trust 127.0.0.1, for "Relay access denied".
     pf.add_inet_service("norelay", options={
         "smtpd_relay_restrictions": "reject_unauth_destination"})
+    failed_before = t._failed
     try:
-        os.makedirs(pf.root, exist_ok=True)
         try:
             pf.start()
         except postfixlib.PostfixError as e:
             keep = True
             bail("cannot start Postfix (kept %s): %s" % (tmp, e))
-        tap.diag("Postfix on 127.0.0.1:%d (norelay :%d), files in %s"
-                 % (pf.port, pf.ports["norelay"], tmp))
-        h = Harness(tap, pf, tmp, pushmail)
+        t.diag("Postfix on 127.0.0.1:%d (norelay :%d), files in %s"
+               % (pf.port, pf.ports["norelay"], tmp))
+        h = Harness(pf, pushmail)
         for case in CASES:
             try:
                 case(h)
             except Exception:
-                tap.ok(False, "%s raised" % case.__name__, traceback.format_exc())
-        leftover = pf.queue_count()
-        tap.is_(leftover, 0, "Postfix queue empty at the end")
+                t.ok(False, "%s raised" % case.__name__, traceback.format_exc())
+        t.is_eq(pf.queue_count(), 0, "Postfix queue empty at the end")
     finally:
         pf.stop()
-        if tap.failed or keep:
-            tap.diag("kept %s (maillog: %s)" % (tmp, pf.maillog))
-            if tap.failed:
-                tap.diag("--- maillog tail ---\n" + pf.log_tail(30))
+        failed = t._failed > failed_before
+        if failed or keep:
+            t.diag("kept %s (maillog: %s)" % (tmp, pf.maillog))
+            if failed:
+                t.diag("--- maillog tail ---", pf.log_tail(30))
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-    return tap.done()
+    return t.done()
 
 
 if __name__ == "__main__":

@@ -47,9 +47,12 @@ notes next to the code that depends on them):
   * local_header_rewrite_clients is emptied so cleanup(8) neither rewrites
     header addresses nor adds missing Date/Message-ID/From for 127.0.0.1: the
     headers we find in the Maildir are the ones the client sent.
-  * smtpd_forbid_bare_newline = yes (3.7.10+; exclusions emptied because they
-    default to $mynetworks) makes Postfix reject any bare LF on the wire: an
-    SMTP-smuggling regression turns into a failed delivery.
+  * smtpd_forbid_bare_newline = reject (exclusions emptied because they
+    default to $mynetworks) makes Postfix refuse any bare LF on the wire
+    ("550 5.5.2 Error: bare <LF> received"): an SMTP-smuggling regression
+    turns into a failed delivery.  Careful: since 3.7.10 "yes" only means
+    "normalize", which accepts bare LF inside the data; see
+    _bare_newline_reject().
   * default_transport/relay_transport = error: bounces and double bounces
     never try DNS or the network.
   * `postfix stop` waits up to 5 s for master, then kill -9's its process group;
@@ -164,6 +167,24 @@ def _postconf_defaults(names):
         if sep:
             vals[k.strip()] = v.strip()
     return vals
+
+
+def _bare_newline_reject():
+    """The smtpd_forbid_bare_newline value that rejects every bare LF.
+
+    Postfix 3.7.9/3.8.4 added "yes" (= reject); 3.7.10/3.8.5/3.6.14/3.5.24
+    and 3.9 redefined "yes" as "normalize" (only <LF>.<CR><LF> is refused,
+    other bare LFs are accepted as line ends) and added "reject".  We want
+    reject: pushmail must never put a bare LF on the wire."""
+    v = _postconf_defaults(["mail_version"]).get("mail_version", "0")
+    try:
+        major, minor, patch = (list(map(int, v.split(".")[:3])) + [0, 0])[:3]
+    except ValueError:
+        return None
+    first = {(3, 5): 24, (3, 6): 14, (3, 7): 10, (3, 8): 5}
+    if (major, minor) >= (3, 9) or patch >= first.get((major, minor), 10**6):
+        return "reject"
+    return "yes"
 
 
 # master.cf rows every instance needs.  chroot = n throughout (see above).
@@ -322,7 +343,7 @@ class PostfixInstance:
             "smtpd_banner": "$myhostname ESMTP pushmail test instance",
             "smtpd_error_sleep_time": "0",
             "in_flow_delay": "0",
-            "smtpd_forbid_bare_newline": "yes",
+            "smtpd_forbid_bare_newline": _bare_newline_reject(),
             "smtpd_forbid_bare_newline_exclusions": "",
             "smtpd_forbid_unauth_pipelining": "yes",
             "biff": "no",
@@ -333,13 +354,12 @@ class PostfixInstance:
             "maximal_backoff_time": "2s",
         }
         # Parameters this Postfix does not know would only draw warnings.
-        known = set(_postconf_defaults(["smtpd_forbid_bare_newline",
-                                        "smtpd_forbid_bare_newline_exclusions",
-                                        "smtpd_forbid_unauth_pipelining"]))
-        for k in ("smtpd_forbid_bare_newline", "smtpd_forbid_bare_newline_exclusions",
-                  "smtpd_forbid_unauth_pipelining"):
-            if k not in known:
-                del p[k]
+        optional = ("smtpd_forbid_bare_newline", "smtpd_forbid_bare_newline_exclusions",
+                    "smtpd_forbid_unauth_pipelining")
+        known = set(_postconf_defaults(optional))
+        for k in optional:
+            if k not in known or p[k] is None:
+                p.pop(k, None)
         p.update(self.extra_main)
         lines = ["# written by tests/postfixlib.py; throwaway instance"]
         lines += ["%s = %s" % (k, v) for k, v in p.items()]
