@@ -17,6 +17,7 @@ CI=true, where both are failures.  Set PUSHMAIL_TEST_KEEP=1 to keep the temp
 directories (it is always kept when a test fails).
 """
 
+import itertools
 import os
 import random
 import shutil
@@ -99,12 +100,15 @@ def headers_of(msg):
     return out
 
 
+_msgno = itertools.count(1)
+
+
 def std_headers(to="user@" + DOMAIN, extra=b""):
     return (b"From: Sender <sender@test.example>\n"
             b"To: " + to.encode() + b"\n"
             b"Subject: pushmail interop\n"
             b"Date: Mon, 30 Nov 2026 00:00:00 +0000\n"
-            b"Message-ID: <interop.%d@test.example>\n" % random.randrange(10**9)
+            b"Message-ID: <interop.%d@test.example>\n" % next(_msgno)
             + extra)
 
 

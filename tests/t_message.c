@@ -543,7 +543,7 @@ static int feed(const char *data, size_t n, size_t chunk, pid_t *pid)
 static int read_via_pipe(const char *data, size_t n, size_t chunk, char **buf,
 			 size_t *len, size_t *hl, struct result *r)
 {
-	pid_t pid;
+	pid_t pid = -1;
 	int fd = feed(data, n, chunk, &pid), rc;
 
 	result_clear(r);
