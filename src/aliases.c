@@ -1,0 +1,2 @@
+/* aliases.c - placeholder until its module lands. */
+#include "config.h"

@@ -1,0 +1,3 @@
+#ifndef PUSHMAIL_ALIASES_H
+#define PUSHMAIL_ALIASES_H
+#endif

@@ -1,0 +1,2 @@
+/* msmtprc.c - placeholder until its module lands. */
+#include "config.h"

@@ -1,0 +1,3 @@
+#ifndef PUSHMAIL_MSMTPRC_H
+#define PUSHMAIL_MSMTPRC_H
+#endif
