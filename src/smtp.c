@@ -25,7 +25,7 @@ enum { T_CONNECT = 60, T_GREETING = 300, T_EHLO = 300, T_MAIL = 300,
 
 #define BODY_BLOCK (64 * 1024)
 
-struct session {
+struct smtp_session {
 	struct conn *c;
 	const struct smtp_params *p;
 	struct result *r;
@@ -33,11 +33,14 @@ struct session {
 	int dead;          /* the connection is unusable: send nothing more */
 	int in_data;       /* a 354 was received and the data is unfinished */
 	size_t accepted;   /* recipients accepted in this transaction */
+	int quit_sent;     /* QUIT went out (with the last end of data) */
+	int transactions;  /* MAIL transactions started on this connection */
+	int own_conn;      /* smtp_close closes c */
 	struct reply rp;
 	char line[REPLY_LINE_MAX + 1];
 };
 
-static int tmo(const struct session *s, int secs)
+static int tmo(const struct smtp_session *s, int secs)
 {
 	if (s->p->timeout_s > 0 && s->p->timeout_s < secs)
 		secs = s->p->timeout_s;
@@ -45,7 +48,7 @@ static int tmo(const struct session *s, int secs)
 }
 
 /* Mark a transport failure: it happened during `phase`, nothing more goes out. */
-static int conn_failed(struct session *s, enum smtp_phase phase)
+static int conn_failed(struct smtp_session *s, enum smtp_phase phase)
 {
 	s->dead = 1;
 	s->r->phase = phase;
@@ -56,7 +59,7 @@ static int conn_failed(struct session *s, enum smtp_phase phase)
  * command or response: a CR, LF or NUL in any value would start a new
  * command (SPEC 4).  `shown` replaces the line in the -v transcript (AUTH
  * payloads are never shown); NULL shows the line itself. */
-static int send_line(struct session *s, const char *line, size_t n, const char *shown)
+static int send_line(struct smtp_session *s, const char *line, size_t n, const char *shown)
 {
 	if (memchr(line, '\r', n) || memchr(line, '\n', n) || memchr(line, '\0', n))
 		return result_fail(s->r, EX_USAGE,
@@ -69,7 +72,7 @@ static int send_line(struct session *s, const char *line, size_t n, const char *
 }
 
 __attribute__((format(printf, 2, 3)))
-static int send_cmd(struct session *s, const char *fmt, ...)
+static int send_cmd(struct smtp_session *s, const char *fmt, ...)
 {
 	char buf[2048];
 	va_list ap;
@@ -83,7 +86,7 @@ static int send_cmd(struct session *s, const char *fmt, ...)
 	return send_line(s, buf, (size_t)n, NULL);
 }
 
-static int flush(struct session *s, enum smtp_phase phase, int secs)
+static int flush(struct smtp_session *s, enum smtp_phase phase, int secs)
 {
 	if (conn_flush(s->c, tmo(s, secs), s->r) < 0)
 		return conn_failed(s, phase);
@@ -91,7 +94,7 @@ static int flush(struct session *s, enum smtp_phase phase, int secs)
 }
 
 /* Read one complete reply into s->rp.  -1: transport or syntax failure. */
-static int read_reply(struct session *s, enum smtp_phase phase, int secs)
+static int read_reply(struct smtp_session *s, enum smtp_phase phase, int secs)
 {
 	const char *why = NULL;
 	size_t len;
@@ -118,14 +121,14 @@ static int read_reply(struct session *s, enum smtp_phase phase, int secs)
 }
 
 /* The reply's first digit must be `want` (2, or 3 for DATA's 354). */
-static int check_reply(struct session *s, enum smtp_phase phase, int want)
+static int check_reply(struct smtp_session *s, enum smtp_phase phase, int want)
 {
 	if (s->rp.code / 100 == want)
 		return 0;
 	return result_reply(s->r, phase, s->rp.code, s->rp.enh, s->rp.text);
 }
 
-static int expect(struct session *s, enum smtp_phase phase, int secs, int want)
+static int expect(struct smtp_session *s, enum smtp_phase phase, int secs, int want)
 {
 	if (read_reply(s, phase, secs) < 0)
 		return -1;
@@ -134,14 +137,14 @@ static int expect(struct session *s, enum smtp_phase phase, int secs, int want)
 
 /* ---- steps ---------------------------------------------------------------- */
 
-static int do_greeting(struct session *s)
+static int do_greeting(struct smtp_session *s)
 {
 	return expect(s, PHASE_GREETING, T_GREETING, 2);
 }
 
 /* Handshake on the current connection.  A failed handshake leaves the stream
  * in an unknown state, so nothing more is sent on it (not even QUIT). */
-static int start_tls(struct session *s, enum smtp_phase phase)
+static int start_tls(struct smtp_session *s, enum smtp_phase phase)
 {
 	const struct tls_info *ti = s->p->tls_info;
 
@@ -158,7 +161,7 @@ static int start_tls(struct session *s, enum smtp_phase phase)
 }
 
 /* EHLO; HELO only when EHLO is refused with 5xx (RFC 5321 4.1.4, 3.2). */
-static int do_ehlo(struct session *s)
+static int do_ehlo(struct smtp_session *s)
 {
 	memset(&s->caps, 0, sizeof s->caps);
 	if (send_cmd(s, "EHLO %s", s->p->ehlo_name) < 0 ||
@@ -183,7 +186,7 @@ static int do_ehlo(struct session *s)
  * with the 220 were sent before the handshake by someone who is not the TLS
  * peer (CVE-2011-0411 class): refuse them.  Then forget every capability and
  * ask again (RFC 3207 4.2). */
-static int do_starttls(struct session *s)
+static int do_starttls(struct smtp_session *s)
 {
 	if (!(s->caps.flags & CAP_STARTTLS)) {
 		s->r->phase = PHASE_STARTTLS;
@@ -211,7 +214,7 @@ static int do_starttls(struct session *s)
 
 /* The first line: "AUTH MECH" or, for client-first mechanisms, with the
  * initial response ("=" for an empty one) so no round trip is wasted. */
-static int send_auth_line(struct session *s, struct auth_client *ac, const char *mech)
+static int send_auth_line(struct smtp_session *s, struct auth_client *ac, const char *mech)
 {
 	char *resp = NULL, *line = NULL, shown[64];
 	int rc = -1;
@@ -235,7 +238,7 @@ static int send_auth_line(struct session *s, struct auth_client *ac, const char 
 
 /* Answer one 334 challenge.  When the mechanism cannot go on, cancel with
  * "*" (RFC 4954 4), read the server's verdict and keep our own reason. */
-static int answer_challenge(struct session *s, struct auth_client *ac)
+static int answer_challenge(struct smtp_session *s, struct auth_client *ac)
 {
 	char *resp = NULL;
 	struct result why;
@@ -253,7 +256,7 @@ static int answer_challenge(struct session *s, struct auth_client *ac)
 	return -1;
 }
 
-static int auth_exchange(struct session *s, struct auth_client *ac, const char *mech)
+static int auth_exchange(struct smtp_session *s, struct auth_client *ac, const char *mech)
 {
 	if (send_auth_line(s, ac, mech) < 0)
 		return -1;
@@ -276,7 +279,7 @@ static int auth_exchange(struct session *s, struct auth_client *ac, const char *
 	return -1;
 }
 
-static int do_auth(struct session *s)
+static int do_auth(struct smtp_session *s)
 {
 	struct auth_params ap = *s->p->auth;
 	char mech[AUTH_MECH_MAX];
@@ -298,7 +301,7 @@ static int do_auth(struct session *s)
 
 /* RFC 1870: refuse before sending anything when the server already said the
  * message is too big for it. */
-static int check_size(struct session *s, const struct smtp_envelope *env)
+static int check_size(struct smtp_session *s, const struct smtp_envelope *env)
 {
 	if (!(s->caps.flags & CAP_SIZE) || s->caps.size_max == 0 ||
 	    env->size <= s->caps.size_max)
@@ -309,7 +312,7 @@ static int check_size(struct session *s, const struct smtp_envelope *env)
 			   env->size, s->caps.size_max);
 }
 
-static int send_mail(struct session *s, const struct smtp_envelope *env)
+static int send_mail(struct smtp_session *s, const struct smtp_envelope *env)
 {
 	char size[40] = "";
 
@@ -325,7 +328,7 @@ struct rcpt_tally {
 	struct result worst;
 };
 
-static void tally_rcpt(struct session *s, struct rcpt_tally *t, const char *rcpt)
+static void tally_rcpt(struct smtp_session *s, struct rcpt_tally *t, const char *rcpt)
 {
 	struct result one;
 	char line[RESULT_TEXT_MAX + 300];
@@ -348,7 +351,7 @@ static void tally_rcpt(struct session *s, struct rcpt_tally *t, const char *rcpt
 
 /* All-or-nothing by default: one refused recipient stops the message, since a
  * sender who is told "failed" would otherwise resend to those who got it. */
-static int finish_envelope(struct session *s, struct rcpt_tally *t, int pipe)
+static int finish_envelope(struct smtp_session *s, struct rcpt_tally *t, int pipe)
 {
 	if (pipe) {
 		if (read_reply(s, PHASE_DATA, T_DATA) < 0)
@@ -378,12 +381,19 @@ static int finish_envelope(struct session *s, struct rcpt_tally *t, int pipe)
 
 /* MAIL, every RCPT and DATA: in one write when PIPELINING is offered
  * (RFC 2920 3.1: DATA may end a pipelined group), else one at a time. */
-static int do_envelope(struct session *s, const struct smtp_envelope *env)
+static int do_envelope(struct smtp_session *s, const struct smtp_envelope *env)
 {
 	int pipe = (s->caps.flags & CAP_PIPELINING) != 0;
 	struct rcpt_tally t = { 0 };
+	int rset = s->transactions++ > 0;
 	size_t i;
 
+	/* A fresh transaction state for every message after the first on this
+	 * connection, whatever became of the one before. */
+	if (rset && (send_cmd(s, "RSET") < 0 ||
+		     (!pipe && (flush(s, PHASE_RSET, T_MAIL) < 0 ||
+				expect(s, PHASE_RSET, T_MAIL, 2) < 0))))
+		return -1;
 	if (send_mail(s, env) < 0)
 		return -1;
 	if (!pipe && (flush(s, PHASE_MAIL, T_MAIL) < 0 ||
@@ -401,6 +411,10 @@ static int do_envelope(struct session *s, const struct smtp_envelope *env)
 	if (pipe) {
 		if (send_cmd(s, "DATA") < 0 || flush(s, PHASE_MAIL, T_MAIL) < 0)
 			return -1;
+		if (rset && expect(s, PHASE_RSET, T_MAIL, 2) < 0) {
+			s->dead = 1;   /* replies would be out of step */
+			return -1;
+		}
 		if (expect(s, PHASE_MAIL, T_MAIL, 2) < 0) {
 			/* still read the rest so that DATA's verdict is known */
 			struct result mail = *s->r;
@@ -424,7 +438,7 @@ static int do_envelope(struct session *s, const struct smtp_envelope *env)
 /* ---- the message ------------------------------------------------------------ */
 
 /* Run n input bytes through the filter straight into the write buffer. */
-static int put_body(struct session *s, struct body_filter *bf, const char *in,
+static int put_body(struct smtp_session *s, struct body_filter *bf, const char *in,
 		    size_t n)
 {
 	size_t room;
@@ -471,7 +485,7 @@ static int for_each_block(const struct smtp_message *m,
 }
 
 struct body_sink {
-	struct session *s;
+	struct smtp_session *s;
 	struct body_filter bf;
 };
 
@@ -484,9 +498,11 @@ static int body_to_conn(void *ctx, const char *p, size_t n)
 
 /* DATA content, the final dot, and (with PIPELINING) QUIT in the same write:
  * the 221 is never waited for (RFC 2920 3.1 allows QUIT after the dot). */
-static int do_data(struct session *s, const struct smtp_message *m,
+static int do_data(struct smtp_session *s, const struct smtp_message *m, int last,
 		   struct smtp_outcome *out)
 {
+	int pipe_quit = last && (s->caps.flags & CAP_PIPELINING);
+
 	struct body_sink k = { .s = s };
 	struct body_filter *bfp = &k.bf;
 	char tail[16];
@@ -504,8 +520,9 @@ static int do_data(struct session *s, const struct smtp_message *m,
 		return conn_failed(s, PHASE_DATA);
 	s->in_data = 0;
 	log_proto("->", "[message]", 9);
-	if (s->caps.flags & CAP_PIPELINING && send_cmd(s, "QUIT") < 0)
+	if (pipe_quit && send_cmd(s, "QUIT") < 0)
 		return -1;
+	s->quit_sent = pipe_quit;
 	if (flush(s, PHASE_EOD, T_BLOCK) < 0 ||
 	    expect(s, PHASE_EOD, T_EOD, 2) < 0)
 		return -1;
@@ -514,54 +531,127 @@ static int do_data(struct session *s, const struct smtp_message *m,
 		result_sanitise(out->final_reply, sizeof out->final_reply,
 				s->rp.text, s->rp.textlen);
 	}
-	if (!(s->caps.flags & CAP_PIPELINING) && send_cmd(s, "QUIT") == 0)
-		flush(s, PHASE_QUIT, T_QUIT);
 	return 0;
 }
 
 /* Politeness on failure (SPEC 4): QUIT when the session can still take a
  * command.  In the middle of DATA a QUIT would be message text, so just close. */
-static void quit_quietly(struct session *s)
+static void quit_quietly(struct smtp_session *s)
 {
 	struct result ignored;
 
-	if (s->dead || s->in_data)
+	if (s->dead || s->in_data || s->quit_sent)
 		return;
+	s->quit_sent = 1;
 	ignored = *s->r;
 	if (send_cmd(s, "QUIT") == 0)
 		flush(s, PHASE_QUIT, T_QUIT);
 	*s->r = ignored;
 }
 
+/* Greeting, EHLO, TLS and AUTH on c: everything before the first MAIL. */
+static int session_start(struct smtp_session *s)
+{
+	const struct smtp_params *p = s->p;
+
+	if (p->tls == SMTP_TLS_IMPLICIT && start_tls(s, PHASE_TLS) < 0)
+		return -1;
+	if (do_greeting(s) < 0 || do_ehlo(s) < 0)
+		return -1;
+	if (p->tls == SMTP_TLS_STARTTLS && do_starttls(s) < 0)
+		return -1;
+	return p->auth ? do_auth(s) : 0;
+}
+
+struct smtp_session *smtp_open_conn(struct conn *c, const struct smtp_params *p,
+				    struct result *r)
+{
+	struct smtp_session *s = calloc(1, sizeof *s);
+
+	if (!s) {
+		result_fail(r, EX_OSERR, "out of memory");
+		return NULL;
+	}
+	s->c = c;
+	s->p = p;
+	s->r = r;
+	if (session_start(s) < 0) {
+		quit_quietly(s);
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+struct smtp_session *smtp_open(const struct smtp_params *p, struct result *r)
+{
+	int secs = p->timeout_s > 0 && p->timeout_s < T_CONNECT ? p->timeout_s : T_CONNECT;
+	struct smtp_session *ss;
+	struct conn *c;
+
+	if (conn_connect(&c, p->host, p->port, secs * 1000, r) < 0)
+		return NULL;
+	ss = smtp_open_conn(c, p, r);
+	if (!ss) {
+		conn_close(c);
+		return NULL;
+	}
+	(ss)->own_conn = 1;
+	return ss;
+}
+
+int smtp_transaction(struct smtp_session *ss, const struct smtp_envelope *env,
+		     const struct smtp_message *msg, int last,
+		     struct smtp_outcome *out, struct result *r)
+{
+	struct smtp_session *s = ss;
+
+	s->r = r;
+	if (s->dead || s->in_data || s->quit_sent) {
+		r->phase = PHASE_MAIL;
+		return result_fail(r, EX_TEMPFAIL, "the connection can take no more messages");
+	}
+	s->accepted = 0;
+	if (check_size(s, env) < 0 || do_envelope(s, env) < 0)
+		return -1;
+	if (out)
+		out->accepted = s->accepted;
+	return do_data(s, msg, last, out);
+}
+
+int smtp_usable(const struct smtp_session *ss)
+{
+	const struct smtp_session *s = ss;
+
+	return !s->dead && !s->in_data && !s->quit_sent;
+}
+
+void smtp_close(struct smtp_session *ss)
+{
+	struct smtp_session *s = ss;
+	struct result ignored;
+
+	if (!s)
+		return;
+	s->r = &ignored;
+	result_clear(&ignored);
+	quit_quietly(s);
+	if (s->own_conn)
+		conn_close(s->c);
+	free(s);
+}
+
 int smtp_session(struct conn *c, const struct smtp_params *p,
 		 const struct smtp_envelope *env, const struct smtp_message *msg,
 		 struct smtp_outcome *out, struct result *r)
 {
-	struct session *s = calloc(1, sizeof *s);
-	int rc = -1;
+	struct smtp_session *ss = smtp_open_conn(c, p, r);
+	int rc;
 
-	if (!s)
-		return result_fail(r, EX_OSERR, "out of memory");
-	s->c = c;
-	s->p = p;
-	s->r = r;
-	if (p->tls == SMTP_TLS_IMPLICIT && start_tls(s, PHASE_TLS) < 0)
-		goto out;
-	if (do_greeting(s) < 0 || do_ehlo(s) < 0)
-		goto out;
-	if (p->tls == SMTP_TLS_STARTTLS && do_starttls(s) < 0)
-		goto out;
-	if (p->auth && do_auth(s) < 0)
-		goto out;
-	if (check_size(s, env) < 0 || do_envelope(s, env) < 0)
-		goto out;
-	if (out)
-		out->accepted = s->accepted;
-	rc = do_data(s, msg, out);
-out:
-	if (rc < 0)
-		quit_quietly(s);
-	free(s);
+	if (!ss)
+		return -1;
+	rc = smtp_transaction(ss, env, msg, 1, out, r);
+	smtp_close(ss);
 	return rc;
 }
 
@@ -569,14 +659,13 @@ int smtp_send(const struct smtp_params *p, const struct smtp_envelope *env,
 	      const struct smtp_message *msg, struct smtp_outcome *out,
 	      struct result *r)
 {
-	struct conn *c;
-	int secs = p->timeout_s > 0 && p->timeout_s < T_CONNECT ? p->timeout_s : T_CONNECT;
+	struct smtp_session *ss = smtp_open(p, r);
 	int rc;
 
-	if (conn_connect(&c, p->host, p->port, secs * 1000, r) < 0)
+	if (!ss)
 		return -1;
-	rc = smtp_session(c, p, env, msg, out, r);
-	conn_close(c);
+	rc = smtp_transaction(ss, env, msg, 1, out, r);
+	smtp_close(ss);
 	return rc;
 }
 
@@ -634,7 +723,7 @@ static void copy_reply(const struct reply *rp, char *out, size_t cap)
 int smtp_probe(const struct smtp_params *p, struct smtp_probe *out,
 	       struct result *r)
 {
-	struct session *s = calloc(1, sizeof *s);
+	struct smtp_session *s = calloc(1, sizeof *s);
 	int rc = -1;
 
 	memset(out, 0, sizeof *out);

@@ -58,6 +58,22 @@ int smtp_send(const struct smtp_params *p, const struct smtp_envelope *env,
 	      const struct smtp_message *msg, struct smtp_outcome *out,
 	      struct result *r);
 
+/* A session that carries several messages (the queue runner): smtp_open
+ * connects and does greeting, EHLO, TLS and AUTH; each smtp_transaction sends
+ * one message (RSET before every one after the first; with last set and
+ * PIPELINING, QUIT rides with the end of data); smtp_close says QUIT if it
+ * has not gone out and closes.  After a failed transaction smtp_usable tells
+ * whether another can follow on the same connection.  NULL/-1 with r filled. */
+struct smtp_session;
+struct smtp_session *smtp_open(const struct smtp_params *p, struct result *r);
+struct smtp_session *smtp_open_conn(struct conn *c, const struct smtp_params *p,
+				    struct result *r);
+int smtp_transaction(struct smtp_session *s, const struct smtp_envelope *env,
+		     const struct smtp_message *msg, int last,
+		     struct smtp_outcome *out, struct result *r);
+int smtp_usable(const struct smtp_session *s);
+void smtp_close(struct smtp_session *s);
+
 /* The session on an existing connection (tests and fuzzing use a socketpair). */
 int smtp_session(struct conn *c, const struct smtp_params *p,
 		 const struct smtp_envelope *env, const struct smtp_message *msg,
