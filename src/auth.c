@@ -18,6 +18,7 @@ struct auth_client {
 	enum kind kind;
 	char mech[AUTH_MECH_MAX];
 	int rounds;
+	int complete;      /* libgsasl said GSASL_OK: nothing more to answer */
 	const struct auth_params *ap;
 	Gsasl *ctx;
 	Gsasl_session *sctx;
@@ -95,12 +96,22 @@ static int has_binding(const struct auth_params *ap)
 	return ap->tls_info && ap->tls_info->cblen > 0;
 }
 
+/* PLAIN and LOGIN put the password itself on the wire. */
+static int sends_password(const char *mech)
+{
+	return strcmp(mech, "PLAIN") == 0 || strcmp(mech, "LOGIN") == 0;
+}
+
 static int choose_auto(const char *offered, const struct auth_params *ap,
 		       char out[AUTH_MECH_MAX], struct result *r)
 {
 	for (size_t i = 0; i < sizeof auto_order / sizeof auto_order[0]; i++) {
 		const char *m = auto_order[i];
 		if (strstr(m, "-PLUS") && !has_binding(ap))
+			continue;
+		/* SPEC 4: auto never picks a plaintext mechanism without TLS,
+		 * allow_plaintext_auth or not; auth = plain says so explicitly. */
+		if (!ap->tls && sends_password(m))
 			continue;
 		if (offered_has(offered, m) && locally_supported(m)) {
 			snprintf(out, AUTH_MECH_MAX, "%s", m);
@@ -110,8 +121,8 @@ static int choose_auto(const char *offered, const struct auth_params *ap,
 	return result_fail(r, EX_UNAVAILABLE,
 			   "no usable authentication mechanism: the server offers '%s'; "
 			   "pushmail's automatic choice uses SCRAM, PLAIN, LOGIN or CRAM-MD5 "
-			   "(set auth = xoauth2, oauthbearer, external or gssapi explicitly)",
-			   offered);
+			   "(PLAIN and LOGIN only over TLS; set auth = plain, login, xoauth2, "
+			   "oauthbearer, external or gssapi explicitly)", offered);
 }
 
 int auth_choose(const char *offered, const struct auth_params *ap,
@@ -325,13 +336,25 @@ int auth_step(struct auth_client *ac, const char *challenge, char **out,
 				   AUTH_ROUNDS_MAX);
 	if (ac->kind != K_GSASL)
 		return oauth_step(ac, challenge, out, r);
+	/* A challenge after the mechanism finished (e.g. after PLAIN's initial
+	 * response) is not answered with the credentials again: the caller
+	 * cancels with "*" (RFC 4954 4). */
+	if (ac->complete)
+		return result_fail(r, EX_PROTOCOL, "%s: the server sent another challenge "
+				   "after the mechanism finished", ac->mech);
 	rc = gsasl_step64(ac->sctx, challenge ? challenge : "", out);
-	if (rc == GSASL_OK || rc == GSASL_NEEDS_MORE)
+	if (rc == GSASL_OK || rc == GSASL_NEEDS_MORE) {
+		ac->complete = rc == GSASL_OK;
 		return 0;
+	}
 	free(*out);
 	*out = NULL;
-	if (rc == GSASL_BASE64_ERROR)   /* RFC 4954 4: cancel with "*" */
-		return (*out = strdup("*")) ? 0 : result_fail(r, EX_OSERR, "out of memory");
+	/* An undecodable challenge is a malformed server reply (SPEC 3: 76);
+	 * failing here makes the caller cancel with "*" (RFC 4954 4), read the
+	 * server's verdict and keep this reason. */
+	if (rc == GSASL_BASE64_ERROR)
+		return result_fail(r, EX_PROTOCOL, "%s: the server's challenge is not "
+				   "valid base64", ac->mech);
 	return result_fail(r, EX_PROTOCOL, "%s: %s (the server's answer is not "
 			   "what the mechanism expects)", ac->mech, gsasl_strerror(rc));
 }

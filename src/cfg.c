@@ -100,6 +100,8 @@ static const struct keydef keys[K__COUNT + 1] = {
 	/* the spool is shared by all accounts, so it is not per-account */
 	[K_QUEUE_DIR] = { "queue_dir", T_PATH, W_TOP | W_DEF, NULL, 0, 0 },
 	[K_QUEUE_LIFETIME] = { "queue_lifetime", T_DURATION, W_DEF, NULL, 1, 365L * 86400 },
+	[K_QUEUE_RETRY] = { "queue_retry", T_DURATION, W_DEF, NULL, 1, 86400 },
+	[K_QUEUE_RETRY_MAX] = { "queue_retry_max", T_DURATION, W_DEF, NULL, 1, 7L * 86400 },
 	[K_PARTIAL_DELIVERY] = { "partial_delivery", T_BOOL, W_ANY_ACC, NULL, 0, 0 },
 	[K_ALLOW_PLAINTEXT_AUTH] = { "allow_plaintext_auth", T_BOOL, W_ANY_ACC, NULL, 0, 0 },
 	[K_DSN_NOTIFY] = { "dsn_notify", T_NOTIFY, W_ANY_ACC, NULL, 0, 0 },

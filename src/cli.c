@@ -48,13 +48,14 @@ static const struct letter letters[] = {
 	{ 'q', ARG_ATTACHED, A_QUEUE },   /* -q, -q15m */
 };
 
-enum long_kind { L_FLAG, L_VALUE };
+enum long_kind { L_FLAG, L_VALUE, L_MODE_VALUE };
 
 struct long_opt {
 	const char *name;
 	enum long_kind kind;
 	size_t off;        /* offsetof the field in struct options */
-	int mode;          /* for flags: a mode to select, or -1 to set an int field */
+	int mode;          /* a mode to select (flags, L_MODE_VALUE), or -1 to set an
+			    * int field */
 };
 
 #define OFF(f) offsetof(struct options, f)
@@ -77,6 +78,8 @@ static const struct long_opt long_opts[] = {
 	{ "check", L_FLAG, 0, MODE_CHECK },
 	{ "version", L_FLAG, 0, MODE_VERSION },
 	{ "help", L_FLAG, 0, MODE_HELP },
+	{ "queue-delete", L_MODE_VALUE, OFF(queue_id), MODE_QUEUE_DELETE },
+	{ "queue-retry", L_MODE_VALUE, OFF(queue_id), MODE_QUEUE_RETRY },
 };
 
 static const struct {
@@ -230,6 +233,8 @@ static int parse_long(int argc, char **argv, int *i, struct options *o,
 			return o->bad_option = 1, result_fail(r, EX_USAGE, "option --%s needs a value",
 					   lo->name);
 		*(const char **)((char *)o + lo->off) = val;
+		if (lo->kind == L_MODE_VALUE)
+			o->mode = (enum cli_mode)lo->mode;
 		return 0;
 	}
 	o->bad_option = 1;

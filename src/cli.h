@@ -20,6 +20,9 @@ enum cli_mode {
 	MODE_ALIASES,      /* -bi, newaliases */
 	MODE_SERVERINFO,   /* --serverinfo */
 	MODE_CHECK,        /* --check */
+	MODE_QUEUE_DELETE, /* --queue-delete ID */
+	MODE_QUEUE_RETRY,  /* --queue-retry ID */
+	MODE_IMPORT,       /* --import-msmtprc [FILE] */
 };
 
 #define CLI_IGNORED_MAX 16
@@ -32,6 +35,7 @@ struct options {
 	const char *full_name;     /* -F */
 	const char *host, *port, *tls, *auth, *user, *timeout; /* --host ... overrides */
 	const char *queue_interval; /* -qINTERVAL */
+	const char *queue_id;      /* --queue-delete / --queue-retry */
 	const char *dsn_notify, *dsn_ret, *dsn_envid; /* -N, -R, -V */
 	const char *body_type;     /* -B value */
 	const char *log_tag;       /* -L */

@@ -259,6 +259,7 @@ static const struct {
 	[K_FROM_MATCH] = { "*@b", "*@b" }, [K_ALLOW_FROM_OVERRIDE] = { "on", "yes" },
 	[K_DOMAIN] = { "me.example", "me.example" }, [K_QUEUE] = { "always", "always" },
 	[K_QUEUE_DIR] = { "/q", "/q" }, [K_QUEUE_LIFETIME] = { "12h", "12h" },
+	[K_QUEUE_RETRY] = { "2m", "2m" }, [K_QUEUE_RETRY_MAX] = { "2h", "2h" },
 	[K_PARTIAL_DELIVERY] = { "no", "no" }, [K_ALLOW_PLAINTEXT_AUTH] = { "yes", "yes" },
 	[K_DSN_NOTIFY] = { "delay", "delay" }, [K_DSN_RETURN] = { "headers", "headers" },
 	[K_SET_DATE_HEADER] = { "off", "off" }, [K_SET_MSGID_HEADER] = { "auto", "auto" },

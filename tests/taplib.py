@@ -70,20 +70,24 @@ def plan(n):
     _out("1..%d" % n)
 
 
-def ok(cond, name, *diagnostics):
+def ok(cond, name, *diagnostics, todo=None):
+    """One test.  todo (a reason) marks a known, reported defect: TAP's
+    "# TODO" directive, shown but not counted as a failure."""
     global _n, _failed
     _n += 1
     name = str(name).replace("\n", " ").replace("#", "\\#")
-    _out("%sok %d - %s" % ("" if cond else "not ", _n, name))
+    directive = " # TODO %s" % str(todo).replace("\n", " ") if todo else ""
+    _out("%sok %d - %s%s" % ("" if cond else "not ", _n, name, directive))
     if not cond:
-        _failed += 1
+        if not todo:
+            _failed += 1
         diag(*diagnostics)
     return bool(cond)
 
 
-def is_eq(got, want, name, *diagnostics):
+def is_eq(got, want, name, *diagnostics, todo=None):
     return ok(got == want, name, "got:  %s" % show(got), "want: %s" % show(want),
-              *diagnostics)
+              *diagnostics, todo=todo)
 
 
 def skip(name, reason):
@@ -149,6 +153,8 @@ def base_env(**overrides):
                XDG_CONFIG_HOME=os.path.join(t, "xdg-config"),
                XDG_STATE_HOME=os.path.join(t, "xdg-state"),
                XDG_CACHE_HOME=os.path.join(t, "xdg-cache"),
+               # root's queue is /var/spool/pushmail: keep tests out of it
+               PUSHMAIL_QUEUE_DIR=os.path.join(t, "queue"),
                LC_ALL="C", TZ="UTC")
     for k, v in overrides.items():
         if v is None:
@@ -250,13 +256,15 @@ def _hwm_kb(pid, exe):
 
 
 def run(argv, stdin=b"", stdin_file=None, env=None, timeout=RUN_TIMEOUT,
-        data_limit=None):
+        data_limit=None, new_session=False):
     """Run argv with stdin bytes (or an open file / path as stdin_file).
 
     Returns a Result.  maxrss_kb is the peak resident size (VmHWM) sampled
     every few milliseconds while the program runs, so a short final spike can
     be missed.  data_limit (bytes) runs the program under prlimit --data, so a
-    program that holds more than that in memory fails outright."""
+    program that holds more than that in memory fails outright.  new_session
+    runs it in a new session without a controlling terminal (so /dev/tty
+    cannot be opened, as under cron)."""
     if env is None:
         env = base_env()
     exe = os.path.realpath(shutil.which(argv[0]) or argv[0])
@@ -267,7 +275,8 @@ def run(argv, stdin=b"", stdin_file=None, env=None, timeout=RUN_TIMEOUT,
         fin = open(stdin_file, "rb") if isinstance(stdin_file, str) else stdin_file
     t0 = time.monotonic()
     p = subprocess.Popen(argv, stdin=fin if fin is not None else subprocess.PIPE,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                         start_new_session=new_session)
     out, err = [], []
     threads = [threading.Thread(target=_drain, args=(p.stdout, out), daemon=True),
                threading.Thread(target=_drain, args=(p.stderr, err), daemon=True)]

@@ -1,0 +1,36 @@
+/* ctx.c - what every mode shares: the configuration, the queue, the
+ * command-line overrides of an account's connection settings. */
+#include "config.h"
+#include "modes.h"
+
+int ctx_load_config(struct ctx *c, int required, struct result *r)
+{
+	if (cfg_load(&c->cfg, c->o.config, &c->cfg_found, r) < 0)
+		return -1;
+	if (c->cfg_found == 0 && required)
+		return result_fail(r, EX_CONFIG,
+				   "no configuration found: create ~/.config/pushmail/config.ini "
+				   "(or " SYSCONFDIR "/pushmail.ini) with an account section "
+				   "naming your relay's host; see pushmail.conf(5)");
+	return c->cfg_found ? cfg_finish(&c->cfg, r) : 0;
+}
+
+int ctx_open_queue(struct ctx *c, struct queue *q, struct result *r)
+{
+	char dir[4096];
+
+	queue_default_dir(c->cfg_found ? cfg_str(&c->cfg.defaults, K_QUEUE_DIR) : NULL,
+			  dir, sizeof dir);
+	return queue_open(q, dir, r);
+}
+
+void ctx_overrides(const struct ctx *c, struct relay_overrides *ov)
+{
+	ov->host = c->o.host;
+	ov->port = c->o.port;
+	ov->tls = c->o.tls;
+	ov->auth = c->o.auth;
+	ov->user = c->o.user;
+	ov->timeout = c->o.timeout;
+}
+

@@ -1,0 +1,33 @@
+/* modes.h - what main() dispatches to: one function per mode of operation,
+ * each filling the shared context and a struct result, none exiting. */
+#ifndef PUSHMAIL_MODES_H
+#define PUSHMAIL_MODES_H
+
+#include "cfg.h"
+#include "cli.h"
+#include "queue.h"
+#include "relay.h"
+#include "result.h"
+
+struct ctx {
+	struct options o;
+	struct config cfg;
+	int cfg_found;                /* configuration files loaded */
+	const struct account *acct;   /* the account in use, for the failure line */
+	const char *host;             /* its relay */
+};
+
+/* Load the configuration.  With `required`, having none is EX_CONFIG. */
+int ctx_load_config(struct ctx *c, int required, struct result *r);
+/* Open the queue (queue_dir, /var/spool/pushmail for root, or the user's). */
+int ctx_open_queue(struct ctx *c, struct queue *q, struct result *r);
+void ctx_overrides(const struct ctx *c, struct relay_overrides *ov);
+
+int mode_send(struct ctx *c, struct result *r);        /* submit.c */
+int mode_serverinfo(struct ctx *c, struct result *r);  /* info.c */
+int mode_mailq(struct ctx *c, struct result *r);       /* qcmd.c */
+int mode_runq(struct ctx *c, struct result *r);
+int mode_queue_delete(struct ctx *c, struct result *r);
+int mode_queue_retry(struct ctx *c, struct result *r);
+
+#endif

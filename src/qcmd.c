@@ -1,0 +1,200 @@
+/* qcmd.c - the queue's commands: mailq (-bp), -q and -qINTERVAL,
+ * --queue-delete and --queue-retry. */
+#include "config.h"
+#include "log.h"
+#include "modes.h"
+#include "runq.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* "90" seconds, "15m", "2h", "1d" -> seconds; -1 when malformed. */
+static long parse_interval(const char *s)
+{
+	char *end;
+	long n = strtol(s, &end, 10);
+
+	if (end == s || n <= 0 || n > 100000000L)
+		return -1;
+	switch (*end) {
+	case '\0': case 's': break;
+	case 'm': n *= 60; break;
+	case 'h': n *= 3600; break;
+	case 'd': n *= 86400; break;
+	default: return -1;
+	}
+	return *end && end[1] ? -1 : n;
+}
+
+static void human_age(long secs, char *out, size_t cap)
+{
+	if (secs < 0)
+		secs = 0;
+	if (secs < 120)
+		snprintf(out, cap, "%lds", secs);
+	else if (secs < 7200)
+		snprintf(out, cap, "%ldm", secs / 60);
+	else if (secs < 172800)
+		snprintf(out, cap, "%ldh", secs / 3600);
+	else
+		snprintf(out, cap, "%ldd", secs / 86400);
+}
+
+static void human_size(unsigned long long n, char *out, size_t cap)
+{
+	if (n < 10240)
+		snprintf(out, cap, "%llu", n);
+	else if (n < 10ull << 20)
+		snprintf(out, cap, "%lluK", n >> 10);
+	else
+		snprintf(out, cap, "%lluM", n >> 20);
+}
+
+static void print_entry(const struct qenv *e, time_t now, int failed)
+{
+	char age[24], size[24], next[32];
+
+	human_age(now - e->created, age, sizeof age);
+	human_size(e->size, size, sizeof size);
+	if (failed)
+		snprintf(next, sizeof next, "failed");
+	else if (e->next_try <= now)
+		snprintf(next, sizeof next, "now");
+	else {
+		char d[24];
+		human_age(e->next_try - now, d, sizeof d);
+		snprintf(next, sizeof next, "in %s", d);
+	}
+	printf("%-38s %5s %6s %5d  %-8s %s\n", e->id, age, size, e->tries, next,
+	       e->account[0] ? e->account : "(none)");
+	printf("    from <%s> to", e->from);
+	for (size_t i = 0; i < e->nrcpt; i++)
+		printf(" <%s>%s", e->rcpt[i], i + 1 < e->nrcpt ? "," : "");
+	printf("\n");
+	if (e->error[0])
+		printf("    last error: %s\n", e->error);
+}
+
+int mode_mailq(struct ctx *c, struct result *r)
+{
+	struct queue q;
+	struct qenv *v[2];
+	size_t n[2];
+	time_t now = time(NULL);
+
+	if (ctx_load_config(c, 0, r) < 0 || ctx_open_queue(c, &q, r) < 0)
+		return -1;
+	if (queue_list(&q, 0, &v[0], &n[0], r) < 0 ||
+	    queue_list(&q, 1, &v[1], &n[1], r) < 0) {
+		queue_close(&q);
+		return -1;
+	}
+	if (n[0] + n[1] == 0)
+		printf("Mail queue is empty (%s)\n", q.dir);
+	else
+		printf("%-38s %5s %6s %5s  %-8s %s\n", "ID", "AGE", "SIZE", "TRIES",
+		       "NEXT", "ACCOUNT");
+	for (int f = 0; f < 2; f++)
+		for (size_t i = 0; i < n[f]; i++)
+			print_entry(&v[f][i], now, f);
+	if (n[0] + n[1])
+		printf("%zu queued, %zu failed in %s\n", n[0], n[1], q.dir);
+	queue_list_free(v[0], n[0]);
+	queue_list_free(v[1], n[1]);
+	queue_close(&q);
+	return 0;
+}
+
+static int flush_once(struct ctx *c, struct queue *q, const char *only_id,
+		      struct result *r)
+{
+	struct relay_overrides ov;
+	struct runq_opts o = { .cfg = &c->cfg, .ov = &ov, .only_id = only_id,
+			       .force = only_id != NULL };
+	struct runq_stats st;
+
+	ctx_overrides(c, &ov);
+	if (runq_flush(q, &o, &st, r) < 0)
+		return -1;
+	if (st.unroutable)
+		log_err("%zu queued message(s) match no account; add one (see "
+			"pushmail.conf(5)) or delete them with --queue-delete", st.unroutable);
+	log_info("queue run: %zu delivered, %zu deferred, %zu failed, %zu in use",
+		 st.delivered, st.deferred, st.failed, st.busy);
+	return 0;
+}
+
+int mode_runq(struct ctx *c, struct result *r)
+{
+	long every = 0;
+	struct queue q;
+	int rc;
+
+	if (c->o.queue_interval && (every = parse_interval(c->o.queue_interval)) < 0)
+		return result_fail(r, EX_USAGE, "bad queue interval '-q%s' (use e.g. "
+				   "-q30s, -q15m, -q1h)", c->o.queue_interval);
+	if (ctx_load_config(c, 1, r) < 0 || ctx_open_queue(c, &q, r) < 0)
+		return -1;
+	/* -qINTERVAL runs in the foreground until killed (systemd, cron @reboot). */
+	do {
+		rc = flush_once(c, &q, NULL, r);
+		if (every)
+			sleep((unsigned)every);
+	} while (every && rc == 0);
+	queue_close(&q);
+	return rc;
+}
+
+/* Lock ID wherever it is: new/ first, then failed/. */
+static int lock_any(struct queue *q, const char *id, struct qentry *e,
+		    struct result *r)
+{
+	int rc = queue_lock(q, id, 0, e, r);
+
+	if (rc == 1)
+		rc = queue_lock(q, id, 1, e, r);
+	if (rc == 1)
+		return result_fail(r, EX_NOINPUT, "no queued message %s (or it is being "
+				   "delivered right now)", id);
+	return rc;
+}
+
+int mode_queue_delete(struct ctx *c, struct result *r)
+{
+	struct queue q;
+	struct qentry e;
+	int rc;
+
+	if (ctx_load_config(c, 0, r) < 0 || ctx_open_queue(c, &q, r) < 0)
+		return -1;
+	rc = lock_any(&q, c->o.queue_id, &e, r);
+	if (rc == 0) {
+		queue_done(&q, &e);
+		printf("deleted %s\n", c->o.queue_id);
+		queue_release(&e);
+	}
+	queue_close(&q);
+	return rc;
+}
+
+int mode_queue_retry(struct ctx *c, struct result *r)
+{
+	struct queue q;
+	struct qentry e;
+	int rc;
+
+	if (ctx_load_config(c, 1, r) < 0 || ctx_open_queue(c, &q, r) < 0)
+		return -1;
+	rc = lock_any(&q, c->o.queue_id, &e, r);
+	if (rc == 0 && e.where == 1)
+		rc = queue_revive(&q, &e, r);
+	if (rc == 0)
+		queue_release(&e);
+	rc = rc == 0 ? flush_once(c, &q, c->o.queue_id, r) : rc;
+	queue_close(&q);
+	return rc;
+}

@@ -1,0 +1,645 @@
+/* queue.c - the crash-safe local spool (see queue.h). */
+#include "config.h"
+#include "queue.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#define SPOOL_BLOCK (64 * 1024)
+#define ENV_MAX (1024 * 1024)      /* an envelope file is never larger */
+#define ENV_MAGIC "pushmail-queue 1"
+
+/* ---- directories ------------------------------------------------------------ */
+
+void queue_default_dir(const char *queue_dir, char *out, size_t cap)
+{
+	const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+	const char *env = getenv("PUSHMAIL_QUEUE_DIR");
+	int setid = getuid() != geteuid() || getgid() != getegid();
+
+	/* Like PUSHMAIL_CONFIG: an environment override, never when set-id. */
+	if (env && *env && !setid)
+		snprintf(out, cap, "%s", env);
+	else if (queue_dir)
+		snprintf(out, cap, "%s", queue_dir);
+	else if (geteuid() == 0)
+		snprintf(out, cap, "/var/spool/pushmail");
+	else if (xdg && *xdg && getuid() == geteuid())
+		snprintf(out, cap, "%s/pushmail/queue", xdg);
+	else
+		snprintf(out, cap, "%s/.local/state/pushmail/queue", home ? home : "/tmp");
+}
+
+/* mkdir -p with mode 0700 for the parts we create. */
+static int make_path(const char *path)
+{
+	char buf[PATH_MAX];
+	size_t n = strlen(path);
+
+	if (n >= sizeof buf)
+		return errno = ENAMETOOLONG, -1;
+	memcpy(buf, path, n + 1);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	return mkdir(buf, 0700) < 0 && errno != EEXIST ? -1 : 0;
+}
+
+/* Another user's directory, or one others may write to, could be used to
+ * read or replace queued mail: refuse it. */
+static int check_owner(int fd, const char *path, struct result *r)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return result_fail(r, EX_CANTCREAT, "queue %s: %s", path, strerror(errno));
+	if (st.st_uid != geteuid())
+		return result_fail(r, EX_CANTCREAT, "queue directory %s belongs to uid %u, "
+				   "not to uid %u; refusing to use it", path,
+				   (unsigned)st.st_uid, (unsigned)geteuid());
+	if (st.st_mode & 077)
+		return result_fail(r, EX_CANTCREAT, "queue directory %s has mode %04o; "
+				   "it must be private (chmod 700)", path,
+				   (unsigned)(st.st_mode & 07777));
+	return 0;
+}
+
+static int open_sub(struct queue *q, const char *name, struct result *r)
+{
+	int fd;
+
+	if (mkdirat(q->dfd, name, 0700) < 0 && errno != EEXIST)
+		return result_fail(r, EX_CANTCREAT, "queue %s/%s: %s", q->dir, name,
+				   strerror(errno));
+	fd = openat(q->dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return result_fail(r, EX_CANTCREAT, "queue %s/%s: %s", q->dir, name,
+				   strerror(errno));
+	return fd;
+}
+
+int queue_open(struct queue *q, const char *dir, struct result *r)
+{
+	memset(q, 0, sizeof *q);
+	q->dfd = q->tmp = q->new = q->failed = -1;
+	if (make_path(dir) < 0)
+		return result_fail(r, EX_CANTCREAT, "cannot create queue directory %s: %s",
+				   dir, strerror(errno));
+	q->dir = strdup(dir);
+	q->dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (!q->dir || q->dfd < 0) {
+		result_fail(r, EX_CANTCREAT, "queue %s: %s", dir, strerror(errno));
+		goto fail;
+	}
+	if (check_owner(q->dfd, dir, r) < 0 ||
+	    (q->tmp = open_sub(q, "tmp", r)) < 0 ||
+	    (q->new = open_sub(q, "new", r)) < 0 ||
+	    (q->failed = open_sub(q, "failed", r)) < 0)
+		goto fail;
+	return 0;
+fail:
+	queue_close(q);
+	return -1;
+}
+
+void queue_close(struct queue *q)
+{
+	int *fds[] = { &q->dfd, &q->tmp, &q->new, &q->failed };
+
+	for (size_t i = 0; i < 4; i++)
+		if (*fds[i] >= 0) {
+			close(*fds[i]);
+			*fds[i] = -1;
+		}
+	free(q->dir);
+	q->dir = NULL;
+}
+
+/* ---- envelope files ----------------------------------------------------------- */
+
+void qenv_free(struct qenv *e)
+{
+	free(e->account);
+	free(e->from);
+	for (size_t i = 0; i < e->nrcpt; i++)
+		free(e->rcpt[i]);
+	free(e->rcpt);
+	memset(e, 0, sizeof *e);
+}
+
+static int has_break(const char *s)
+{
+	return strpbrk(s, "\r\n") != NULL;
+}
+
+char *qenv_format(const struct qenv *e)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	/* One value per line: a line break in a value would forge a field. */
+	if (has_break(e->account ? e->account : "") || has_break(e->from ? e->from : "") ||
+	    has_break(e->error))
+		return NULL;
+	for (size_t i = 0; i < e->nrcpt; i++)
+		if (has_break(e->rcpt[i]))
+			return NULL;
+	f = open_memstream(&buf, &len);
+	if (!f)
+		return NULL;
+	fprintf(f, "%s\nid %s\naccount %s\nfrom %s\n", ENV_MAGIC, e->id,
+		e->account ? e->account : "", e->from ? e->from : "");
+	for (size_t i = 0; i < e->nrcpt; i++)
+		fprintf(f, "rcpt %s\n", e->rcpt[i]);
+	fprintf(f, "created %lld\nnext %lld\ntries %d\nsize %llu\neightbit %d\nnul %d\n"
+		"error %s\n", (long long)e->created, (long long)e->next_try, e->tries,
+		e->size, e->eightbit, e->nul, e->error);
+	if (fclose(f) != 0) {
+		free(buf);
+		return NULL;
+	}
+	return buf;
+}
+
+static int set_str(char **dst, const char *v)
+{
+	free(*dst);
+	*dst = strdup(v);
+	return *dst ? 0 : -1;
+}
+
+static int add_rcpt(struct qenv *e, const char *v)
+{
+	char **n = realloc(e->rcpt, (e->nrcpt + 1) * sizeof *n);
+
+	if (!n)
+		return -1;
+	e->rcpt = n;
+	return (e->rcpt[e->nrcpt] = strdup(v)) ? (e->nrcpt++, 0) : -1;
+}
+
+static int parse_line(struct qenv *e, const char *key, const char *v)
+{
+	char *end;
+
+	if (!strcmp(key, "id"))
+		return snprintf(e->id, sizeof e->id, "%s", v) < (int)sizeof e->id ? 0 : -1;
+	if (!strcmp(key, "account"))
+		return set_str(&e->account, v);
+	if (!strcmp(key, "from"))
+		return set_str(&e->from, v);
+	if (!strcmp(key, "rcpt"))
+		return *v ? add_rcpt(e, v) : -1;
+	if (!strcmp(key, "error"))
+		return snprintf(e->error, sizeof e->error, "%s", v), 0;
+	errno = 0;
+	long long n = strtoll(v, &end, 10);
+	if (errno || *end || end == v || n < 0)
+		return -1;
+	if (!strcmp(key, "created"))
+		e->created = (time_t)n;
+	else if (!strcmp(key, "next"))
+		e->next_try = (time_t)n;
+	else if (!strcmp(key, "tries"))
+		e->tries = n > 1000000 ? 1000000 : (int)n;
+	else if (!strcmp(key, "size"))
+		e->size = (unsigned long long)n;
+	else if (!strcmp(key, "eightbit"))
+		e->eightbit = n != 0;
+	else if (!strcmp(key, "nul"))
+		e->nul = n != 0;
+	/* unknown keys: written by a newer pushmail; ignore */
+	return 0;
+}
+
+int qenv_parse(const char *text, size_t len, struct qenv *out)
+{
+	const char *p = text, *end = text + len;
+	char line[4096];
+	int first = 1;
+
+	memset(out, 0, sizeof *out);
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t n = (size_t)((nl ? nl : end) - p);
+		if (n >= sizeof line || memchr(p, '\0', n))
+			goto bad;
+		memcpy(line, p, n);
+		line[n] = '\0';
+		p = nl ? nl + 1 : end;
+		if (first) {
+			if (strcmp(line, ENV_MAGIC) != 0)
+				goto bad;
+			first = 0;
+			continue;
+		}
+		char *sp = strchr(line, ' ');
+		if (!sp)
+			goto bad;
+		*sp = '\0';
+		if (parse_line(out, line, sp + 1) < 0)
+			goto bad;
+	}
+	if (first || !out->id[0] || !out->from || !out->account || out->nrcpt == 0)
+		goto bad;
+	return 0;
+bad:
+	qenv_free(out);
+	return -1;
+}
+
+/* ---- file helpers ---------------------------------------------------------------- */
+
+static int write_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Write an envelope into tmp/NAME, fsynced; returns the open fd or -1. */
+static int write_env_tmp(struct queue *q, const struct qenv *e, const char *name)
+{
+	char *text = qenv_format(e);
+	int fd;
+
+	if (!text)
+		return -1;
+	fd = openat(q->tmp, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd >= 0 && (write_all(fd, text, strlen(text)) < 0 || fsync(fd) < 0)) {
+		int err = errno;
+		close(fd);
+		unlinkat(q->tmp, name, 0);
+		errno = err;
+		fd = -1;
+	}
+	free(text);
+	return fd;
+}
+
+static char *read_small(int fd, size_t *len)
+{
+	char *buf = malloc(ENV_MAX);
+	ssize_t n;
+
+	if (!buf)
+		return NULL;
+	n = pread(fd, buf, ENV_MAX, 0);
+	if (n < 0 || n >= ENV_MAX) {
+		free(buf);
+		return NULL;
+	}
+	*len = (size_t)n;
+	return buf;
+}
+
+static void make_id(char out[QUEUE_ID_MAX])
+{
+	struct timeval tv;
+	struct tm tm;
+	unsigned short rnd = 0;
+	char stamp[32];
+
+	gettimeofday(&tv, NULL);
+	gmtime_r(&tv.tv_sec, &tm);
+	strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%S", &tm);
+	if (getrandom(&rnd, sizeof rnd, 0) != sizeof rnd)
+		rnd = (unsigned short)tv.tv_usec;
+	snprintf(out, QUEUE_ID_MAX, "%s.%06ld.%d.%04x", stamp, (long)tv.tv_usec,
+		 (int)getpid(), rnd);
+}
+
+static void name_of(char *out, size_t cap, const char *id, const char *ext)
+{
+	snprintf(out, cap, "%s.%s", id, ext);
+}
+
+/* ---- spooling ---------------------------------------------------------------------- */
+
+/* Copy head + the rest of infd into fd, noting 8-bit and NUL bytes. */
+static int spool_body(int fd, const char *head, size_t headlen, int infd,
+		      struct qenv *e, struct result *r)
+{
+	static char block[SPOOL_BLOCK];
+	ssize_t n;
+
+	if (write_all(fd, head, headlen) < 0)
+		return result_fail(r, EX_CANTCREAT, "writing the queue: %s", strerror(errno));
+	e->size = headlen;
+	e->eightbit = e->nul = 0;
+	for (size_t i = 0; i < headlen; i++) {
+		e->eightbit |= (unsigned char)head[i] >= 0x80;
+		e->nul |= head[i] == '\0';
+	}
+	while (infd >= 0 && (n = read(infd, block, sizeof block)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return result_fail(r, EX_IOERR, "reading the message: %s",
+					   strerror(errno));
+		if (!e->nul && memchr(block, '\0', (size_t)n))
+			e->nul = 1;
+		for (ssize_t i = 0; !e->eightbit && i < n; i++)
+			e->eightbit = (unsigned char)block[i] >= 0x80;
+		if (write_all(fd, block, (size_t)n) < 0)
+			return result_fail(r, EX_CANTCREAT, "writing the queue: %s",
+					   strerror(errno));
+		e->size += (unsigned long long)n;
+	}
+	if (fsync(fd) < 0)
+		return result_fail(r, EX_CANTCREAT, "writing the queue: %s", strerror(errno));
+	return 0;
+}
+
+static int copy_env(struct qenv *dst, const struct qenv *src)
+{
+	memset(dst, 0, sizeof *dst);
+	*dst = *src;
+	dst->account = dst->from = NULL;
+	dst->rcpt = NULL;
+	dst->nrcpt = 0;
+	if (set_str(&dst->account, src->account ? src->account : "") < 0 ||
+	    set_str(&dst->from, src->from ? src->from : "") < 0)
+		return -1;
+	for (size_t i = 0; i < src->nrcpt; i++)
+		if (add_rcpt(dst, src->rcpt[i]) < 0)
+			return -1;
+	return 0;
+}
+
+int queue_add(struct queue *q, const struct qenv *env, const char *head,
+	      size_t headlen, int infd, struct qentry *e, struct result *r)
+{
+	char msg[QUEUE_ID_MAX + 8], envn[QUEUE_ID_MAX + 8];
+
+	memset(e, 0, sizeof *e);
+	e->msgfd = e->lockfd = -1;
+	if (copy_env(&e->env, env) < 0)
+		return result_fail(r, EX_OSERR, "out of memory");
+	make_id(e->env.id);
+	e->env.created = time(NULL);
+	e->env.next_try = e->env.created;
+	name_of(msg, sizeof msg, e->env.id, "msg");
+	name_of(envn, sizeof envn, e->env.id, "env");
+	e->msgfd = openat(q->tmp, msg, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (e->msgfd < 0) {
+		result_fail(r, EX_CANTCREAT, "cannot queue the message in %s: %s; "
+			    "nothing was kept", q->dir, strerror(errno));
+		goto fail;
+	}
+	if (spool_body(e->msgfd, head, headlen, infd, &e->env, r) < 0)
+		goto fail;
+	/* Lock before the envelope becomes visible in new/, so no flusher can
+	 * take the message while this process is still sending it. */
+	e->lockfd = write_env_tmp(q, &e->env, envn);
+	if (e->lockfd < 0 || flock(e->lockfd, LOCK_EX) < 0 ||
+	    renameat(q->tmp, msg, q->new, msg) < 0 ||
+	    renameat(q->tmp, envn, q->new, envn) < 0 || fsync(q->new) < 0) {
+		result_fail(r, EX_CANTCREAT, "cannot queue the message in %s: %s; "
+			    "nothing was kept", q->dir, strerror(errno));
+		unlinkat(q->new, msg, 0);
+		goto fail;
+	}
+	lseek(e->msgfd, 0, SEEK_SET);
+	return 0;
+fail:
+	if (r->exitcode == EX_CANTCREAT && !strstr(r->text, "nothing was kept")) {
+		size_t n = strlen(r->text);
+		snprintf(r->text + n, sizeof r->text - n, "; nothing was kept");
+	}
+	unlinkat(q->tmp, msg, 0);
+	unlinkat(q->tmp, envn, 0);
+	queue_release(e);
+	return -1;
+}
+
+/* ---- working on queued messages ---------------------------------------------------- */
+
+void queue_release(struct qentry *e)
+{
+	if (e->msgfd >= 0)
+		close(e->msgfd);
+	if (e->lockfd >= 0)
+		close(e->lockfd);   /* drops the flock */
+	e->msgfd = e->lockfd = -1;
+	qenv_free(&e->env);
+}
+
+int queue_lock(struct queue *q, const char *id, int from_failed,
+	       struct qentry *e, struct result *r)
+{
+	int dir = from_failed ? q->failed : q->new;
+	char msg[QUEUE_ID_MAX + 8], envn[QUEUE_ID_MAX + 8];
+	struct stat st;
+	char *text;
+	size_t len;
+
+	memset(e, 0, sizeof *e);
+	e->msgfd = -1;
+	e->where = from_failed;
+	if (strchr(id, '/') || strlen(id) >= QUEUE_ID_MAX)
+		return result_fail(r, EX_USAGE, "bad queue id '%s'", id);
+	name_of(msg, sizeof msg, id, "msg");
+	name_of(envn, sizeof envn, id, "env");
+	e->lockfd = openat(dir, envn, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (e->lockfd < 0)
+		return 1;
+	/* Busy, or unlinked/replaced by its holder after we opened it. */
+	if (flock(e->lockfd, LOCK_EX | LOCK_NB) < 0 || fstat(e->lockfd, &st) < 0 ||
+	    st.st_nlink == 0) {
+		queue_release(e);
+		return 1;
+	}
+	text = read_small(e->lockfd, &len);
+	if (!text || qenv_parse(text, len, &e->env) < 0 ||
+	    (e->msgfd = openat(dir, msg, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {
+		free(text);
+		queue_release(e);
+		return result_fail(r, EX_SOFTWARE, "queue entry %s is damaged", id);
+	}
+	free(text);
+	return 0;
+}
+
+/* Replace DIR/ID.env with e->env, written in tmp/ first. */
+static int rewrite_env(struct queue *q, struct qentry *e, int dir)
+{
+	char envn[QUEUE_ID_MAX + 16], tmpn[QUEUE_ID_MAX + 16];
+	int fd;
+
+	name_of(envn, sizeof envn, e->env.id, "env");
+	name_of(tmpn, sizeof tmpn, e->env.id, "env.new");
+	fd = write_env_tmp(q, &e->env, tmpn);
+	if (fd < 0)
+		return -1;
+	close(fd);
+	if (renameat(q->tmp, tmpn, dir, envn) < 0 || fsync(dir) < 0) {
+		unlinkat(q->tmp, tmpn, 0);
+		return -1;
+	}
+	return 0;
+}
+
+int queue_update(struct queue *q, struct qentry *e, struct result *r)
+{
+	if (rewrite_env(q, e, e->where ? q->failed : q->new) < 0)
+		return result_fail(r, EX_CANTCREAT, "cannot update queue entry %s: %s",
+				   e->env.id, strerror(errno));
+	return 0;
+}
+
+int queue_done(struct queue *q, struct qentry *e)
+{
+	char msg[QUEUE_ID_MAX + 8], envn[QUEUE_ID_MAX + 8];
+	int dir = e->where ? q->failed : q->new;
+
+	name_of(msg, sizeof msg, e->env.id, "msg");
+	name_of(envn, sizeof envn, e->env.id, "env");
+	/* The envelope first: without it the message is no longer queued. */
+	if (unlinkat(dir, envn, 0) < 0)
+		return -1;
+	unlinkat(dir, msg, 0);
+	fsync(dir);
+	return 0;
+}
+
+/* Move between new/ and failed/: link the message, write the envelope in the
+ * target, then remove the source.  A crash leaves the message in one place
+ * or (briefly) in both; never in neither. */
+static int move_entry(struct queue *q, struct qentry *e, int to_failed)
+{
+	char msg[QUEUE_ID_MAX + 8], envn[QUEUE_ID_MAX + 8];
+	int from = to_failed ? q->new : q->failed, to = to_failed ? q->failed : q->new;
+
+	name_of(msg, sizeof msg, e->env.id, "msg");
+	name_of(envn, sizeof envn, e->env.id, "env");
+	if (linkat(from, msg, to, msg, 0) < 0 && errno != EEXIST)
+		return -1;
+	if (rewrite_env(q, e, to) < 0)
+		return -1;
+	unlinkat(from, envn, 0);
+	unlinkat(from, msg, 0);
+	fsync(from);
+	e->where = to_failed;
+	return 0;
+}
+
+int queue_to_failed(struct queue *q, struct qentry *e, const char *reason,
+		    struct result *r)
+{
+	snprintf(e->env.error, sizeof e->env.error, "%.*s",
+		 (int)sizeof e->env.error - 1, reason);
+	for (char *p = e->env.error; *p; p++)
+		if (*p == '\r' || *p == '\n')
+			*p = ' ';
+	if (move_entry(q, e, 1) < 0)
+		return result_fail(r, EX_CANTCREAT, "cannot move %s to failed/: %s",
+				   e->env.id, strerror(errno));
+	return 0;
+}
+
+int queue_revive(struct queue *q, struct qentry *e, struct result *r)
+{
+	e->env.next_try = time(NULL);
+	if (move_entry(q, e, 0) < 0)
+		return result_fail(r, EX_CANTCREAT, "cannot move %s back to new/: %s",
+				   e->env.id, strerror(errno));
+	return 0;
+}
+
+/* ---- listing -------------------------------------------------------------------------- */
+
+static int cmp_env(const void *a, const void *b)
+{
+	return strcmp(((const struct qenv *)a)->id, ((const struct qenv *)b)->id);
+}
+
+static int load_one(int dir, const char *name, struct qenv *out)
+{
+	int fd = openat(dir, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	size_t len;
+	char *text;
+	int rc;
+
+	if (fd < 0)
+		return -1;
+	text = read_small(fd, &len);
+	close(fd);
+	rc = text ? qenv_parse(text, len, out) : -1;
+	free(text);
+	return rc;
+}
+
+int queue_list(struct queue *q, int failed, struct qenv **v, size_t *n,
+	       struct result *r)
+{
+	int fd = dup(failed ? q->failed : q->new);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *de;
+	size_t cap = 0;
+
+	*v = NULL;
+	*n = 0;
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return result_fail(r, EX_CANTCREAT, "queue %s: %s", q->dir, strerror(errno));
+	}
+	rewinddir(d);
+	while ((de = readdir(d))) {
+		size_t len = strlen(de->d_name);
+		if (len < 5 || strcmp(de->d_name + len - 4, ".env") != 0)
+			continue;
+		if (*n == cap) {
+			struct qenv *nv = realloc(*v, (cap = cap ? 2 * cap : 16) * sizeof *nv);
+			if (!nv)
+				break;
+			*v = nv;
+		}
+		if (load_one(dirfd(d), de->d_name, &(*v)[*n]) == 0)
+			(*n)++;
+	}
+	closedir(d);
+	if (*n)
+		qsort(*v, *n, sizeof **v, cmp_env);
+	return 0;
+}
+
+void queue_list_free(struct qenv *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		qenv_free(&v[i]);
+	free(v);
+}
+
+time_t queue_backoff(int tries, long min_s, long max_s)
+{
+	long d = min_s > 0 ? min_s : 60;
+
+	for (int i = 1; i < tries && d < max_s; i++)
+		d *= 2;
+	return d > max_s ? max_s : d;
+}

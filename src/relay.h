@@ -1,0 +1,42 @@
+/* relay.h - one account turned into everything a session needs: host, port,
+ * TLS and AUTH parameters, EHLO name, and (fetched only when needed) the
+ * secret.  Used by the direct send, --serverinfo and the queue runner. */
+#ifndef PUSHMAIL_RELAY_H
+#define PUSHMAIL_RELAY_H
+
+#include "auth.h"
+#include "cfg.h"
+#include "result.h"
+#include "smtp.h"
+#include "tls.h"
+
+/* Command-line overrides (--host, --port, ...); NULL members are unset. */
+struct relay_overrides {
+	const char *host, *port, *tls, *auth, *user, *timeout;
+};
+
+struct relay {
+	const struct account *acct;
+	struct smtp_params p;      /* points into this struct: never copy it */
+	struct tls_params tp;
+	struct tls_info ti;
+	struct auth_params ap;
+	char *secret;
+	char ehlo[256];
+};
+
+/* Fill rl from account a and the overrides.  No secret is fetched yet.
+ * EX_USAGE for a bad --tls/--timeout value. */
+int relay_init(struct relay *rl, const struct account *a,
+	       const struct relay_overrides *o, struct result *r);
+
+/* Fetch the secret when the account authenticates with a mechanism that
+ * needs one, and enable AUTH in rl->p. */
+int relay_auth(struct relay *rl, struct result *r);
+
+void relay_free(struct relay *rl);
+
+/* The host's fully qualified name, for EHLO and Message-IDs. */
+void relay_default_ehlo(char *out, size_t cap);
+
+#endif

@@ -1,0 +1,260 @@
+/* runq.c - queue delivery (see runq.h). */
+#include "config.h"
+#include "runq.h"
+#include "log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define LIFETIME_DEFAULT (5L * 86400)
+#define RETRY_MIN_DEFAULT 60L
+#define RETRY_MAX_DEFAULT 3600L
+
+void runq_policy_of(const struct account *a, struct runq_policy *pol)
+{
+	pol->retry_min = a ? cfg_long(a, K_QUEUE_RETRY, RETRY_MIN_DEFAULT) : RETRY_MIN_DEFAULT;
+	pol->retry_max = a ? cfg_long(a, K_QUEUE_RETRY_MAX, RETRY_MAX_DEFAULT) :
+		RETRY_MAX_DEFAULT;
+	pol->lifetime = a ? cfg_long(a, K_QUEUE_LIFETIME, LIFETIME_DEFAULT) :
+		LIFETIME_DEFAULT;
+}
+
+int runq_is_temporary(const struct result *r)
+{
+	return r->exitcode == EX_TEMPFAIL;
+}
+
+enum runq_outcome runq_record(struct queue *q, struct qentry *e,
+			      const struct runq_policy *pol, const struct result *r)
+{
+	char why[RESULT_TEXT_MAX + 300];
+	struct result ignored;
+	time_t now = time(NULL);
+
+	result_clear(&ignored);
+	result_describe(r, why, sizeof why);
+	e->env.tries++;
+	if (runq_is_temporary(r) && now - e->env.created < pol->lifetime) {
+		snprintf(e->env.error, sizeof e->env.error, "%.*s",
+			 (int)sizeof e->env.error - 1, why);
+		e->env.next_try = now + queue_backoff(e->env.tries, pol->retry_min,
+						      pol->retry_max);
+		queue_update(q, e, &ignored);
+		return RUNQ_DEFERRED;
+	}
+	if (runq_is_temporary(r)) {
+		char expired[RESULT_TEXT_MAX + 400];
+		snprintf(expired, sizeof expired, "gave up after %ld days in the queue: %s",
+			 pol->lifetime / 86400, why);
+		queue_to_failed(q, e, expired, &ignored);
+	} else {
+		queue_to_failed(q, e, why, &ignored);
+	}
+	return RUNQ_FAILED;
+}
+
+/* Bare local names (cron's "root") get the account's maildomain now, since
+ * the message may have been queued before any account existed. */
+static char **envelope_rcpts(const struct qenv *qe, const struct account *a)
+{
+	const char *md = a ? cfg_str(a, K_MAILDOMAIN) : NULL;
+	char **v = calloc(qe->nrcpt + 1, sizeof *v);
+
+	if (!v)
+		return NULL;
+	for (size_t i = 0; i < qe->nrcpt; i++) {
+		int n = !strchr(qe->rcpt[i], '@') && md ?
+			asprintf(&v[i], "%s@%s", qe->rcpt[i], md) :
+			((v[i] = strdup(qe->rcpt[i])) ? 0 : -1);
+		if (n < 0) {
+			v[i] = NULL;
+			for (size_t k = 0; k < i; k++)
+				free(v[k]);
+			free(v);
+			return NULL;
+		}
+	}
+	return v;
+}
+
+enum runq_outcome runq_attempt(struct queue *q, struct qentry *e,
+			       struct smtp_session *ss, const struct account *a,
+			       const struct runq_policy *pol, struct result *r)
+{
+	struct smtp_envelope env = { .from = e->env.from, .nrcpt = e->env.nrcpt,
+				     .size = e->env.size };
+	struct smtp_message msg = { .fd = e->msgfd };
+	char **rcpt = envelope_rcpts(&e->env, a);
+	int rc;
+
+	if (!rcpt) {
+		result_fail(r, EX_OSERR, "out of memory");
+		return runq_record(q, e, pol, r);
+	}
+	env.rcpt = (const char *const *)rcpt;
+	lseek(e->msgfd, 0, SEEK_SET);
+	if (e->env.nul) {
+		r->phase = PHASE_DATA;
+		result_fail(r, EX_DATAERR, "the message contains NUL bytes, "
+			    "which SMTP DATA cannot carry");
+		rc = -1;
+	} else {
+		rc = smtp_transaction(ss, &env, &msg, 0, NULL, r);
+	}
+	for (size_t i = 0; i < e->env.nrcpt; i++)
+		free(rcpt[i]);
+	free(rcpt);
+	if (rc == 0) {
+		queue_done(q, e);
+		return RUNQ_DELIVERED;
+	}
+	return runq_record(q, e, pol, r);
+}
+
+/* ---- queue runs ------------------------------------------------------------ */
+
+struct group {
+	const struct account *acct;
+	size_t *idx;       /* entries of the listing that belong here */
+	size_t n;
+};
+
+static const struct account *route(const struct config *cfg, const struct qenv *e)
+{
+	struct result ignored;
+
+	result_clear(&ignored);
+	if (!cfg || cfg->n == 0)
+		return NULL;
+	if (e->account[0]) {
+		const struct account *a = cfg_select(cfg, e->account, NULL, &ignored);
+		if (a)
+			return a;
+	}
+	return cfg_select(cfg, NULL, e->from, &ignored);
+}
+
+static int wanted(const struct runq_opts *o, const struct qenv *e, time_t now)
+{
+	if (o->only_id && strcmp(o->only_id, e->id) != 0)
+		return 0;
+	return o->force || o->only_id || e->next_try <= now;
+}
+
+static void report(const struct qentry *e, enum runq_outcome oc, const struct result *r)
+{
+	char why[RESULT_TEXT_MAX + 300];
+
+	if (oc == RUNQ_DELIVERED) {
+		log_info("%s: delivered", e->env.id);
+		return;
+	}
+	result_describe(r, why, sizeof why);
+	log_err("%s: %s: %s", e->env.id, oc == RUNQ_DEFERRED ?
+		"deferred" : "failed, moved to failed/", why);
+}
+
+static void count(struct runq_stats *st, enum runq_outcome oc)
+{
+	if (oc == RUNQ_DELIVERED)
+		st->delivered++;
+	else if (oc == RUNQ_DEFERRED)
+		st->deferred++;
+	else
+		st->failed++;
+}
+
+/* One account's messages over one connection; a broken connection is
+ * reopened for the next message, a refused open counts as a try for each. */
+static void run_group(struct queue *q, const struct runq_opts *o, struct group *g,
+		      const struct qenv *list, struct runq_stats *st)
+{
+	struct smtp_session *ss = NULL;
+	struct runq_policy pol;
+	struct relay rl;
+	struct result r, open_r;
+	int relay_ok;
+
+	runq_policy_of(g->acct, &pol);
+	result_clear(&open_r);
+	relay_ok = relay_init(&rl, g->acct, o->ov, &open_r) == 0;
+	for (size_t k = 0; k < g->n; k++) {
+		struct qentry e;
+		enum runq_outcome oc;
+
+		result_clear(&r);
+		if (queue_lock(q, list[g->idx[k]].id, 0, &e, &r) != 0) {
+			st->busy++;
+			continue;
+		}
+		if (!ss && relay_ok && relay_auth(&rl, &open_r) == 0)
+			ss = smtp_open(&rl.p, &open_r);
+		if (!ss) {
+			oc = runq_record(q, &e, &pol, &open_r);
+			report(&e, oc, &open_r);
+		} else {
+			oc = runq_attempt(q, &e, ss, g->acct, &pol, &r);
+			report(&e, oc, &r);
+			if (!smtp_usable(ss)) {
+				smtp_close(ss);
+				ss = NULL;
+			}
+		}
+		count(st, oc);
+		queue_release(&e);
+	}
+	smtp_close(ss);
+	relay_free(&rl);
+}
+
+static struct group *group_of(struct group *gs, size_t *ng, const struct account *a,
+			      size_t max)
+{
+	for (size_t i = 0; i < *ng; i++)
+		if (gs[i].acct == a)
+			return &gs[i];
+	gs[*ng].acct = a;
+	gs[*ng].idx = calloc(max, sizeof *gs[*ng].idx);
+	gs[*ng].n = 0;
+	return gs[*ng].idx ? &gs[(*ng)++] : NULL;
+}
+
+int runq_flush(struct queue *q, const struct runq_opts *o, struct runq_stats *st,
+	       struct result *r)
+{
+	struct qenv *list;
+	struct group *gs;
+	size_t n, ng = 0;
+	time_t now = time(NULL);
+
+	memset(st, 0, sizeof *st);
+	if (queue_list(q, 0, &list, &n, r) < 0)
+		return -1;
+	gs = calloc(n + 1, sizeof *gs);
+	if (!gs) {
+		queue_list_free(list, n);
+		return result_fail(r, EX_OSERR, "out of memory");
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct account *a;
+		struct group *g;
+		if (!wanted(o, &list[i], now))
+			continue;
+		a = route(o->cfg, &list[i]);
+		if (!a || (o->only_account && strcmp(a->name, o->only_account) != 0)) {
+			st->unroutable += !a;
+			continue;
+		}
+		if ((g = group_of(gs, &ng, a, n)))
+			g->idx[g->n++] = i;
+	}
+	for (size_t i = 0; i < ng; i++) {
+		run_group(q, o, &gs[i], list, st);
+		free(gs[i].idx);
+	}
+	free(gs);
+	queue_list_free(list, n);
+	return 0;
+}

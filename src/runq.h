@@ -1,0 +1,53 @@
+/* runq.h - delivering queued messages: one attempt, and whole queue runs
+ * (pushmail -q) grouped by account over one connection per account. */
+#ifndef PUSHMAIL_RUNQ_H
+#define PUSHMAIL_RUNQ_H
+
+#include "cfg.h"
+#include "queue.h"
+#include "relay.h"
+#include "result.h"
+#include "smtp.h"
+
+/* Retry and expiry, in seconds (SPEC 6: 1 min doubling to 1 h, 5 days). */
+struct runq_policy {
+	long retry_min, retry_max, lifetime;
+};
+
+void runq_policy_of(const struct account *a, struct runq_policy *pol);
+
+enum runq_outcome { RUNQ_DELIVERED, RUNQ_DEFERRED, RUNQ_FAILED };
+
+/* Only a temporary failure keeps a message in new/ for another try; anything
+ * else moves it to failed/ with the reason (kept, never dropped). */
+int runq_is_temporary(const struct result *r);
+
+/* Send locked entry e on open session ss for account a.  The queue is
+ * updated for the outcome; r says why when it is not RUNQ_DELIVERED. */
+enum runq_outcome runq_attempt(struct queue *q, struct qentry *e,
+			       struct smtp_session *ss, const struct account *a,
+			       const struct runq_policy *pol, struct result *r);
+
+/* Record a failure that happened before a transaction (connect, TLS, AUTH). */
+enum runq_outcome runq_record(struct queue *q, struct qentry *e,
+			      const struct runq_policy *pol, const struct result *r);
+
+struct runq_opts {
+	const struct config *cfg;
+	const struct relay_overrides *ov;
+	int force;                 /* ignore next_try (--queue-retry, -q with ID) */
+	const char *only_id;       /* one message */
+	const char *only_account;  /* one account (after a successful send) */
+};
+
+struct runq_stats {
+	size_t delivered, deferred, failed, busy, unroutable;
+};
+
+/* Deliver what is due.  Returns 0 (per-message outcomes are in the queue and
+ * in st; each failure is reported on stderr), or -1 with r filled when the
+ * run itself could not happen. */
+int runq_flush(struct queue *q, const struct runq_opts *o, struct runq_stats *st,
+	       struct result *r);
+
+#endif

@@ -1,0 +1,357 @@
+/* submit.c - pushmail's main job: read a message on standard input, build its
+ * envelope, and hand it to the relay, through the queue unless queue = never,
+ * so that a message that cannot go now is kept (SPEC 5, 6). */
+#include "config.h"
+#include "address.h"
+#include "log.h"
+#include "message.h"
+#include "modes.h"
+#include "runq.h"
+#include "smtp.h"
+
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* One submission; freed by job_free. */
+struct job {
+	struct ctx *c;
+	const struct account *acct;   /* NULL when there is no configuration */
+	char *raw;                    /* header block + body bytes read with it */
+	size_t rawlen, headlen;
+	struct msg_head head;
+	char *msgbuf;                 /* rewritten head + those body bytes */
+	size_t msglen;
+	char *from;                   /* envelope sender */
+	struct addrlist rcpts;
+	char ehlo[256];
+};
+
+static void job_free(struct job *j)
+{
+	msg_head_free(&j->head);
+	addrlist_free(&j->rcpts);
+	free(j->raw);
+	free(j->msgbuf);
+	free(j->from);
+}
+
+static const char *acct_str(const struct job *j, enum cfg_key k)
+{
+	return j->acct ? cfg_str(j->acct, k) : NULL;
+}
+
+/* Envelope sender: -f > --read-envelope-from > account from > login@host.
+ * "<>" is the null sender. */
+static int choose_from(struct job *j, const char *header_from, struct result *r)
+{
+	const char *f = j->c->o.from;
+	char buf[512];
+
+	if (!f && j->c->o.read_envelope_from)
+		f = header_from;
+	if (!f)
+		f = acct_str(j, K_FROM);
+	if (!f) {
+		struct passwd *pw = getpwuid(getuid());
+		snprintf(buf, sizeof buf, "%s@%s", pw ? pw->pw_name : "root", j->ehlo);
+		f = buf;
+	}
+	if (strcmp(f, "<>") == 0)
+		f = "";
+	if (!addr_valid_mailbox(f))
+		return result_fail(r, EX_USAGE, "invalid sender address '%s'", f);
+	j->from = strdup(f);
+	return j->from ? 0 : result_fail(r, EX_OSERR, "out of memory");
+}
+
+static int add_rcpt(struct job *j, const char *mbox, struct result *r)
+{
+	const char *md = acct_str(j, K_MAILDOMAIN);
+	char buf[600];
+
+	if (!strchr(mbox, '@') && md) {   /* cron's "root" -> root@maildomain */
+		snprintf(buf, sizeof buf, "%s@%s", mbox, md);
+		mbox = buf;
+	}
+	if (!addr_valid_mailbox(mbox) || !*mbox)
+		return result_fail(r, EX_USAGE, "invalid recipient address '%s'", mbox);
+	if (addrlist_contains(&j->rcpts, mbox))
+		return 0;   /* each recipient once */
+	return addrlist_add(&j->rcpts, mbox, NULL) < 0 ?
+		result_fail(r, EX_OSERR, "out of memory") : 0;
+}
+
+static int add_list(struct job *j, const char *a, struct result *r)
+{
+	struct addrlist l = { 0 };
+	char err[256];
+	int rc = 0;
+
+	if (addr_parse_list(a, strlen(a), &l, err, sizeof err) < 0)
+		rc = result_fail(r, EX_USAGE, "bad recipient '%s': %s", a, err);
+	for (size_t k = 0; rc == 0 && k < l.n; k++)
+		rc = add_rcpt(j, l.v[k].mailbox, r);
+	addrlist_free(&l);
+	return rc;
+}
+
+static int collect_rcpts(struct job *j, struct result *r)
+{
+	for (int i = 0; i < j->c->o.nrcpt; i++)
+		if (add_list(j, j->c->o.rcpt[i], r) < 0)
+			return -1;
+	for (size_t k = 0; k < j->head.rcpts.n; k++)
+		if (add_rcpt(j, j->head.rcpts.v[k].mailbox, r) < 0)
+			return -1;
+	if (j->rcpts.n == 0)
+		return result_fail(r, EX_USAGE, "no recipients%s",
+				   j->c->o.extract ? " (none in To, Cc or Bcc either)" :
+				   " given (use -t to take them from the headers)");
+	return 0;
+}
+
+static enum hdr_policy policy(const struct job *j, enum cfg_key k)
+{
+	const char *v = acct_str(j, k);
+
+	if (!v || strcmp(v, "auto") == 0)
+		return HDR_AUTO;
+	return strcmp(v, "on") == 0 ? HDR_ON : HDR_OFF;
+}
+
+static int select_account(struct job *j, const char *sel, struct result *r)
+{
+	if (j->c->cfg_found) {
+		j->acct = cfg_select(&j->c->cfg, j->c->o.account, sel, r);
+		if (!j->acct)
+			return -1;
+		j->c->acct = j->acct;
+		j->c->host = j->c->o.host ? j->c->o.host : cfg_str(j->acct, K_HOST);
+	}
+	if (acct_str(j, K_DOMAIN))
+		snprintf(j->ehlo, sizeof j->ehlo, "%s", acct_str(j, K_DOMAIN));
+	else
+		relay_default_ehlo(j->ehlo, sizeof j->ehlo);
+	return 0;
+}
+
+/* Read the header block, pick the account (which may depend on the From
+ * header), then rewrite the block for that account. */
+static int prepare_message(struct job *j, struct result *r)
+{
+	struct msg_opts mo = { .extract = j->c->o.extract, .now = time(NULL),
+			       .set_date = HDR_OFF, .set_msgid = HDR_OFF,
+			       .set_from = HDR_OFF, .set_to = HDR_OFF };
+	struct msg_head probe = { 0 };
+	const char *sel;
+	int rc;
+
+	if (msg_read_head(0, &j->raw, &j->rawlen, &j->headlen, r) < 0 ||
+	    msg_head_process(j->raw, j->headlen, &mo, &probe, r) < 0)
+		return -1;
+	sel = j->c->o.from ? j->c->o.from :
+	      j->c->o.read_envelope_from ? probe.from_mailbox : NULL;
+	rc = select_account(j, sel, r) < 0 ? -1 : choose_from(j, probe.from_mailbox, r);
+	msg_head_free(&probe);
+	if (rc < 0)
+		return -1;
+	mo.env_from = j->from;
+	mo.full_name = j->c->o.full_name;
+	mo.domain = j->ehlo;
+	mo.set_date = policy(j, K_SET_DATE_HEADER);
+	mo.set_msgid = policy(j, K_SET_MSGID_HEADER);
+	mo.set_from = policy(j, K_SET_FROM_HEADER);
+	mo.set_to = policy(j, K_SET_TO_HEADER);
+	return msg_head_process(j->raw, j->headlen, &mo, &j->head, r);
+}
+
+/* Rewritten head followed by the body bytes already read with it. */
+static int build_msgbuf(struct job *j, struct result *r)
+{
+	size_t rest = j->rawlen - j->headlen;
+
+	j->msglen = j->head.len + rest;
+	j->msgbuf = malloc(j->msglen + 1);
+	if (!j->msgbuf)
+		return result_fail(r, EX_OSERR, "out of memory");
+	memcpy(j->msgbuf, j->head.text, j->head.len);
+	memcpy(j->msgbuf + j->head.len, j->raw + j->headlen, rest);
+	return 0;
+}
+
+/* SIZE= estimate for a direct send: known only when stdin is a regular file. */
+static unsigned long long size_estimate(const struct job *j)
+{
+	struct stat st;
+	off_t pos = lseek(0, 0, SEEK_CUR);
+
+	if (fstat(0, &st) < 0 || !S_ISREG(st.st_mode) || pos < 0 || st.st_size < pos)
+		return 0;
+	return j->msglen + (unsigned long long)(st.st_size - pos);
+}
+
+static const char **rcpt_vector(const struct job *j)
+{
+	const char **v = calloc(j->rcpts.n + 1, sizeof *v);
+
+	for (size_t i = 0; v && i < j->rcpts.n; i++)
+		v[i] = j->rcpts.v[i].mailbox;
+	return v;
+}
+
+/* ---- delivery ------------------------------------------------------------------ */
+
+/* queue = never (or --no-queue): stream stdin straight to the relay. */
+static int send_direct(struct job *j, const char **rcpt, struct result *r)
+{
+	struct smtp_envelope env = { .from = j->from, .rcpt = rcpt,
+				     .nrcpt = j->rcpts.n, .size = size_estimate(j) };
+	struct smtp_message m = { .head = j->msgbuf, .headlen = j->msglen, .fd = 0 };
+	struct relay_overrides ov;
+	struct relay rl;
+	int rc;
+
+	ctx_overrides(j->c, &ov);
+	if (relay_init(&rl, j->acct, &ov, r) < 0)
+		return -1;
+	rc = relay_auth(&rl, r) < 0 ? -1 : smtp_send(&rl.p, &env, &m, NULL, r);
+	relay_free(&rl);
+	return rc;
+}
+
+static void fill_qenv(struct job *j, struct qenv *qe, const char **rcpt)
+{
+	memset(qe, 0, sizeof *qe);
+	qe->account = (char *)(j->acct ? j->acct->name : "");
+	qe->from = j->from;
+	qe->rcpt = (char **)rcpt;
+	qe->nrcpt = j->rcpts.n;
+}
+
+/* Try the spooled message now; the queue records the outcome. */
+static enum runq_outcome try_now(struct job *j, struct queue *q, struct qentry *e,
+				 struct result *r)
+{
+	struct relay_overrides ov;
+	struct runq_policy pol;
+	struct smtp_session *ss = NULL;
+	struct relay rl;
+	enum runq_outcome oc;
+
+	ctx_overrides(j->c, &ov);
+	runq_policy_of(j->acct, &pol);
+	if (relay_init(&rl, j->acct, &ov, r) == 0 && relay_auth(&rl, r) == 0)
+		ss = smtp_open(&rl.p, r);
+	oc = ss ? runq_attempt(q, e, ss, j->acct, &pol, r) : runq_record(q, e, &pol, r);
+	smtp_close(ss);
+	relay_free(&rl);
+	return oc;
+}
+
+/* After a success, whatever else this account has waiting goes too. */
+static void flush_account(struct job *j, struct queue *q)
+{
+	struct relay_overrides ov;
+	struct runq_opts o = { .cfg = &j->c->cfg, .ov = &ov,
+			       .only_account = j->acct->name };
+	struct runq_stats st;
+	struct result ignored;
+
+	ctx_overrides(j->c, &ov);
+	result_clear(&ignored);
+	runq_flush(q, &o, &st, &ignored);
+	if (st.delivered)
+		log_info("also delivered %zu queued message(s)", st.delivered);
+}
+
+static void notice_queued(const struct queue *q, const struct qentry *e,
+			  const struct result *r)
+{
+	char why[RESULT_TEXT_MAX + 300];
+
+	result_describe(r, why, sizeof why);
+	log_err("queued as %s (%s); 'pushmail -q' retries it, 'mailq' lists the queue (%s)",
+		e->env.id, why, q->dir);
+}
+
+static int send_queued(struct job *j, const char **rcpt, int always, struct result *r)
+{
+	struct queue q;
+	struct qentry e;
+	struct qenv qe;
+	enum runq_outcome oc;
+	int rc = 0;
+
+	fill_qenv(j, &qe, rcpt);
+	if (ctx_open_queue(j->c, &q, r) < 0)
+		return -1;
+	if (queue_add(&q, &qe, j->msgbuf, j->msglen, 0, &e, r) < 0) {
+		queue_close(&q);
+		return -1;
+	}
+	if (!j->acct) {
+		log_err("no relay is configured, so the message was queued as %s in %s. "
+			"Create ~/.config/pushmail/config.ini (see pushmail.conf(5)), then "
+			"run 'pushmail -q' to send it.", e.env.id, q.dir);
+	} else if ((oc = try_now(j, &q, &e, r)) == RUNQ_DEFERRED) {
+		notice_queued(&q, &e, r);
+		result_clear(r);
+	} else if (oc == RUNQ_FAILED && always) {
+		/* queue = always: the caller was promised "queued" */
+		log_err("%s: failed permanently: %s; kept in %s/failed", e.env.id,
+			r->text, q.dir);
+		result_clear(r);
+	} else if (oc == RUNQ_FAILED) {
+		log_info("a copy is kept in %s/failed as %s", q.dir, e.env.id);
+		rc = -1;
+	}
+	queue_release(&e);
+	if (rc == 0 && j->acct && r->exitcode == EX_OK)
+		flush_account(j, &q);
+	queue_close(&q);
+	return rc;
+}
+
+static int deliver(struct job *j, struct result *r)
+{
+	const char **rcpt = rcpt_vector(j);
+	const char *mode = acct_str(j, K_QUEUE);
+	int rc;
+
+	if (!rcpt)
+		return result_fail(r, EX_OSERR, "out of memory");
+	if (!j->acct && j->c->o.no_queue && !j->c->o.dry_run) {
+		free(rcpt);
+		return ctx_load_config(j->c, 1, r);   /* says how to configure one */
+	}
+	if (j->c->o.dry_run) {
+		struct smtp_envelope env = { .from = j->from, .rcpt = rcpt,
+					     .nrcpt = j->rcpts.n };
+		struct smtp_message m = { .head = j->msgbuf, .headlen = j->msglen, .fd = 0 };
+		rc = smtp_dry_run(stdout, &env, &m, r);
+	} else if (j->acct && (j->c->o.no_queue || (mode && !strcmp(mode, "never")))) {
+		rc = send_direct(j, rcpt, r);
+	} else {
+		rc = send_queued(j, rcpt, mode && !strcmp(mode, "always"), r);
+	}
+	free(rcpt);
+	return rc;
+}
+
+int mode_send(struct ctx *c, struct result *r)
+{
+	struct job j = { .c = c };
+	int rc;
+
+	/* No configuration is not an error here: the message is queued. */
+	if (ctx_load_config(c, 0, r) < 0)
+		return -1;
+	rc = prepare_message(&j, r) < 0 || collect_rcpts(&j, r) < 0 ||
+	     build_msgbuf(&j, r) < 0 ? -1 : deliver(&j, r);
+	job_free(&j);
+	return rc;
+}
