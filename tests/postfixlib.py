@@ -85,7 +85,8 @@ import socket
 import subprocess
 import time
 
-__all__ = ["PostfixInstance", "PostfixError", "SmtpSink", "free_port",
+__all__ = ["PostfixInstance", "PostfixError", "SmtpSink", "DovecotAuth", "TestCerts",
+           "find_dovecot", "find_certtool", "free_port",
            "wait_for_port", "find_postfix", "find_smtp_sink"]
 
 
@@ -253,21 +254,28 @@ class PostfixInstance:
         self._services = []          # (key, master.cf text)
         self._extra_services = []    # raw master.cf text for non-inet services
         self._seen = {}              # user -> number of files already returned
+        self._banner = {}            # service key -> wait for a 220 greeting
         self._running = False
         self.add_inet_service("smtp", options=smtp_options)
 
     # -- configuration ---------------------------------------------------------
 
     def add_inet_service(self, key, command="smtpd", options=None, port=None,
-                         private="n", unpriv="-", maxproc="-"):
+                         private="n", unpriv="-", maxproc="-", banner=None):
         """Add an smtpd-like inet service on its own free port (before start).
 
         options become "-o name=value" lines; the port is in self.ports[key].
+        banner: whether start() waits for a 220 greeting on the port (default:
+        yes, except with smtpd_tls_wrappermode=yes, where the server says
+        nothing before the TLS handshake, so a connection is enough).
         """
         if self._running:
             raise PostfixError("add services before starting Postfix")
         port = port or free_port(self.host)
         self.ports[key] = port
+        if banner is None:
+            banner = str((options or {}).get("smtpd_tls_wrappermode", "no")).lower() != "yes"
+        self._banner[key] = bool(banner)
         addr = "[%s]:%d" % (self.host, port) if ":" in self.host else "%s:%d" % (self.host, port)
         lines = ["%-20s inet %s %s n - %s %s" % (addr, private, unpriv, maxproc, command),
                  "  -o syslog_name=postfix/%s" % key]
@@ -427,7 +435,8 @@ class PostfixInstance:
             self.postfix("start", timeout=max(1.0, deadline - time.monotonic()))
             self._running = True
             for key, port in self.ports.items():
-                wait_for_port(self.host, port, max(1.0, deadline - time.monotonic()))
+                wait_for_port(self.host, port, max(1.0, deadline - time.monotonic()),
+                              banner=self._banner.get(key, True))
         except (PostfixError, TimeoutError) as e:
             self.stop()
             raise PostfixError("%s\n--- maillog tail ---\n%s" % (e, self.log_tail()))
@@ -588,3 +597,265 @@ class SmtpSink:
         if self._log not in (None, subprocess.DEVNULL):
             self._log.close()
         return False
+
+
+# --- TLS certificates and a Dovecot SASL server for the TLS/AUTH interop test ---
+
+def find_certtool():
+    """Path of GnuTLS certtool(1) (package gnutls-bin), or None."""
+    for p in ("/usr/bin/certtool", shutil.which("certtool")):
+        if p and os.access(p, os.X_OK):
+            return p
+    return None
+
+
+def find_dovecot():
+    """Path of dovecot(8) (package dovecot-core), or None."""
+    for p in ("/usr/sbin/dovecot", shutil.which("dovecot")):
+        if p and os.access(p, os.X_OK):
+            return p
+    return None
+
+
+class TestCerts:
+    """A throwaway CA and a server certificate it signed, made with certtool.
+
+    .ca          CA certificate (PEM), for pushmail's tls_trust_file
+    .cert .key   server certificate and key for DNS localhost + IP 127.0.0.1
+    .spki_sha256 / .cert_sha256  lower-case hex SHA-256 of the server's
+                 SubjectPublicKeyInfo / DER certificate (certtool's view)
+
+    ECDSA P-256 keys: generation takes milliseconds.  The files are left in
+    `directory` (0644, key 0600: smtpd reads it as root before dropping
+    privileges)."""
+
+    def __init__(self, directory, server_names=("localhost",), server_ips=("127.0.0.1",),
+                 days=30):
+        self.dir = os.path.abspath(directory)
+        self.certtool = find_certtool()
+        if not self.certtool:
+            raise PostfixError("certtool not found (package gnutls-bin)")
+        os.makedirs(self.dir, exist_ok=True)
+        ca_key = self._key("ca")
+        self.ca = self._cert("ca", ca_key, ['cn = "pushmail interop test CA"', "ca",
+                                            "cert_signing_key", "crl_signing_key",
+                                            "serial = 1", "expiration_days = %d" % days])
+        self.key = self._key("server")
+        lines = ['cn = "%s"' % (server_names[0] if server_names else server_ips[0]),
+                 "tls_www_server", "signing_key", "encryption_key", "serial = 2",
+                 "expiration_days = %d" % days]
+        lines += ['dns_name = "%s"' % n for n in server_names]
+        lines += ['ip_address = "%s"' % a for a in server_ips]
+        self.cert = self._cert("server", self.key, lines, signer=(self.ca, ca_key))
+        info = self._tool("--certificate-info", "--infile", self.cert)
+        self.spki_sha256 = self._after(info, "Public Key ID:")
+        self.cert_sha256 = self._after(info, "Fingerprint:")
+        if not self.spki_sha256 or not self.cert_sha256:
+            raise PostfixError("no SHA-256 fingerprints in certtool's output:\n" + info)
+
+    def _tool(self, *args):
+        return _run([self.certtool] + list(args), timeout=30)[1]
+
+    def _key(self, name):
+        path = os.path.join(self.dir, name + ".key")
+        self._tool("--generate-privkey", "--key-type=ecdsa", "--outfile", path)
+        os.chmod(path, 0o600)
+        return path
+
+    def _cert(self, name, key, template, signer=None):
+        tmpl = os.path.join(self.dir, name + ".tmpl")
+        with open(tmpl, "w") as f:
+            f.write("\n".join(template) + "\n")
+        path = os.path.join(self.dir, name + ".pem")
+        if signer:
+            self._tool("--generate-certificate", "--load-privkey", key,
+                       "--load-ca-certificate", signer[0], "--load-ca-privkey", signer[1],
+                       "--template", tmpl, "--outfile", path)
+        else:
+            self._tool("--generate-self-signed", "--load-privkey", key,
+                       "--template", tmpl, "--outfile", path)
+        os.chmod(path, 0o644)
+        return path
+
+    @staticmethod
+    def _after(info, label):
+        """The sha256:HEX value in the few lines under `label`."""
+        lines = info.splitlines()
+        for i, line in enumerate(lines):
+            if line.strip() == label:
+                for m in lines[i + 1:i + 4]:
+                    m = m.strip()
+                    if m.startswith("sha256:"):
+                        return m[7:].lower()
+        return None
+
+
+class DovecotAuth:
+    """A throwaway Dovecot that only serves SASL to Postfix (smtpd_sasl_type =
+    dovecot): no IMAP/POP listeners, no SSL, one auth unix_listener at
+    `socket_path` (normally QUEUE_DIR/private/auth, owned by postfix, 0660),
+    a passwd-file passdb of {PLAIN} passwords (plaintext lets Dovecot derive
+    what every mechanism needs: PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-1/256).
+
+        with DovecotAuth(tmp, pf.queue_dir + "/private/auth", {"u": "pw"}) as dv:
+            dv.mechanisms    # what Dovecot's auth service is configured to offer
+
+    Runs `dovecot -F -c FILE` as a child (its own session) and stops it by
+    pid: SIGTERM, then SIGKILL of its process group.  Everything else
+    (base_dir, state_dir, logs) lives under tmpdir/dovecot.
+
+    Notes for Dovecot 2.3.19 (Debian 12):
+      * default_login_user / default_internal_user must name existing users;
+        dovecot-core creates dovenull and dovecot (we fall back to nobody).
+      * A passdb alone is not enough ("No userdbs specified"): a static
+        userdb is added; Postfix never asks for it.
+      * auth_failure_delay = 0 keeps the wrong-password case fast.
+      * The auth process opens the passwd-file as default_internal_user
+        (dovecot), not root: the file is chowned to that user, mode 0600.
+    """
+
+    MECHANISMS = ("plain", "login", "cram-md5", "scram-sha-1", "scram-sha-256")
+
+    def __init__(self, tmpdir, socket_path, users, mechanisms=MECHANISMS,
+                 socket_owner="postfix", socket_group="postfix", start_timeout=30.0):
+        self.root = os.path.join(os.path.abspath(tmpdir), "dovecot")
+        self.socket_path = socket_path
+        self.users = dict(users)
+        self.mechanisms = list(mechanisms)
+        self.socket_owner, self.socket_group = socket_owner, socket_group
+        self.start_timeout = start_timeout
+        self.conf = os.path.join(self.root, "dovecot.conf")
+        self.base_dir = os.path.join(self.root, "run")
+        self.state_dir = os.path.join(self.root, "state")
+        self.log = os.path.join(self.root, "dovecot.log")
+        self.passwd = os.path.join(self.root, "passwd")
+        self.proc = None
+        self._out = None
+
+    @staticmethod
+    def _user(*names):
+        for n in names:
+            try:
+                return pwd.getpwnam(n).pw_name
+            except KeyError:
+                continue
+        return "nobody"
+
+    def _config(self):
+        login_user = self._user("dovenull", "nobody")
+        internal_user = self._user("dovecot", "nobody")
+        nb = pwd.getpwnam("nobody")
+        return "\n".join([
+            "# written by tests/postfixlib.py: SASL for a throwaway Postfix only",
+            "base_dir = %s" % self.base_dir,
+            "state_dir = %s" % self.state_dir,
+            "log_path = %s" % self.log,
+            "info_log_path = %s" % self.log,
+            "debug_log_path = %s" % self.log,
+            "protocols =",
+            "listen = 127.0.0.1",
+            "ssl = no",
+            "disable_plaintext_auth = no",
+            "default_login_user = %s" % login_user,
+            "default_internal_user = %s" % internal_user,
+            "auth_mechanisms = %s" % " ".join(self.mechanisms),
+            "auth_failure_delay = 0",
+            "auth_verbose = yes",
+            "passdb {",
+            "  driver = passwd-file",
+            "  args = scheme=PLAIN username_format=%%u %s" % self.passwd,
+            "}",
+            "userdb {",
+            "  driver = static",
+            "  args = uid=%d gid=%d home=/nonexistent" % (nb.pw_uid, nb.pw_gid),
+            "}",
+            "service auth {",
+            "  unix_listener %s {" % self.socket_path,
+            "    mode = 0660",
+            "    user = %s" % self.socket_owner,
+            "    group = %s" % self.socket_group,
+            "  }",
+            "}",
+            "",
+        ])
+
+    def start(self):
+        dovecot = find_dovecot()
+        if not dovecot:
+            raise PostfixError("dovecot is not installed (package dovecot-core)")
+        for d in (self.root, self.base_dir, self.state_dir):
+            os.makedirs(d, exist_ok=True)
+        os.chmod(self.root, 0o755)
+        with open(self.passwd, "w") as f:
+            for u, pw in self.users.items():
+                if ":" in u + pw or "\n" in u + pw:
+                    raise PostfixError("':' or newline in a passwd-file entry")
+                f.write("%s:{PLAIN}%s\n" % (u, pw))
+        # The auth process reads it as default_internal_user.
+        internal = pwd.getpwnam(self._user("dovecot", "nobody"))
+        os.chown(self.passwd, internal.pw_uid, internal.pw_gid)
+        os.chmod(self.passwd, 0o600)
+        with open(self.conf, "w") as f:
+            f.write(self._config())
+        os.chmod(self.conf, 0o644)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.socket_path)
+        self._out = open(os.path.join(self.root, "dovecot.out"), "wb")
+        self.proc = subprocess.Popen([dovecot, "-F", "-c", self.conf],
+                                     stdin=subprocess.DEVNULL, stdout=self._out,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + self.start_timeout
+        while not self._socket_ready():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                why = ("exited with %s" % self.proc.returncode
+                       if self.proc.poll() is not None
+                       else "no socket after %.0fs" % self.start_timeout)
+                self.stop()
+                raise PostfixError("dovecot %s\n--- dovecot log ---\n%s"
+                                   % (why, self.log_tail()))
+            time.sleep(0.05)
+        return self
+
+    def _socket_ready(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.settimeout(2)
+            s.connect(self.socket_path)
+            return True
+        except OSError:
+            return False
+        finally:
+            s.close()
+
+    def stop(self):
+        """SIGTERM the master (it stops its children), then SIGKILL the group."""
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(OSError):
+                self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(OSError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.proc.wait(5)
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    def log_tail(self, n=30):
+        text = []
+        for p in (os.path.join(self.root, "dovecot.out"), self.log):
+            try:
+                with open(p, "rb") as f:
+                    text += f.read().decode("utf-8", "replace").splitlines()
+            except OSError:
+                pass
+        return "\n".join(text[-n:]) or "(no dovecot output)"
