@@ -530,6 +530,7 @@ static int check_duplicates(struct loader *l)
 {
 	const struct aliases *a = l->a;
 	const struct entry *dup = NULL;
+	char ex[80];
 
 	for (size_t i = 1; i < a->nent; i++)
 		if (strcmp(a->ent[i - 1].name, a->ent[i].name) == 0 &&
@@ -538,7 +539,8 @@ static int check_duplicates(struct loader *l)
 	if (!dup)
 		return 0;
 	return lfail(l, dup[1].line, "duplicate alias '%s' (first defined at "
-		     "line %u)", dup[1].name, dup[0].line);
+		     "line %u)", show(ex, sizeof ex, dup[1].name,
+				      strlen(dup[1].name)), dup[0].line);
 }
 
 /* Compare a caller's name (any case) with a stored, lowered one. */
@@ -602,16 +604,15 @@ int aliases_load_string(struct aliases **out, const char *text, size_t len,
 		return result_fail(r, EX_DATAERR, "%s: larger than %u bytes",
 				   name, ALIASES_FILE_MAX);
 	l.a = calloc(1, sizeof *l.a);
-	if (!l.a || !(l.a->file = strdup(name)))
-		goto nomem;
+	if (!l.a || !(l.a->file = strdup(name))) {
+		oom(r);
+		goto out;
+	}
 	if (parse_lines(&l, text, len) < 0 || finalise(&l) < 0)
 		goto out;
 	*out = l.a;
 	l.a = NULL;
 	rc = 0;
-	goto out;
-nomem:
-	oom(r);
 out:
 	aliases_free(l.a);
 	free(l.buf);
@@ -757,14 +758,15 @@ static int expand_entry(struct expander *x, const struct entry *e,
 			int depth, int in_default)
 {
 	const struct aliases *a = x->a;
-	char top[80];
+	char top[80], at[80];
 
 	if (depth > ALIASES_DEPTH_MAX)
 		return result_fail(x->r, EX_DATAERR, "%s: alias '%s': nested "
 				   "more than %d deep at '%s' (alias loop?)",
-				   a->file, show(top, sizeof top, x->top,
-						 strlen(x->top)),
-				   ALIASES_DEPTH_MAX, e->name);
+				   a->file,
+				   show(top, sizeof top, x->top, strlen(x->top)),
+				   ALIASES_DEPTH_MAX,
+				   show(at, sizeof at, e->name, strlen(e->name)));
 	x->state[e - a->ent] = ACTIVE;
 	for (size_t i = e->first; i < e->first + e->n; i++) {
 		const struct value *v = &a->val[i];

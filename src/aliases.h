@@ -38,7 +38,8 @@
 struct aliases;
 
 /* An entry aliases_expand() skipped.  All pointers belong to the table and
- * stay valid until aliases_free(); entry holds no control characters. */
+ * stay valid until aliases_free().  alias and entry hold no ASCII control
+ * characters but may hold bytes >= 0x80 (UTF-8): sanitise before printing. */
 struct aliases_skipped {
 	const char *file;   /* the name given when loading */
 	unsigned line;      /* where the entry is written */
@@ -96,8 +97,9 @@ int aliases_check(const char *path, size_t *count, struct result *r);
  * /dev/null (the message is discarded for this recipient).  Returns -1 with
  * r filled and out unchanged:
  *   EX_USAGE    local is empty;
- *   EX_DATAERR  nesting too deep, or every branch ends in a skipped entry
- *               (the mail would vanish silently);
+ *   EX_DATAERR  nesting too deep, or nothing is left to deliver to and at
+ *               least one entry was skipped (the mail would vanish
+ *               silently, e.g. root: |procmail);
  *   EX_OSERR    out of memory. */
 int aliases_expand(const struct aliases *a, const char *local,
 		   struct addrlist *out, aliases_skip_fn *skip, void *arg,

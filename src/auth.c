@@ -359,6 +359,12 @@ int auth_step(struct auth_client *ac, const char *challenge, char **out,
 			   "what the mechanism expects)", ac->mech, gsasl_strerror(rc));
 }
 
+int auth_complete(const struct auth_client *ac)
+{
+	/* OAuth bearer mechanisms are done once the token went out. */
+	return ac->kind == K_GSASL ? ac->complete : ac->rounds > 0;
+}
+
 void auth_free_response(char *resp)
 {
 	if (!resp)

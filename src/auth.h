@@ -53,6 +53,10 @@ int auth_client_first(const char *mech);
 int auth_step(struct auth_client *ac, const char *challenge, char **out,
 	      struct result *r);
 
+/* The mechanism has finished on our side (for SCRAM: the server's signature
+ * was checked).  A 235 before that is not a login we can trust. */
+int auth_complete(const struct auth_client *ac);
+
 void auth_free_response(char *resp);
 void auth_end(struct auth_client *ac);
 

@@ -2,15 +2,15 @@
  *
  * Shaped like curl's lib/smtp.c: each protocol step is a small function that
  * queues its command(s) and one that checks the reply.  Commands go through
- * send_cmd(), the only place that writes a command, which refuses CR, LF and
- * NUL so that no value can inject a second command (SPEC 4).
+ * ss_send_line(), the only place that writes a command, which refuses CR, LF
+ * and NUL so that no value can inject a second command (SPEC 4).  AUTH lives
+ * in smtp_auth.c, BDAT in smtp_bdat.c; session.h is what they share.
  */
 #include "config.h"
-#include "smtp.h"
+#include "session.h"
 #include "auth.h"
 #include "body.h"
 #include "log.h"
-#include "reply.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -19,28 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
-/* RFC 5321 4.5.3.2 timeouts, in seconds, capped by the account's `timeout`. */
-enum { T_CONNECT = 60, T_GREETING = 300, T_EHLO = 300, T_MAIL = 300,
-       T_RCPT = 300, T_DATA = 120, T_BLOCK = 180, T_EOD = 600, T_QUIT = 10 };
-
-#define BODY_BLOCK (64 * 1024)
-
-struct smtp_session {
-	struct conn *c;
-	const struct smtp_params *p;
-	struct result *r;
-	struct caps caps;
-	int dead;          /* the connection is unusable: send nothing more */
-	int in_data;       /* a 354 was received and the data is unfinished */
-	size_t accepted;   /* recipients accepted in this transaction */
-	int quit_sent;     /* QUIT went out (with the last end of data) */
-	int transactions;  /* MAIL transactions started on this connection */
-	int own_conn;      /* smtp_close closes c */
-	struct reply rp;
-	char line[REPLY_LINE_MAX + 1];
-};
-
-static int tmo(const struct smtp_session *s, int secs)
+int ss_tmo(const struct smtp_session *s, int secs)
 {
 	if (s->p->timeout_s > 0 && s->p->timeout_s < secs)
 		secs = s->p->timeout_s;
@@ -48,7 +27,7 @@ static int tmo(const struct smtp_session *s, int secs)
 }
 
 /* Mark a transport failure: it happened during `phase`, nothing more goes out. */
-static int conn_failed(struct smtp_session *s, enum smtp_phase phase)
+int ss_conn_failed(struct smtp_session *s, enum smtp_phase phase)
 {
 	s->dead = 1;
 	s->r->phase = phase;
@@ -59,20 +38,20 @@ static int conn_failed(struct smtp_session *s, enum smtp_phase phase)
  * command or response: a CR, LF or NUL in any value would start a new
  * command (SPEC 4).  `shown` replaces the line in the -v transcript (AUTH
  * payloads are never shown); NULL shows the line itself. */
-static int send_line(struct smtp_session *s, const char *line, size_t n, const char *shown)
+int ss_send_line(struct smtp_session *s, const char *line, size_t n, const char *shown)
 {
 	if (memchr(line, '\r', n) || memchr(line, '\n', n) || memchr(line, '\0', n))
 		return result_fail(s->r, EX_USAGE,
 				   "refusing to send a command containing CR, LF or NUL");
 	log_proto("->", shown ? shown : line, shown ? strlen(shown) : n);
-	if (conn_write(s->c, line, n, tmo(s, T_BLOCK), s->r) < 0 ||
-	    conn_write(s->c, "\r\n", 2, tmo(s, T_BLOCK), s->r) < 0)
-		return conn_failed(s, PHASE_NONE);
+	if (conn_write(s->c, line, n, ss_tmo(s, T_BLOCK), s->r) < 0 ||
+	    conn_write(s->c, "\r\n", 2, ss_tmo(s, T_BLOCK), s->r) < 0)
+		return ss_conn_failed(s, PHASE_NONE);
 	return 0;
 }
 
 __attribute__((format(printf, 2, 3)))
-static int send_cmd(struct smtp_session *s, const char *fmt, ...)
+int ss_send_cmd(struct smtp_session *s, const char *fmt, ...)
 {
 	char buf[2048];
 	va_list ap;
@@ -83,27 +62,27 @@ static int send_cmd(struct smtp_session *s, const char *fmt, ...)
 	va_end(ap);
 	if (n < 0 || (size_t)n >= sizeof buf)
 		return result_fail(s->r, EX_USAGE, "SMTP command too long");
-	return send_line(s, buf, (size_t)n, NULL);
+	return ss_send_line(s, buf, (size_t)n, NULL);
 }
 
-static int flush(struct smtp_session *s, enum smtp_phase phase, int secs)
+int ss_flush(struct smtp_session *s, enum smtp_phase phase, int secs)
 {
-	if (conn_flush(s->c, tmo(s, secs), s->r) < 0)
-		return conn_failed(s, phase);
+	if (conn_flush(s->c, ss_tmo(s, secs), s->r) < 0)
+		return ss_conn_failed(s, phase);
 	return 0;
 }
 
 /* Read one complete reply into s->rp.  -1: transport or syntax failure. */
-static int read_reply(struct smtp_session *s, enum smtp_phase phase, int secs)
+int ss_read_reply(struct smtp_session *s, enum smtp_phase phase, int secs)
 {
 	const char *why = NULL;
 	size_t len;
 
 	reply_init(&s->rp);
 	for (;;) {
-		if (conn_getline(s->c, s->line, sizeof s->line, &len, tmo(s, secs),
+		if (conn_getline(s->c, s->line, sizeof s->line, &len, ss_tmo(s, secs),
 				 s->r) < 0)
-			return conn_failed(s, phase);
+			return ss_conn_failed(s, phase);
 		log_proto("<-", s->line, len);
 		switch (reply_feed(&s->rp, s->line, len, &why)) {
 		case REPLY_MORE:
@@ -121,25 +100,25 @@ static int read_reply(struct smtp_session *s, enum smtp_phase phase, int secs)
 }
 
 /* The reply's first digit must be `want` (2, or 3 for DATA's 354). */
-static int check_reply(struct smtp_session *s, enum smtp_phase phase, int want)
+int ss_check_reply(struct smtp_session *s, enum smtp_phase phase, int want)
 {
 	if (s->rp.code / 100 == want)
 		return 0;
 	return result_reply(s->r, phase, s->rp.code, s->rp.enh, s->rp.text);
 }
 
-static int expect(struct smtp_session *s, enum smtp_phase phase, int secs, int want)
+int ss_expect(struct smtp_session *s, enum smtp_phase phase, int secs, int want)
 {
-	if (read_reply(s, phase, secs) < 0)
+	if (ss_read_reply(s, phase, secs) < 0)
 		return -1;
-	return check_reply(s, phase, want);
+	return ss_check_reply(s, phase, want);
 }
 
 /* ---- steps ---------------------------------------------------------------- */
 
 static int do_greeting(struct smtp_session *s)
 {
-	return expect(s, PHASE_GREETING, T_GREETING, 2);
+	return ss_expect(s, PHASE_GREETING, T_GREETING, 2);
 }
 
 /* Handshake on the current connection.  A failed handshake leaves the stream
@@ -148,7 +127,7 @@ static int start_tls(struct smtp_session *s, enum smtp_phase phase)
 {
 	const struct tls_info *ti = s->p->tls_info;
 
-	if (tls_start(s->c, s->p->tlsp, tmo(s, T_EHLO), s->p->tls_info, s->r) == 0) {
+	if (tls_start(s->c, s->p->tlsp, ss_tmo(s, T_EHLO), s->p->tls_info, s->r) == 0) {
 		log_info("TLS: %s", ti ? ti->desc : "");
 		if (ti && ti->pin_matched)
 			log_info("TLS: tls_fingerprint matched the server's %s",
@@ -164,21 +143,21 @@ static int start_tls(struct smtp_session *s, enum smtp_phase phase)
 static int do_ehlo(struct smtp_session *s)
 {
 	memset(&s->caps, 0, sizeof s->caps);
-	if (send_cmd(s, "EHLO %s", s->p->ehlo_name) < 0 ||
-	    flush(s, PHASE_EHLO, T_EHLO) < 0 ||
-	    read_reply(s, PHASE_EHLO, T_EHLO) < 0)
+	if (ss_send_cmd(s, "EHLO %s", s->p->ehlo_name) < 0 ||
+	    ss_flush(s, PHASE_EHLO, T_EHLO) < 0 ||
+	    ss_read_reply(s, PHASE_EHLO, T_EHLO) < 0)
 		return -1;
 	if (s->rp.code / 100 == 2) {
 		caps_parse(&s->caps, &s->rp);
 		return 0;
 	}
 	if (s->rp.code / 100 != 5)
-		return check_reply(s, PHASE_EHLO, 2);
+		return ss_check_reply(s, PHASE_EHLO, 2);
 	log_info("EHLO refused, trying HELO");
-	if (send_cmd(s, "HELO %s", s->p->ehlo_name) < 0 ||
-	    flush(s, PHASE_HELO, T_EHLO) < 0)
+	if (ss_send_cmd(s, "HELO %s", s->p->ehlo_name) < 0 ||
+	    ss_flush(s, PHASE_HELO, T_EHLO) < 0)
 		return -1;
-	return expect(s, PHASE_HELO, T_EHLO, 2);
+	return ss_expect(s, PHASE_HELO, T_EHLO, 2);
 }
 
 /* RFC 3207.  Nothing but EHLO and STARTTLS ever goes out in clear: when the
@@ -194,8 +173,8 @@ static int do_starttls(struct smtp_session *s)
 				   "the server does not offer STARTTLS; refusing to "
 				   "continue without TLS (tls = starttls)");
 	}
-	if (send_cmd(s, "STARTTLS") < 0 || flush(s, PHASE_STARTTLS, T_EHLO) < 0 ||
-	    expect(s, PHASE_STARTTLS, T_EHLO, 2) < 0)
+	if (ss_send_cmd(s, "STARTTLS") < 0 || ss_flush(s, PHASE_STARTTLS, T_EHLO) < 0 ||
+	    ss_expect(s, PHASE_STARTTLS, T_EHLO, 2) < 0)
 		return -1;
 	if (conn_unread(s->c) > 0) {
 		s->dead = 1;
@@ -208,95 +187,6 @@ static int do_starttls(struct smtp_session *s)
 	if (start_tls(s, PHASE_TLS) < 0)
 		return -1;
 	return do_ehlo(s);
-}
-
-/* ---- AUTH (RFC 4954) --------------------------------------------------------- */
-
-/* The first line: "AUTH MECH" or, for client-first mechanisms, with the
- * initial response ("=" for an empty one) so no round trip is wasted. */
-static int send_auth_line(struct smtp_session *s, struct auth_client *ac, const char *mech)
-{
-	char *resp = NULL, *line = NULL, shown[64];
-	int rc = -1;
-
-	snprintf(shown, sizeof shown, "AUTH %s [redacted]", mech);
-	if (!auth_client_first(mech))
-		return send_cmd(s, "AUTH %s", mech);
-	if (auth_step(ac, NULL, &resp, s->r) < 0)
-		return -1;
-	if (asprintf(&line, "AUTH %s %s", mech, *resp ? resp : "=") < 0) {
-		line = NULL;
-		result_fail(s->r, EX_OSERR, "out of memory");
-	} else {
-		rc = send_line(s, line, strlen(line), shown);
-		explicit_bzero(line, strlen(line));
-	}
-	free(line);
-	auth_free_response(resp);
-	return rc;
-}
-
-/* Answer one 334 challenge.  When the mechanism cannot go on, cancel with
- * "*" (RFC 4954 4), read the server's verdict and keep our own reason. */
-static int answer_challenge(struct smtp_session *s, struct auth_client *ac)
-{
-	char *resp = NULL;
-	struct result why;
-	int rc;
-
-	if (auth_step(ac, s->rp.text, &resp, s->r) == 0) {
-		rc = send_line(s, resp, strlen(resp), "[redacted]");
-		auth_free_response(resp);
-		return rc;
-	}
-	why = *s->r;
-	if (send_line(s, "*", 1, NULL) == 0 && flush(s, PHASE_AUTH, T_EHLO) == 0)
-		read_reply(s, PHASE_AUTH, T_EHLO);
-	*s->r = why;
-	return -1;
-}
-
-static int auth_exchange(struct smtp_session *s, struct auth_client *ac, const char *mech)
-{
-	if (send_auth_line(s, ac, mech) < 0)
-		return -1;
-	for (;;) {
-		if (flush(s, PHASE_AUTH, T_EHLO) < 0 || read_reply(s, PHASE_AUTH, T_EHLO) < 0)
-			return -1;
-		if (s->rp.code != 334)
-			break;
-		if (answer_challenge(s, ac) < 0)
-			return -1;
-	}
-	if (s->rp.code / 100 == 2)
-		return 0;
-	check_reply(s, PHASE_AUTH, 2);
-	if (s->rp.code == 504) {
-		size_t n = strlen(s->r->text);
-		snprintf(s->r->text + n, sizeof s->r->text - n, " (the server offers %.200s)",
-			 s->caps.auth);
-	}
-	return -1;
-}
-
-static int do_auth(struct smtp_session *s)
-{
-	struct auth_params ap = *s->p->auth;
-	char mech[AUTH_MECH_MAX];
-	struct auth_client *ac;
-	int rc;
-
-	ap.tls = s->p->tls != SMTP_TLS_OFF;
-	ap.tls_info = s->p->tls_info;
-	if (auth_choose(s->caps.auth, &ap, mech, s->r) < 0)
-		return -1;
-	log_info("authenticating as %s with %s", ap.user ? ap.user : "", mech);
-	ac = auth_start(mech, &ap, s->r);
-	if (!ac)
-		return -1;
-	rc = auth_exchange(s, ac, mech);
-	auth_end(ac);
-	return rc;
 }
 
 /* RFC 1870: refuse before sending anything when the server already said the
@@ -312,23 +202,16 @@ static int check_size(struct smtp_session *s, const struct smtp_envelope *env)
 			   env->size, s->caps.size_max);
 }
 
-static int send_mail(struct smtp_session *s, const struct smtp_envelope *env)
+int ss_send_mail(struct smtp_session *s, const struct smtp_envelope *env)
 {
 	char size[40] = "";
 
 	if ((s->caps.flags & CAP_SIZE) && env->size > 0)
 		snprintf(size, sizeof size, " SIZE=%llu", env->size);
-	return send_cmd(s, "MAIL FROM:<%s>%s", env->from, size);
+	return ss_send_cmd(s, "MAIL FROM:<%s>%s", env->from, size);
 }
 
-/* Outcome of the RCPT replies: the first permanent refusal wins over the
- * first temporary one, since retrying cannot fix a permanent one. */
-struct rcpt_tally {
-	size_t accepted, refused;
-	struct result worst;
-};
-
-static void tally_rcpt(struct smtp_session *s, struct rcpt_tally *t, const char *rcpt)
+void ss_tally_rcpt(struct smtp_session *s, struct rcpt_tally *t, const char *rcpt)
 {
 	struct result one;
 	char line[RESULT_TEXT_MAX + 300];
@@ -354,7 +237,7 @@ static void tally_rcpt(struct smtp_session *s, struct rcpt_tally *t, const char 
 static int finish_envelope(struct smtp_session *s, struct rcpt_tally *t, int pipe)
 {
 	if (pipe) {
-		if (read_reply(s, PHASE_DATA, T_DATA) < 0)
+		if (ss_read_reply(s, PHASE_DATA, T_DATA) < 0)
 			return -1;
 		s->in_data = s->rp.code == 354;
 	}
@@ -363,13 +246,13 @@ static int finish_envelope(struct smtp_session *s, struct rcpt_tally *t, int pip
 		return -1;
 	}
 	if (!pipe) {
-		if (send_cmd(s, "DATA") < 0 || flush(s, PHASE_DATA, T_DATA) < 0 ||
-		    read_reply(s, PHASE_DATA, T_DATA) < 0)
+		if (ss_send_cmd(s, "DATA") < 0 || ss_flush(s, PHASE_DATA, T_DATA) < 0 ||
+		    ss_read_reply(s, PHASE_DATA, T_DATA) < 0)
 			return -1;
 		s->in_data = s->rp.code == 354;
 	}
 	if (s->rp.code >= 400)
-		return check_reply(s, PHASE_DATA, 3);
+		return ss_check_reply(s, PHASE_DATA, 3);
 	if (s->rp.code != 354) {
 		s->r->phase = PHASE_DATA;
 		return result_fail(s->r, EX_PROTOCOL, "unexpected reply %d to DATA",
@@ -390,46 +273,46 @@ static int do_envelope(struct smtp_session *s, const struct smtp_envelope *env)
 
 	/* A fresh transaction state for every message after the first on this
 	 * connection, whatever became of the one before. */
-	if (rset && (send_cmd(s, "RSET") < 0 ||
-		     (!pipe && (flush(s, PHASE_RSET, T_MAIL) < 0 ||
-				expect(s, PHASE_RSET, T_MAIL, 2) < 0))))
+	if (rset && (ss_send_cmd(s, "RSET") < 0 ||
+		     (!pipe && (ss_flush(s, PHASE_RSET, T_MAIL) < 0 ||
+				ss_expect(s, PHASE_RSET, T_MAIL, 2) < 0))))
 		return -1;
-	if (send_mail(s, env) < 0)
+	if (ss_send_mail(s, env) < 0)
 		return -1;
-	if (!pipe && (flush(s, PHASE_MAIL, T_MAIL) < 0 ||
-		      expect(s, PHASE_MAIL, T_MAIL, 2) < 0))
+	if (!pipe && (ss_flush(s, PHASE_MAIL, T_MAIL) < 0 ||
+		      ss_expect(s, PHASE_MAIL, T_MAIL, 2) < 0))
 		return -1;
 	for (i = 0; i < env->nrcpt; i++) {
-		if (send_cmd(s, "RCPT TO:<%s>", env->rcpt[i]) < 0)
+		if (ss_send_cmd(s, "RCPT TO:<%s>", env->rcpt[i]) < 0)
 			return -1;
-		if (!pipe && (flush(s, PHASE_RCPT, T_RCPT) < 0 ||
-			      read_reply(s, PHASE_RCPT, T_RCPT) < 0))
+		if (!pipe && (ss_flush(s, PHASE_RCPT, T_RCPT) < 0 ||
+			      ss_read_reply(s, PHASE_RCPT, T_RCPT) < 0))
 			return -1;
 		if (!pipe)
-			tally_rcpt(s, &t, env->rcpt[i]);
+			ss_tally_rcpt(s, &t, env->rcpt[i]);
 	}
 	if (pipe) {
-		if (send_cmd(s, "DATA") < 0 || flush(s, PHASE_MAIL, T_MAIL) < 0)
+		if (ss_send_cmd(s, "DATA") < 0 || ss_flush(s, PHASE_MAIL, T_MAIL) < 0)
 			return -1;
-		if (rset && expect(s, PHASE_RSET, T_MAIL, 2) < 0) {
+		if (rset && ss_expect(s, PHASE_RSET, T_MAIL, 2) < 0) {
 			s->dead = 1;   /* replies would be out of step */
 			return -1;
 		}
-		if (expect(s, PHASE_MAIL, T_MAIL, 2) < 0) {
+		if (ss_expect(s, PHASE_MAIL, T_MAIL, 2) < 0) {
 			/* still read the rest so that DATA's verdict is known */
 			struct result mail = *s->r;
 			for (i = 0; i < env->nrcpt && !s->dead; i++)
-				read_reply(s, PHASE_RCPT, T_RCPT);
-			if (!s->dead && read_reply(s, PHASE_DATA, T_DATA) == 0 &&
+				ss_read_reply(s, PHASE_RCPT, T_RCPT);
+			if (!s->dead && ss_read_reply(s, PHASE_DATA, T_DATA) == 0 &&
 			    s->rp.code == 354)
 				s->in_data = 1;
 			*s->r = mail;
 			return -1;
 		}
 		for (i = 0; i < env->nrcpt; i++) {
-			if (read_reply(s, PHASE_RCPT, T_RCPT) < 0)
+			if (ss_read_reply(s, PHASE_RCPT, T_RCPT) < 0)
 				return -1;
-			tally_rcpt(s, &t, env->rcpt[i]);
+			ss_tally_rcpt(s, &t, env->rcpt[i]);
 		}
 	}
 	return finish_envelope(s, &t, pipe);
@@ -445,7 +328,7 @@ static int put_body(struct smtp_session *s, struct body_filter *bf, const char *
 	char *out = conn_wspace(s->c, &room);
 
 	if (room < BODY_OUT_MAX(n)) {
-		if (flush(s, PHASE_DATA, T_BLOCK) < 0)
+		if (ss_flush(s, PHASE_DATA, T_BLOCK) < 0)
 			return -1;
 		out = conn_wspace(s->c, &room);
 	}
@@ -455,7 +338,7 @@ static int put_body(struct smtp_session *s, struct body_filter *bf, const char *
 
 /* Hand the message to fn block by block: the in-memory head, then the rest
  * of fd.  The body is never held in memory. */
-static int for_each_block(const struct smtp_message *m,
+int ss_for_each_block(const struct smtp_message *m,
 			  int (*fn)(void *ctx, const char *p, size_t n), void *ctx,
 			  struct result *r)
 {
@@ -508,7 +391,7 @@ static int do_data(struct smtp_session *s, const struct smtp_message *m, int las
 	char tail[16];
 
 	body_init(&k.bf, 1);
-	if (for_each_block(m, body_to_conn, &k, s->r) < 0)
+	if (ss_for_each_block(m, body_to_conn, &k, s->r) < 0)
 		return -1;
 	if (bfp->nul) {
 		/* Stop before the final dot: the relay discards the transaction. */
@@ -516,15 +399,15 @@ static int do_data(struct smtp_session *s, const struct smtp_message *m, int las
 		return result_fail(s->r, EX_DATAERR,
 				   "the message contains NUL bytes, which SMTP DATA cannot carry");
 	}
-	if (conn_write(s->c, tail, body_finish(bfp, tail), tmo(s, T_BLOCK), s->r) < 0)
-		return conn_failed(s, PHASE_DATA);
+	if (conn_write(s->c, tail, body_finish(bfp, tail), ss_tmo(s, T_BLOCK), s->r) < 0)
+		return ss_conn_failed(s, PHASE_DATA);
 	s->in_data = 0;
 	log_proto("->", "[message]", 9);
-	if (pipe_quit && send_cmd(s, "QUIT") < 0)
+	if (pipe_quit && ss_send_cmd(s, "QUIT") < 0)
 		return -1;
 	s->quit_sent = pipe_quit;
-	if (flush(s, PHASE_EOD, T_BLOCK) < 0 ||
-	    expect(s, PHASE_EOD, T_EOD, 2) < 0)
+	if (ss_flush(s, PHASE_EOD, T_BLOCK) < 0 ||
+	    ss_expect(s, PHASE_EOD, T_EOD, 2) < 0)
 		return -1;
 	if (out) {
 		out->bytes = bfp->out_total;
@@ -544,8 +427,8 @@ static void quit_quietly(struct smtp_session *s)
 		return;
 	s->quit_sent = 1;
 	ignored = *s->r;
-	if (send_cmd(s, "QUIT") == 0)
-		flush(s, PHASE_QUIT, T_QUIT);
+	if (ss_send_cmd(s, "QUIT") == 0)
+		ss_flush(s, PHASE_QUIT, T_QUIT);
 	*s->r = ignored;
 }
 
@@ -560,7 +443,7 @@ static int session_start(struct smtp_session *s)
 		return -1;
 	if (p->tls == SMTP_TLS_STARTTLS && do_starttls(s) < 0)
 		return -1;
-	return p->auth ? do_auth(s) : 0;
+	return p->auth ? ss_do_auth(s) : 0;
 }
 
 struct smtp_session *smtp_open_conn(struct conn *c, const struct smtp_params *p,
@@ -612,7 +495,13 @@ int smtp_transaction(struct smtp_session *ss, const struct smtp_envelope *env,
 		return result_fail(r, EX_TEMPFAIL, "the connection can take no more messages");
 	}
 	s->accepted = 0;
-	if (check_size(s, env) < 0 || do_envelope(s, env) < 0)
+	if (check_size(s, env) < 0)
+		return -1;
+	/* RFC 3030 BDAT, pipelined (RFC 2920): no dot-stuffing, fewer round trips */
+	if ((s->caps.flags & (CAP_CHUNKING | CAP_PIPELINING)) ==
+	    (CAP_CHUNKING | CAP_PIPELINING))
+		return ss_bdat_transaction(s, env, msg, last, out);
+	if (do_envelope(s, env) < 0)
 		return -1;
 	if (out)
 		out->accepted = s->accepted;
@@ -699,7 +588,7 @@ int smtp_dry_run(FILE *f, const struct smtp_envelope *env,
 	for (size_t i = 0; i < env->nrcpt; i++)
 		fprintf(f, "RCPT TO:<%s>\n", env->rcpt[i]);
 	fprintf(f, "DATA\n");
-	if (for_each_block(msg, body_to_file, k, r) < 0)
+	if (ss_for_each_block(msg, body_to_file, k, r) < 0)
 		goto out;
 	fwrite(k->out, 1, body_finish(&k->bf, k->out), f);
 	if (fflush(f) != 0 || ferror(f)) {
@@ -732,7 +621,7 @@ int smtp_probe(const struct smtp_params *p, struct smtp_probe *out,
 	s->p = p;
 	s->r = r;
 	s->dead = 1;   /* until connected: nothing to say QUIT on */
-	if (conn_connect(&s->c, p->host, p->port, tmo(s, T_CONNECT), r) < 0)
+	if (conn_connect(&s->c, p->host, p->port, ss_tmo(s, T_CONNECT), r) < 0)
 		goto out;
 	s->dead = 0;
 	if (p->tls == SMTP_TLS_IMPLICIT && start_tls(s, PHASE_TLS) < 0)

@@ -42,6 +42,20 @@ An action is one of:
                         as the DATA (or BDAT) reply: accept, read k bytes of
                         content, then close without a reply
   seq(a, b, ...)        several actions in a row (e.g. raw(...) then close())
+  handler(fn)           computed at run time: fn(conn, line) returns one of the
+                        actions above (or None for the default reply).  `line`
+                        is the command line being answered (None for the
+                        GREETING); `conn` is the connection: conn.state is a
+                        dict private to the connection for fn's own use,
+                        conn.rec its ConnRecord, conn.sock the (TLS) socket
+                        (e.g. conn.sock.get_channel_binding("tls-unique")),
+                        conn.tls_active, and for AUTH conn.auth_mech (bytes,
+                        upper case), conn.auth_ir (the AUTH line carried an
+                        initial response) and conn.auth_step (0 for the AUTH
+                        line, then 1, 2, ... for the client's lines after a
+                        334).  fn may also write itself with conn.send(bytes)
+                        and start TLS with conn.start_tls("starttls").  Not
+                        available in JSON scripts.
 
 In a JSON script the same actions are written as: "250 text", {"raw": "..."}
 (latin-1), {"slow": "...", "delay": 0.01}, {"close": true},
@@ -288,6 +302,20 @@ class Seq(Action):
         return {"seq": [a.to_json() for a in self.actions]}
 
 
+class Handler(Action):
+    def __init__(self, fn):
+        self.fn = fn
+
+    def run(self, conn, **kw):
+        action = _action(self.fn(conn, conn.line))
+        if action is None:
+            action = conn.fallback or Reply("451 4.3.0 handler gave no reply")
+        return action.run(conn, **kw)
+
+    def to_json(self):
+        return {"handler": getattr(self.fn, "__name__", "?")}
+
+
 def raw(data):
     return Raw(data)
 
@@ -322,6 +350,10 @@ def drop_after_data(k, reply="354 End data with <CR><LF>.<CR><LF>"):
 
 def seq(*actions):
     return Seq(*actions)
+
+
+def handler(fn):
+    return Handler(fn)
 
 
 def _action(x):
@@ -457,6 +489,10 @@ class _Conn:
         self.txn = None
         self.auth_pending = False   # last AUTH reply was 334
         self.tls_active = False
+        self.state = {}             # for handler() functions
+        self.line = None            # the command line being answered
+        self.fallback = None        # the default reply for that line
+        self.auth_mech, self.auth_step, self.auth_ir = b"", 0, False
 
     # -- I/O
     def send(self, data):
@@ -526,7 +562,8 @@ class _Conn:
         srv = self.server
         if srv.tls == "implicit":
             self.start_tls("implicit")
-        action = self.pick("GREETING") or Reply(DEFAULTS["GREETING"])
+        self.fallback = Reply(DEFAULTS["GREETING"])
+        action = self.pick("GREETING") or self.fallback
         code = self.perform(action)
         if code is not None and code // 100 == 4:
             raise _ServerClose("after %d greeting" % code)
@@ -536,10 +573,12 @@ class _Conn:
             if self.auth_pending:
                 line = self.readline()
                 self.rec.commands.append(line)
+                self.line = line
                 self.do_auth(line, continuation=True)
                 continue
             line = self.readline()
             self.rec.commands.append(line)
+            self.line = line
             verb = line.split(b" ", 1)[0].split(b":", 1)[0].upper()
             verb = verb.decode("latin-1").strip()
             if self.refusing and verb != "QUIT":
@@ -554,7 +593,8 @@ class _Conn:
         raise _ServerClose("command limit")
 
     def simple(self, verb, fallback=None, **kw):
-        action = self.pick(verb) or fallback or Reply(DEFAULTS[verb])
+        self.fallback = fallback or Reply(DEFAULTS[verb])
+        action = self.pick(verb) or self.fallback
         return self.perform(action, **kw)
 
     def do_unknown(self, line):
@@ -621,7 +661,8 @@ class _Conn:
         return None
 
     def do_data(self, line):
-        action = self.pick("DATA") or self.need_rcpt() or Reply(DEFAULTS["DATA"])
+        self.fallback = self.need_rcpt() or Reply(DEFAULTS["DATA"])
+        action = self.pick("DATA") or self.fallback
         txn = self.txn or Transaction(None)   # a scripted 354 without MAIL
         if isinstance(action, DropAfterData):
             self.perform(_action(action.reply))
@@ -674,7 +715,8 @@ class _Conn:
             data += chunk
 
     def end_of_data(self, txn):
-        action = self.pick("EOD") or Reply(DEFAULTS["EOD"])
+        self.fallback = Reply(DEFAULTS["EOD"])
+        action = self.pick("EOD") or self.fallback
         txn.eod_code = self.perform(action)
         if self.txn is txn:
             self.txn = None
@@ -698,8 +740,9 @@ class _Conn:
             raise _ServerClose("BDAT over max_data")
         self.read_chunk(txn, size)
         txn.bdat_chunks.append((size, last))
+        self.fallback = refuse or Reply(DEFAULTS[verb])
         if action is None:
-            action = refuse or Reply(DEFAULTS[verb])
+            action = self.fallback
         code = self.perform(action, n=size)
         if last:
             txn.eod_code = code
@@ -728,9 +771,8 @@ class _Conn:
             self.auth_ir = len(parts) > 2
         else:
             self.auth_step += 1
-        action = self.pick("AUTH")
-        if action is None:
-            action = self.default_auth(line, continuation)
+        self.fallback = self.default_auth(line, continuation)
+        action = self.pick("AUTH") or self.fallback
         code = self.perform(action)
         self.auth_pending = code == 334
 

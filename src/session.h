@@ -1,0 +1,59 @@
+/* session.h - internals of an SMTP session shared by smtp.c (core, DATA),
+ * smtp_auth.c (AUTH) and smtp_bdat.c (CHUNKING).  Not for other modules:
+ * they use smtp.h. */
+#ifndef PUSHMAIL_SESSION_H
+#define PUSHMAIL_SESSION_H
+
+#include "conn.h"
+#include "reply.h"
+#include "result.h"
+#include "smtp.h"
+
+/* RFC 5321 4.5.3.2 timeouts, in seconds, capped by the account's `timeout`. */
+enum { T_CONNECT = 60, T_GREETING = 300, T_EHLO = 300, T_MAIL = 300,
+       T_RCPT = 300, T_DATA = 120, T_BLOCK = 180, T_EOD = 600, T_QUIT = 10 };
+
+#define BODY_BLOCK (64 * 1024)
+
+struct smtp_session {
+	struct conn *c;
+	const struct smtp_params *p;
+	struct result *r;
+	struct caps caps;
+	int dead;          /* the connection is unusable: send nothing more */
+	int in_data;       /* a 354 was received and the data is unfinished */
+	size_t accepted;   /* recipients accepted in this transaction */
+	int quit_sent;     /* QUIT went out (with the last end of data) */
+	int transactions;  /* MAIL transactions started on this connection */
+	int own_conn;      /* smtp_close closes c */
+	struct reply rp;
+	char line[REPLY_LINE_MAX + 1];
+};
+
+/* Recipients' verdicts: the first permanent refusal wins over the first
+ * temporary one, since retrying cannot fix a permanent one. */
+struct rcpt_tally {
+	size_t accepted, refused;
+	struct result worst;
+};
+
+int ss_tmo(const struct smtp_session *s, int secs);
+int ss_conn_failed(struct smtp_session *s, enum smtp_phase phase);
+int ss_send_line(struct smtp_session *s, const char *line, size_t n, const char *shown);
+__attribute__((format(printf, 2, 3)))
+int ss_send_cmd(struct smtp_session *s, const char *fmt, ...);
+int ss_flush(struct smtp_session *s, enum smtp_phase phase, int secs);
+int ss_read_reply(struct smtp_session *s, enum smtp_phase phase, int secs);
+int ss_check_reply(struct smtp_session *s, enum smtp_phase phase, int want);
+int ss_expect(struct smtp_session *s, enum smtp_phase phase, int secs, int want);
+void ss_tally_rcpt(struct smtp_session *s, struct rcpt_tally *t, const char *rcpt);
+int ss_for_each_block(const struct smtp_message *m,
+		      int (*fn)(void *ctx, const char *p, size_t n), void *ctx,
+		      struct result *r);
+int ss_do_auth(struct smtp_session *s);
+int ss_send_mail(struct smtp_session *s, const struct smtp_envelope *env);
+int ss_bdat_transaction(struct smtp_session *s, const struct smtp_envelope *env,
+			const struct smtp_message *msg, int last,
+			struct smtp_outcome *out);
+
+#endif

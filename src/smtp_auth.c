@@ -1,0 +1,109 @@
+/* smtp_auth.c - the SMTP AUTH exchange (RFC 4954): the AUTH line with the
+ * initial response, the 334 loop, cancelling with "*", redaction.  The
+ * mechanisms themselves live in auth.c. */
+#include "config.h"
+#include "session.h"
+#include "auth.h"
+#include "log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- AUTH (RFC 4954) --------------------------------------------------------- */
+
+/* The first line: "AUTH MECH" or, for client-first mechanisms, with the
+ * initial response ("=" for an empty one) so no round trip is wasted. */
+static int send_auth_line(struct smtp_session *s, struct auth_client *ac, const char *mech)
+{
+	char *resp = NULL, *line = NULL, shown[64];
+	int rc = -1;
+
+	snprintf(shown, sizeof shown, "AUTH %s [redacted]", mech);
+	if (!auth_client_first(mech))
+		return ss_send_cmd(s, "AUTH %s", mech);
+	if (auth_step(ac, NULL, &resp, s->r) < 0)
+		return -1;
+	if (asprintf(&line, "AUTH %s %s", mech, *resp ? resp : "=") < 0) {
+		line = NULL;
+		result_fail(s->r, EX_OSERR, "out of memory");
+	} else {
+		rc = ss_send_line(s, line, strlen(line), shown);
+		explicit_bzero(line, strlen(line));
+	}
+	free(line);
+	auth_free_response(resp);
+	return rc;
+}
+
+/* Answer one 334 challenge.  When the mechanism cannot go on, cancel with
+ * "*" (RFC 4954 4), read the server's verdict and keep our own reason. */
+static int answer_challenge(struct smtp_session *s, struct auth_client *ac)
+{
+	char *resp = NULL;
+	struct result why;
+	int rc;
+
+	if (auth_step(ac, s->rp.text, &resp, s->r) == 0) {
+		rc = ss_send_line(s, resp, strlen(resp), "[redacted]");
+		auth_free_response(resp);
+		return rc;
+	}
+	why = *s->r;
+	if (ss_send_line(s, "*", 1, NULL) == 0 && ss_flush(s, PHASE_AUTH, T_EHLO) == 0)
+		ss_read_reply(s, PHASE_AUTH, T_EHLO);
+	*s->r = why;
+	return -1;
+}
+
+static int auth_exchange(struct smtp_session *s, struct auth_client *ac, const char *mech)
+{
+	if (send_auth_line(s, ac, mech) < 0)
+		return -1;
+	for (;;) {
+		if (ss_flush(s, PHASE_AUTH, T_EHLO) < 0 || ss_read_reply(s, PHASE_AUTH, T_EHLO) < 0)
+			return -1;
+		if (s->rp.code != 334)
+			break;
+		if (answer_challenge(s, ac) < 0)
+			return -1;
+	}
+	if (s->rp.code / 100 == 2 && auth_complete(ac))
+		return 0;
+	if (s->rp.code / 100 == 2) {
+		/* SCRAM: no server signature, so no proof the server knows the
+		 * password.  Do not send mail on a login we cannot trust. */
+		s->r->phase = PHASE_AUTH;
+		return result_fail(s->r, EX_PROTOCOL, "%s: the server accepted the login "
+				   "without finishing the mechanism (no server signature)",
+				   mech);
+	}
+	ss_check_reply(s, PHASE_AUTH, 2);
+	if (s->rp.code == 504) {
+		size_t n = strlen(s->r->text);
+		snprintf(s->r->text + n, sizeof s->r->text - n, " (the server offers %.200s)",
+			 s->caps.auth);
+	}
+	return -1;
+}
+
+int ss_do_auth(struct smtp_session *s)
+{
+	struct auth_params ap = *s->p->auth;
+	char mech[AUTH_MECH_MAX];
+	struct auth_client *ac;
+	int rc;
+
+	ap.tls = s->p->tls != SMTP_TLS_OFF;
+	ap.tls_info = s->p->tls_info;
+	if (auth_choose(s->caps.auth, &ap, mech, s->r) < 0)
+		return -1;
+	log_info("authenticating as %s with %s", ap.user ? ap.user : "", mech);
+	ac = auth_start(mech, &ap, s->r);
+	if (!ac)
+		return -1;
+	rc = auth_exchange(s, ac, mech);
+	auth_end(ac);
+	return rc;
+}
+

@@ -1,0 +1,176 @@
+/* smtp_bdat.c - the message with BDAT (RFC 3030 CHUNKING), pipelined.
+ *
+ * No dot-stuffing and no end-of-data scan on the server: the body goes out in
+ * chunks of up to BDAT_CHUNK normalised bytes.  With one recipient (or with
+ * partial_delivery) everything rides in one flight: MAIL, RCPT, every BDAT,
+ * the LAST one and QUIT, then the replies are read in order.  A refused lone
+ * recipient leaves the LAST chunk with no recipient, so nothing is delivered.
+ * With several recipients and all-or-nothing delivery, the RCPT verdicts are
+ * read before the first chunk: a LAST that reached the relay would deliver to
+ * the accepted ones.
+ */
+#include "config.h"
+#include "session.h"
+#include "body.h"
+#include "log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BDAT_CHUNK (1024 * 1024)
+
+struct bdat_sink {
+	struct smtp_session *s;
+	struct body_filter bf;
+	char *buf;
+	size_t len;
+	size_t chunks;     /* chunks sent before LAST: each gets a reply */
+};
+
+static int emit(struct bdat_sink *k, int last)
+{
+	struct smtp_session *s = k->s;
+	char hdr[64];
+	int n = snprintf(hdr, sizeof hdr, "BDAT %zu%s", k->len, last ? " LAST" : "");
+
+	if (ss_send_line(s, hdr, (size_t)n, NULL) < 0)
+		return -1;
+	if (conn_write(s->c, k->buf, k->len, ss_tmo(s, T_BLOCK), s->r) < 0)
+		return ss_conn_failed(s, PHASE_BDAT);
+	k->len = 0;
+	k->chunks += !last;
+	return 0;
+}
+
+static int bdat_put(void *ctx, const char *p, size_t n)
+{
+	struct bdat_sink *k = ctx;
+
+	if (BDAT_CHUNK - k->len < BODY_OUT_MAX(n) && emit(k, 0) < 0)
+		return -1;
+	k->len += body_feed(&k->bf, p, n, k->buf + k->len);
+	return 0;
+}
+
+/* [RSET,] MAIL and every RCPT, already sent; read their replies.  After a
+ * refused MAIL the later replies are not read, so the session cannot go on. */
+static int read_envelope(struct smtp_session *s, const struct smtp_envelope *env,
+			 int rset, struct rcpt_tally *t)
+{
+	if ((rset && ss_expect(s, PHASE_RSET, T_MAIL, 2) < 0) ||
+	    ss_expect(s, PHASE_MAIL, T_MAIL, 2) < 0) {
+		s->dead = 1;
+		return -1;
+	}
+	for (size_t i = 0; i < env->nrcpt; i++) {
+		if (ss_read_reply(s, PHASE_RCPT, T_RCPT) < 0)
+			return -1;
+		ss_tally_rcpt(s, t, env->rcpt[i]);
+	}
+	return 0;
+}
+
+/* All-or-nothing unless partial_delivery (see smtp.c). */
+static int check_tally(struct smtp_session *s, const struct rcpt_tally *t)
+{
+	if (t->refused && (t->accepted == 0 || !s->p->partial_delivery)) {
+		*s->r = t->worst;
+		return -1;
+	}
+	s->accepted = t->accepted;
+	return 0;
+}
+
+/* One reply per chunk, then the verdict on the whole message. */
+static int read_chunks(struct smtp_session *s, const struct bdat_sink *k,
+		       const struct rcpt_tally *t, struct smtp_outcome *out)
+{
+	struct result first;
+	int failed = 0;
+
+	result_clear(&first);
+	for (size_t i = 0; i < k->chunks; i++) {
+		if (ss_read_reply(s, PHASE_BDAT, T_BLOCK) < 0)
+			return -1;
+		if (!failed && s->rp.code / 100 != 2) {
+			failed = 1;
+			result_reply(&first, PHASE_BDAT, s->rp.code, s->rp.enh, s->rp.text);
+		}
+	}
+	if (ss_read_reply(s, PHASE_EOD, T_EOD) < 0)
+		return -1;
+	if (t && check_tally(s, t) < 0)
+		return -1;
+	if (failed) {
+		*s->r = first;
+		return -1;
+	}
+	if (ss_check_reply(s, PHASE_EOD, 2) < 0)
+		return -1;
+	if (out) {
+		out->bytes = k->bf.out_total;
+		result_sanitise(out->final_reply, sizeof out->final_reply,
+				s->rp.text, s->rp.textlen);
+	}
+	return 0;
+}
+
+/* The body, then LAST, then (for the last message) QUIT, all queued. */
+static int send_chunks(struct smtp_session *s, const struct smtp_message *msg,
+		       struct bdat_sink *k, int last)
+{
+	if (ss_for_each_block(msg, bdat_put, k, s->r) < 0)
+		return -1;
+	k->len += body_finish(&k->bf, k->buf + k->len);
+	if (k->bf.nul) {
+		/* No LAST goes out, so the relay discards what it got. */
+		s->dead = 1;
+		s->r->phase = PHASE_BDAT;
+		return result_fail(s->r, EX_DATAERR, "the message contains NUL bytes, "
+				   "which need BINARYMIME");
+	}
+	if (emit(k, 1) < 0)
+		return -1;
+	log_proto("->", "[message]", 9);
+	if (last) {
+		if (ss_send_cmd(s, "QUIT") < 0)
+			return -1;
+		s->quit_sent = 1;
+	}
+	return ss_flush(s, PHASE_BDAT, T_BLOCK);
+}
+
+int ss_bdat_transaction(struct smtp_session *s, const struct smtp_envelope *env,
+			const struct smtp_message *msg, int last,
+			struct smtp_outcome *out)
+{
+	struct bdat_sink k = { .s = s };
+	struct rcpt_tally t = { 0 };
+	int one_flight = env->nrcpt == 1 || s->p->partial_delivery;
+	int rset = s->transactions++ > 0;
+	int rc = -1;
+
+	k.buf = malloc(BDAT_CHUNK);
+	if (!k.buf)
+		return result_fail(s->r, EX_OSERR, "out of memory");
+	body_init(&k.bf, 0);
+	if ((rset && ss_send_cmd(s, "RSET") < 0) || ss_send_mail(s, env) < 0)
+		goto out;
+	for (size_t i = 0; i < env->nrcpt; i++)
+		if (ss_send_cmd(s, "RCPT TO:<%s>", env->rcpt[i]) < 0)
+			goto out;
+	if (!one_flight && (ss_flush(s, PHASE_MAIL, T_MAIL) < 0 ||
+			    read_envelope(s, env, rset, &t) < 0 || check_tally(s, &t) < 0))
+		goto out;
+	if (send_chunks(s, msg, &k, last) < 0)
+		goto out;
+	if (one_flight && read_envelope(s, env, rset, &t) < 0)
+		goto out;
+	rc = read_chunks(s, &k, one_flight ? &t : NULL, out);
+	if (out && rc == 0)
+		out->accepted = s->accepted;
+out:
+	free(k.buf);
+	return rc;
+}
