@@ -844,6 +844,8 @@ static const char *encode(const char *key, const char *v, enum vkind k,
 	struct buf t = { 0 };
 	const char *why = NULL;
 
+	if (!*v)
+		return "it is empty";   /* pushmail refuses empty values */
 	if (k == V_TEXT && v[0] == '~' && (v[1] == '/' || !v[1]))
 		return "it starts with '~', which pushmail would replace with "
 		       "your home directory";
@@ -1326,8 +1328,9 @@ static void emit_account(struct conv *c, const struct acct *a)
 	buf_str(&c->out, "[");
 	buf_str(&c->out, a->out);
 	buf_str(&c->out, "]\n");
-	note(&c->out, "account '%s', line %ld%s%s", a->name, a->line,
-	     a->parents ? ", inherits from " : "", a->parents ? a->parents : "");
+	remark(&c->out, "msmtp account '%s', line %ld%s%s", a->name, a->line,
+	       a->parents ? ", inherits from " : "",
+	       a->parents ? a->parents : "");
 	if (strcmp(a->name, a->out) != 0)
 		note(&c->out, "renamed: pushmail account names are letters, "
 		     "digits, '-', '_' and '.', at most %d, and unique",

@@ -136,6 +136,9 @@ void qenv_free(struct qenv *e)
 {
 	free(e->account);
 	free(e->from);
+	free(e->notify);
+	free(e->ret);
+	free(e->envid);
 	for (size_t i = 0; i < e->nrcpt; i++)
 		free(e->rcpt[i]);
 	free(e->rcpt);
@@ -155,7 +158,8 @@ char *qenv_format(const struct qenv *e)
 
 	/* One value per line: a line break in a value would forge a field. */
 	if (has_break(e->account ? e->account : "") || has_break(e->from ? e->from : "") ||
-	    has_break(e->error))
+	    has_break(e->error) || (e->notify && has_break(e->notify)) ||
+	    (e->ret && has_break(e->ret)) || (e->envid && has_break(e->envid)))
 		return NULL;
 	for (size_t i = 0; i < e->nrcpt; i++)
 		if (has_break(e->rcpt[i]))
@@ -170,6 +174,12 @@ char *qenv_format(const struct qenv *e)
 	fprintf(f, "created %lld\nnext %lld\ntries %d\nsize %llu\neightbit %d\nnul %d\n"
 		"error %s\n", (long long)e->created, (long long)e->next_try, e->tries,
 		e->size, e->eightbit, e->nul, e->error);
+	if (e->notify)
+		fprintf(f, "notify %s\n", e->notify);
+	if (e->ret)
+		fprintf(f, "ret %s\n", e->ret);
+	if (e->envid)
+		fprintf(f, "envid %s\n", e->envid);
 	if (fclose(f) != 0) {
 		free(buf);
 		return NULL;
@@ -206,6 +216,12 @@ static int parse_line(struct qenv *e, const char *key, const char *v)
 		return set_str(&e->from, v);
 	if (!strcmp(key, "rcpt"))
 		return *v ? add_rcpt(e, v) : -1;
+	if (!strcmp(key, "notify"))
+		return set_str(&e->notify, v);
+	if (!strcmp(key, "ret"))
+		return set_str(&e->ret, v);
+	if (!strcmp(key, "envid"))
+		return set_str(&e->envid, v);
 	if (!strcmp(key, "error"))
 		return snprintf(e->error, sizeof e->error, "%s", v), 0;
 	errno = 0;
@@ -378,11 +394,14 @@ static int copy_env(struct qenv *dst, const struct qenv *src)
 {
 	memset(dst, 0, sizeof *dst);
 	*dst = *src;
-	dst->account = dst->from = NULL;
+	dst->account = dst->from = dst->notify = dst->ret = dst->envid = NULL;
 	dst->rcpt = NULL;
 	dst->nrcpt = 0;
 	if (set_str(&dst->account, src->account ? src->account : "") < 0 ||
-	    set_str(&dst->from, src->from ? src->from : "") < 0)
+	    set_str(&dst->from, src->from ? src->from : "") < 0 ||
+	    (src->notify && set_str(&dst->notify, src->notify) < 0) ||
+	    (src->ret && set_str(&dst->ret, src->ret) < 0) ||
+	    (src->envid && set_str(&dst->envid, src->envid) < 0))
 		return -1;
 	for (size_t i = 0; i < src->nrcpt; i++)
 		if (add_rcpt(dst, src->rcpt[i]) < 0)

@@ -35,6 +35,7 @@ struct qenv {
 	unsigned long long size;   /* bytes in ID.msg */
 	int eightbit, nul;     /* what the body holds (found while spooling) */
 	char error[512];       /* the last failure, sanitised, "" if none */
+	char *notify, *ret, *envid;  /* DSN requests (RFC 3461), or NULL */
 };
 
 /* A message being worked on: its envelope, its open message file (at offset

@@ -84,7 +84,9 @@ enum runq_outcome runq_attempt(struct queue *q, struct qentry *e,
 			       const struct runq_policy *pol, struct result *r)
 {
 	struct smtp_envelope env = { .from = e->env.from, .nrcpt = e->env.nrcpt,
-				     .size = e->env.size };
+				     .size = e->env.size, .eightbit = e->env.eightbit,
+				     .dsn_notify = e->env.notify, .dsn_ret = e->env.ret,
+				     .dsn_envid = e->env.envid };
 	struct smtp_message msg = { .fd = e->msgfd };
 	char **rcpt = envelope_rcpts(&e->env, a);
 	int rc;

@@ -26,6 +26,7 @@ struct smtp_session {
 	int quit_sent;     /* QUIT went out (with the last end of data) */
 	int transactions;  /* MAIL transactions started on this connection */
 	int own_conn;      /* smtp_close closes c */
+	int dsn_warned;    /* said once that the relay ignores DSN requests */
 	struct reply rp;
 	char line[REPLY_LINE_MAX + 1];
 };
@@ -52,6 +53,7 @@ int ss_for_each_block(const struct smtp_message *m,
 		      struct result *r);
 int ss_do_auth(struct smtp_session *s);
 int ss_send_mail(struct smtp_session *s, const struct smtp_envelope *env);
+int ss_send_rcpt(struct smtp_session *s, const struct smtp_envelope *env, size_t i);
 int ss_bdat_transaction(struct smtp_session *s, const struct smtp_envelope *env,
 			const struct smtp_message *msg, int last,
 			struct smtp_outcome *out);

@@ -202,14 +202,6 @@ static int check_size(struct smtp_session *s, const struct smtp_envelope *env)
 			   env->size, s->caps.size_max);
 }
 
-int ss_send_mail(struct smtp_session *s, const struct smtp_envelope *env)
-{
-	char size[40] = "";
-
-	if ((s->caps.flags & CAP_SIZE) && env->size > 0)
-		snprintf(size, sizeof size, " SIZE=%llu", env->size);
-	return ss_send_cmd(s, "MAIL FROM:<%s>%s", env->from, size);
-}
 
 void ss_tally_rcpt(struct smtp_session *s, struct rcpt_tally *t, const char *rcpt)
 {
@@ -283,7 +275,7 @@ static int do_envelope(struct smtp_session *s, const struct smtp_envelope *env)
 		      ss_expect(s, PHASE_MAIL, T_MAIL, 2) < 0))
 		return -1;
 	for (i = 0; i < env->nrcpt; i++) {
-		if (ss_send_cmd(s, "RCPT TO:<%s>", env->rcpt[i]) < 0)
+		if (ss_send_rcpt(s, env, i) < 0)
 			return -1;
 		if (!pipe && (ss_flush(s, PHASE_RCPT, T_RCPT) < 0 ||
 			      ss_read_reply(s, PHASE_RCPT, T_RCPT) < 0))

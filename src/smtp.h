@@ -36,6 +36,11 @@ struct smtp_envelope {
 	const char *const *rcpt;
 	size_t nrcpt;
 	unsigned long long size;     /* size estimate for SIZE=, 0 when unknown */
+	int eightbit;                /* the message has 8-bit bytes: BODY=8BITMIME */
+	const char *dsn_notify;      /* RFC 3461 NOTIFY value ("FAILURE,DELAY",
+					"NEVER"), or NULL */
+	const char *dsn_ret;         /* "FULL" or "HDRS", or NULL */
+	const char *dsn_envid;       /* ENVID (sent xtext-encoded), or NULL */
 };
 
 /* The message: an in-memory header block followed by the rest of fd. */

@@ -158,7 +158,7 @@ int ss_bdat_transaction(struct smtp_session *s, const struct smtp_envelope *env,
 	if ((rset && ss_send_cmd(s, "RSET") < 0) || ss_send_mail(s, env) < 0)
 		goto out;
 	for (size_t i = 0; i < env->nrcpt; i++)
-		if (ss_send_cmd(s, "RCPT TO:<%s>", env->rcpt[i]) < 0)
+		if (ss_send_rcpt(s, env, i) < 0)
 			goto out;
 	if (!one_flight && (ss_flush(s, PHASE_MAIL, T_MAIL) < 0 ||
 			    read_envelope(s, env, rset, &t) < 0 || check_tally(s, &t) < 0))

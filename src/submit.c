@@ -9,10 +9,12 @@
 #include "runq.h"
 #include "smtp.h"
 
+#include <ctype.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -28,6 +30,8 @@ struct job {
 	char *from;                   /* envelope sender */
 	struct addrlist rcpts;
 	char ehlo[256];
+	char notify[64], ret[8];      /* RFC 3461 values, "" when not asked for */
+	const char *envid;
 };
 
 static void job_free(struct job *j)
@@ -112,6 +116,60 @@ static int collect_rcpts(struct job *j, struct result *r)
 				   j->c->o.extract ? " (none in To, Cc or Bcc either)" :
 				   " given (use -t to take them from the headers)");
 	return 0;
+}
+
+/* NOTIFY: "never" alone, or a list of success, failure, delay. */
+static int parse_notify(const char *v, char *out, size_t cap)
+{
+	static const char *const words[] = { "never", "success", "failure", "delay" };
+	char buf[64], *save = NULL;
+	size_t o = 0;
+
+	if (snprintf(buf, sizeof buf, "%s", v) >= (int)sizeof buf)
+		return -1;
+	out[0] = '\0';
+	for (char *w = strtok_r(buf, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
+		size_t k = 0;
+		while (k < 4 && strcasecmp(w, words[k]) != 0)
+			k++;
+		if (k == 4 || (k == 0 && (o || strchr(v, ','))))
+			return -1;
+		o += (size_t)snprintf(out + o, cap - o, "%s%s", o ? "," : "", words[k]);
+	}
+	for (char *p = out; *p; p++)
+		*p = (char)toupper((unsigned char)*p);
+	return o ? 0 : -1;
+}
+
+/* -N, -R, -V (sendmail) over dsn_notify and dsn_return (the account). */
+static int choose_dsn(struct job *j, struct result *r)
+{
+	const char *n = j->c->o.dsn_notify ? j->c->o.dsn_notify : acct_str(j, K_DSN_NOTIFY);
+	const char *ret = j->c->o.dsn_ret ? j->c->o.dsn_ret : acct_str(j, K_DSN_RETURN);
+	const char *id = j->c->o.dsn_envid;
+
+	if (n && strcasecmp(n, "off") != 0 && parse_notify(n, j->notify, sizeof j->notify) < 0)
+		return result_fail(r, EX_USAGE, "bad DSN notify '%s' (never, or a list of "
+				   "success, failure, delay)", n);
+	if (ret && (!strcasecmp(ret, "hdrs") || !strcasecmp(ret, "headers")))
+		strcpy(j->ret, "HDRS");
+	else if (ret && !strcasecmp(ret, "full"))
+		strcpy(j->ret, "FULL");
+	else if (ret)
+		return result_fail(r, EX_USAGE, "bad DSN return '%s' (hdrs or full)", ret);
+	for (const char *p = id; p && *p; p++)
+		if ((unsigned char)*p < 33 || (unsigned char)*p > 126 || p - id >= 100)
+			return result_fail(r, EX_USAGE, "bad DSN envelope id (-V): printable "
+					   "ASCII, at most 100 characters");
+	j->envid = id;
+	return 0;
+}
+
+static void set_dsn(const struct job *j, struct smtp_envelope *env)
+{
+	env->dsn_notify = j->notify[0] ? j->notify : NULL;
+	env->dsn_ret = j->ret[0] ? j->ret : NULL;
+	env->dsn_envid = j->envid;
 }
 
 static enum hdr_policy policy(const struct job *j, enum cfg_key k)
@@ -209,9 +267,12 @@ static const char **rcpt_vector(const struct job *j)
 static int send_direct(struct job *j, const char **rcpt, struct result *r)
 {
 	struct smtp_envelope env = { .from = j->from, .rcpt = rcpt,
-				     .nrcpt = j->rcpts.n, .size = size_estimate(j) };
+				     .nrcpt = j->rcpts.n, .size = size_estimate(j),
+				     .eightbit = j->head.has_8bit };
 	struct smtp_message m = { .head = j->msgbuf, .headlen = j->msglen, .fd = 0 };
 	struct relay_overrides ov;
+
+	set_dsn(j, &env);
 	struct relay rl;
 	int rc;
 
@@ -230,6 +291,9 @@ static void fill_qenv(struct job *j, struct qenv *qe, const char **rcpt)
 	qe->from = j->from;
 	qe->rcpt = (char **)rcpt;
 	qe->nrcpt = j->rcpts.n;
+	qe->notify = j->notify[0] ? j->notify : NULL;
+	qe->ret = j->ret[0] ? j->ret : NULL;
+	qe->envid = (char *)j->envid;
 }
 
 /* Try the spooled message now; the queue records the outcome. */
@@ -351,7 +415,7 @@ int mode_send(struct ctx *c, struct result *r)
 	if (ctx_load_config(c, 0, r) < 0)
 		return -1;
 	rc = prepare_message(&j, r) < 0 || collect_rcpts(&j, r) < 0 ||
-	     build_msgbuf(&j, r) < 0 ? -1 : deliver(&j, r);
+	     choose_dsn(&j, r) < 0 || build_msgbuf(&j, r) < 0 ? -1 : deliver(&j, r);
 	job_free(&j);
 	return rc;
 }
