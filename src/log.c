@@ -1,12 +1,19 @@
-/* log.c - stderr messages and the -v transcript. */
+/* log.c - stderr, transcripts and the mail log (see log.h). */
 #include "config.h"
 #include "log.h"
-#include "result.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
 
 int log_verbose;
+static FILE *transcript;
+static const char *tag = "pushmail";
 
 static void vlog(const char *fmt, va_list ap)
 {
@@ -40,8 +47,88 @@ void log_proto(const char *dir, const char *line, size_t len)
 {
 	char clean[1024];
 
-	if (!log_verbose)
+	if (!log_verbose && !transcript)
 		return;
 	result_sanitise(clean, sizeof clean, line, len);
-	fprintf(stderr, "%s %s%s\n", dir, clean, len >= sizeof clean ? "..." : "");
+	if (log_verbose)
+		fprintf(stderr, "%s %s%s\n", dir, clean, len >= sizeof clean ? "..." : "");
+	if (transcript)
+		fprintf(transcript, "%s %s%s\n", dir, clean, len >= sizeof clean ? "..." : "");
+}
+
+int log_transcript_open(const char *path, struct result *r)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+
+	if (fd < 0 || !(transcript = fdopen(fd, "a"))) {
+		if (fd >= 0)
+			close(fd);
+		return result_fail(r, EX_CANTCREAT, "transcript file %s: %s", path,
+				   strerror(errno));
+	}
+	return 0;
+}
+
+void log_transcript_close(void)
+{
+	if (transcript)
+		fclose(transcript);
+	transcript = NULL;
+}
+
+void log_set_tag(const char *t)
+{
+	if (t && *t)
+		tag = t;
+}
+
+static void format_record(const struct log_record *lr, char *out, size_t cap)
+{
+	char detail[600];
+
+	result_sanitise(detail, sizeof detail, lr->detail ? lr->detail : "",
+			lr->detail ? strlen(lr->detail) : 0);
+	snprintf(out, cap, "account=%s host=%s tls=%s auth=%s from=<%s> to=<%s>%s%zu "
+		 "size=%llu status=%s exit=%d%s%s relay=\"%s\"",
+		 lr->account ? lr->account : "-", lr->host ? lr->host : "-",
+		 lr->tls ? lr->tls : "-", lr->auth ? lr->auth : "-",
+		 lr->from ? lr->from : "", lr->rcpt ? lr->rcpt : "",
+		 " nrcpt=", lr->nrcpt, lr->size, lr->status, lr->exitcode,
+		 lr->qid ? " queue_id=" : "", lr->qid ? lr->qid : "", detail);
+}
+
+/* A mail log that cannot be written must not stop the mail: say so once. */
+static void to_file(const char *path, const char *line)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+	char stamp[40], buf[2048];
+	struct tm tm;
+	time_t now = time(NULL);
+	int n;
+
+	if (fd < 0) {
+		log_err("warning: cannot write the log %s: %s", path, strerror(errno));
+		return;
+	}
+	strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S%z", localtime_r(&now, &tm));
+	n = snprintf(buf, sizeof buf, "%s %s[%d]: %s\n", stamp, tag, (int)getpid(), line);
+	if (n > 0 && write(fd, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1) < 0)
+		log_err("warning: cannot write the log %s: %s", path, strerror(errno));
+	close(fd);
+}
+
+void log_delivery(const char *where, const struct log_record *lr)
+{
+	char line[1600];
+
+	if (!where)
+		return;
+	format_record(lr, line, sizeof line);
+	if (strcmp(where, "syslog") == 0) {
+		openlog(tag, LOG_PID, LOG_MAIL);
+		syslog(lr->exitcode ? LOG_WARNING : LOG_INFO, "%s", line);
+		closelog();
+	} else {
+		to_file(where, line);
+	}
 }

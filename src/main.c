@@ -26,6 +26,9 @@ static int unsupported_mode(enum cli_mode m, struct result *r)
 static int run(struct ctx *c, struct result *r)
 {
 	log_verbose = c->o.verbose;
+	log_set_tag(c->o.log_tag);
+	if (c->o.transcript && log_transcript_open(c->o.transcript, r) < 0)
+		return -1;
 	for (int i = 0; i < c->o.nignored; i++)
 		log_info("ignoring option %s", c->o.ignored[i]);
 	switch (c->o.mode) {
@@ -72,6 +75,7 @@ int main(int argc, char **argv)
 		rc = run(&c, &r);
 	if (rc < 0)
 		report(&c, &r);
+	log_transcript_close();
 	cli_free(&c.o);
 	cfg_free(&c.cfg);
 	return rc < 0 ? r.exitcode : EX_OK;

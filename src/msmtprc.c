@@ -1302,10 +1302,27 @@ static void choose_default(struct conv *c)
 	}
 }
 
+/* An account becomes a section only with a host pushmail can read back,
+ * since cfg_finish refuses an account without one. */
+static int convertible(struct acct *a)
+{
+	struct buf o = { 0 };
+	const char *why;
+
+	if (a->skip || !a->v[S_HOST])
+		return 0;
+	why = encode("host", a->v[S_HOST], V_TEXT, &o);
+	if (why)
+		note(&a->notes, "account '%s' skipped: its host %s cannot be "
+		     "written: %s", a->name, a->v[S_HOST], why);
+	buf_free(&o);
+	return !why;
+}
+
 static void prepare(struct conv *c)
 {
 	for (size_t i = 0; i < c->n && !c->nomem; i++)
-		if (!c->v[i].skip && c->v[i].v[S_HOST])
+		if (convertible(&c->v[i]))
 			assign_name(c, &c->v[i], i);
 	choose_default(c);
 }
@@ -1316,7 +1333,7 @@ static void emit_account(struct conv *c, const struct acct *a)
 	if (a->alias) {
 		note(&c->out, "account 'default' (line %ld) is account '%s': "
 		     "default_account names it", a->line, a->parents);
-	} else if (!a->skip && !a->out) {
+	} else if (!a->skip && !a->v[S_HOST]) {
 		note(&c->out, "account '%s' (line %ld) has no host, so it is not "
 		     "an account here; accounts that inherit from it include "
 		     "its settings", a->name, a->line);

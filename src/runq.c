@@ -26,8 +26,36 @@ int runq_is_temporary(const struct result *r)
 	return r->exitcode == EX_TEMPFAIL;
 }
 
+static const char *const tls_names[] = { "off", "starttls", "implicit" };
+
+/* The mail log line for one try (SPEC/issue: account, host, tls, auth, from,
+ * recipients, size, relay reply, queue id, exit status). */
+static void log_try(const struct account *a, const struct qentry *e,
+		    const char *status, const char *detail, int exitcode)
+{
+	struct log_record lr = {
+		.account = a ? a->name : NULL, .host = a ? cfg_str(a, K_HOST) : NULL,
+		.tls = a ? tls_names[cfg_tls_mode(a) % 3] : NULL,
+		.auth = a ? (cfg_str(a, K_AUTH) ? cfg_str(a, K_AUTH) :
+			     cfg_str(a, K_USER) ? "auto" : "off") : NULL,
+		.from = e->env.from, .nrcpt = e->env.nrcpt,
+		.rcpt = e->env.nrcpt ? e->env.rcpt[0] : NULL, .size = e->env.size,
+		.status = status, .detail = detail, .qid = e->env.id,
+		.exitcode = exitcode,
+	};
+
+	log_delivery(a ? cfg_str(a, K_LOG) : NULL, &lr);
+}
+
 enum runq_outcome runq_record(struct queue *q, struct qentry *e,
 			      const struct runq_policy *pol, const struct result *r)
+{
+	return runq_record_for(q, e, NULL, pol, r);
+}
+
+enum runq_outcome runq_record_for(struct queue *q, struct qentry *e,
+				  const struct account *a,
+				  const struct runq_policy *pol, const struct result *r)
 {
 	char why[RESULT_TEXT_MAX + 300];
 	struct result ignored;
@@ -42,6 +70,7 @@ enum runq_outcome runq_record(struct queue *q, struct qentry *e,
 		e->env.next_try = now + queue_backoff(e->env.tries, pol->retry_min,
 						      pol->retry_max);
 		queue_update(q, e, &ignored);
+		log_try(a, e, "deferred", why, r->exitcode);
 		return RUNQ_DEFERRED;
 	}
 	if (runq_is_temporary(r)) {
@@ -52,6 +81,7 @@ enum runq_outcome runq_record(struct queue *q, struct qentry *e,
 	} else {
 		queue_to_failed(q, e, why, &ignored);
 	}
+	log_try(a, e, "failed", e->env.error, r->exitcode);
 	return RUNQ_FAILED;
 }
 
@@ -88,12 +118,13 @@ enum runq_outcome runq_attempt(struct queue *q, struct qentry *e,
 				     .dsn_notify = e->env.notify, .dsn_ret = e->env.ret,
 				     .dsn_envid = e->env.envid };
 	struct smtp_message msg = { .fd = e->msgfd };
+	struct smtp_outcome out = { 0 };
 	char **rcpt = envelope_rcpts(&e->env, a);
 	int rc;
 
 	if (!rcpt) {
 		result_fail(r, EX_OSERR, "out of memory");
-		return runq_record(q, e, pol, r);
+		return runq_record_for(q, e, a, pol, r);
 	}
 	env.rcpt = (const char *const *)rcpt;
 	lseek(e->msgfd, 0, SEEK_SET);
@@ -103,16 +134,17 @@ enum runq_outcome runq_attempt(struct queue *q, struct qentry *e,
 			    "which SMTP DATA cannot carry");
 		rc = -1;
 	} else {
-		rc = smtp_transaction(ss, &env, &msg, 0, NULL, r);
+		rc = smtp_transaction(ss, &env, &msg, 0, &out, r);
 	}
 	for (size_t i = 0; i < e->env.nrcpt; i++)
 		free(rcpt[i]);
 	free(rcpt);
 	if (rc == 0) {
+		log_try(a, e, "sent", out.final_reply, 0);
 		queue_done(q, e);
 		return RUNQ_DELIVERED;
 	}
-	return runq_record(q, e, pol, r);
+	return runq_record_for(q, e, a, pol, r);
 }
 
 /* ---- queue runs ------------------------------------------------------------ */
@@ -194,7 +226,7 @@ static void run_group(struct queue *q, const struct runq_opts *o, struct group *
 		if (!ss && relay_ok && relay_auth(&rl, &open_r) == 0)
 			ss = smtp_open(&rl.p, &open_r);
 		if (!ss) {
-			oc = runq_record(q, &e, &pol, &open_r);
+			oc = runq_record_for(q, &e, g->acct, &pol, &open_r);
 			report(&e, oc, &open_r);
 		} else {
 			oc = runq_attempt(q, &e, ss, g->acct, &pol, &r);

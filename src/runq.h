@@ -31,6 +31,10 @@ enum runq_outcome runq_attempt(struct queue *q, struct qentry *e,
 /* Record a failure that happened before a transaction (connect, TLS, AUTH). */
 enum runq_outcome runq_record(struct queue *q, struct qentry *e,
 			      const struct runq_policy *pol, const struct result *r);
+/* The same, naming the account for the mail log (NULL: none). */
+enum runq_outcome runq_record_for(struct queue *q, struct qentry *e,
+				  const struct account *a,
+				  const struct runq_policy *pol, const struct result *r);
 
 struct runq_opts {
 	const struct config *cfg;

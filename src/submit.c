@@ -263,6 +263,21 @@ static const char **rcpt_vector(const struct job *j)
 
 /* ---- delivery ------------------------------------------------------------------ */
 
+static void log_direct(const struct job *j, const struct relay *rl,
+		       const char *detail, int exitcode)
+{
+	static const char *const tls[] = { "off", "starttls", "implicit" };
+	struct log_record lr = {
+		.account = j->acct->name, .host = rl->p.host, .tls = tls[rl->p.tls % 3],
+		.auth = rl->ap.mech, .from = j->from, .nrcpt = j->rcpts.n,
+		.rcpt = j->rcpts.n ? j->rcpts.v[0].mailbox : NULL,
+		.status = exitcode ? "failed" : "sent", .detail = detail,
+		.exitcode = exitcode,
+	};
+
+	log_delivery(acct_str(j, K_LOG), &lr);
+}
+
 /* queue = never (or --no-queue): stream stdin straight to the relay. */
 static int send_direct(struct job *j, const char **rcpt, struct result *r)
 {
@@ -270,6 +285,7 @@ static int send_direct(struct job *j, const char **rcpt, struct result *r)
 				     .nrcpt = j->rcpts.n, .size = size_estimate(j),
 				     .eightbit = j->head.has_8bit };
 	struct smtp_message m = { .head = j->msgbuf, .headlen = j->msglen, .fd = 0 };
+	struct smtp_outcome out = { 0 };
 	struct relay_overrides ov;
 
 	set_dsn(j, &env);
@@ -279,7 +295,8 @@ static int send_direct(struct job *j, const char **rcpt, struct result *r)
 	ctx_overrides(j->c, &ov);
 	if (relay_init(&rl, j->acct, &ov, r) < 0)
 		return -1;
-	rc = relay_auth(&rl, r) < 0 ? -1 : smtp_send(&rl.p, &env, &m, NULL, r);
+	rc = relay_auth(&rl, r) < 0 ? -1 : smtp_send(&rl.p, &env, &m, &out, r);
+	log_direct(j, &rl, rc == 0 ? out.final_reply : r->text, r->exitcode);
 	relay_free(&rl);
 	return rc;
 }
@@ -310,7 +327,8 @@ static enum runq_outcome try_now(struct job *j, struct queue *q, struct qentry *
 	runq_policy_of(j->acct, &pol);
 	if (relay_init(&rl, j->acct, &ov, r) == 0 && relay_auth(&rl, r) == 0)
 		ss = smtp_open(&rl.p, r);
-	oc = ss ? runq_attempt(q, e, ss, j->acct, &pol, r) : runq_record(q, e, &pol, r);
+	oc = ss ? runq_attempt(q, e, ss, j->acct, &pol, r) :
+		  runq_record_for(q, e, j->acct, &pol, r);
 	smtp_close(ss);
 	relay_free(&rl);
 	return oc;
