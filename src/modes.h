@@ -29,5 +29,6 @@ int mode_mailq(struct ctx *c, struct result *r);       /* qcmd.c */
 int mode_runq(struct ctx *c, struct result *r);
 int mode_queue_delete(struct ctx *c, struct result *r);
 int mode_queue_retry(struct ctx *c, struct result *r);
+int mode_newaliases(struct ctx *c, struct result *r);  /* newaliases.c */
 
 #endif

@@ -3,6 +3,7 @@
  * so that a message that cannot go now is kept (SPEC 5, 6). */
 #include "config.h"
 #include "address.h"
+#include "aliases.h"
 #include "log.h"
 #include "message.h"
 #include "modes.h"
@@ -32,12 +33,15 @@ struct job {
 	char ehlo[256];
 	char notify[64], ret[8];      /* RFC 3461 values, "" when not asked for */
 	const char *envid;
+	struct aliases *aliases;      /* the account's aliases file, loaded lazily */
+	int aliases_loaded;
 };
 
 static void job_free(struct job *j)
 {
 	msg_head_free(&j->head);
 	addrlist_free(&j->rcpts);
+	aliases_free(j->aliases);
 	free(j->raw);
 	free(j->msgbuf);
 	free(j->from);
@@ -55,6 +59,9 @@ static int choose_from(struct job *j, const char *header_from, struct result *r)
 	const char *f = j->c->o.from;
 	char buf[512];
 
+	/* allow_from_override = no: the account's sender, whatever the caller says */
+	if (j->acct && acct_str(j, K_FROM) && !cfg_bool(j->acct, K_ALLOW_FROM_OVERRIDE, 1))
+		f = acct_str(j, K_FROM);
 	if (!f && j->c->o.read_envelope_from)
 		f = header_from;
 	if (!f)
@@ -89,6 +96,42 @@ static int add_rcpt(struct job *j, const char *mbox, struct result *r)
 		result_fail(r, EX_OSERR, "out of memory") : 0;
 }
 
+static void skipped(void *arg, const struct aliases_skipped *sk)
+{
+	char entry[256];
+
+	(void)arg;
+	result_sanitise(entry, sizeof entry, sk->entry, strlen(sk->entry));
+	log_err("warning: %s:%u: alias %s: skipping '%s': %s", sk->file, sk->line,
+		sk->alias, entry, sk->why);
+}
+
+/* A bare name (cron's "root") goes through the aliases file when the account
+ * names one; what comes out is qualified with maildomain by add_rcpt. */
+static int add_local(struct job *j, const char *name, struct result *r)
+{
+	const char *path = acct_str(j, K_ALIASES);
+	struct addrlist out = { 0 };
+	int rc = 0;
+
+	if (!path)
+		return add_rcpt(j, name, r);
+	if (!j->aliases_loaded && aliases_load_file(&j->aliases, path, r) < 0)
+		return -1;
+	j->aliases_loaded = 1;
+	if (aliases_expand(j->aliases, name, &out, skipped, NULL, r) < 0)
+		rc = -1;
+	for (size_t k = 0; rc == 0 && k < out.n; k++)
+		rc = add_rcpt(j, out.v[k].mailbox, r);
+	addrlist_free(&out);
+	return rc;
+}
+
+static int add_one(struct job *j, const char *mbox, struct result *r)
+{
+	return strchr(mbox, '@') ? add_rcpt(j, mbox, r) : add_local(j, mbox, r);
+}
+
 static int add_list(struct job *j, const char *a, struct result *r)
 {
 	struct addrlist l = { 0 };
@@ -98,7 +141,7 @@ static int add_list(struct job *j, const char *a, struct result *r)
 	if (addr_parse_list(a, strlen(a), &l, err, sizeof err) < 0)
 		rc = result_fail(r, EX_USAGE, "bad recipient '%s': %s", a, err);
 	for (size_t k = 0; rc == 0 && k < l.n; k++)
-		rc = add_rcpt(j, l.v[k].mailbox, r);
+		rc = add_one(j, l.v[k].mailbox, r);
 	addrlist_free(&l);
 	return rc;
 }
@@ -109,7 +152,7 @@ static int collect_rcpts(struct job *j, struct result *r)
 		if (add_list(j, j->c->o.rcpt[i], r) < 0)
 			return -1;
 	for (size_t k = 0; k < j->head.rcpts.n; k++)
-		if (add_rcpt(j, j->head.rcpts.v[k].mailbox, r) < 0)
+		if (add_one(j, j->head.rcpts.v[k].mailbox, r) < 0)
 			return -1;
 	if (j->rcpts.n == 0)
 		return result_fail(r, EX_USAGE, "no recipients%s",
