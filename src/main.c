@@ -15,7 +15,6 @@
 static int unsupported_mode(enum cli_mode m, struct result *r)
 {
 	static const char *const what[] = {
-		[MODE_SMTP] = "SMTP on standard input (-bs)",
 		[MODE_CHECK] = "--check",
 	};
 	return result_fail(r, EX_USAGE, "%s is not supported yet",
@@ -44,6 +43,7 @@ static int run(struct ctx *c, struct result *r)
 	case MODE_QUEUE_DELETE: return mode_queue_delete(c, r);
 	case MODE_QUEUE_RETRY: return mode_queue_retry(c, r);
 	case MODE_ALIASES: return mode_newaliases(c, r);
+	case MODE_SMTP: return mode_bsmtp(c, r);
 	default: return unsupported_mode(c->o.mode, r);
 	}
 }

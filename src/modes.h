@@ -23,7 +23,22 @@ int ctx_load_config(struct ctx *c, int required, struct result *r);
 int ctx_open_queue(struct ctx *c, struct queue *q, struct result *r);
 void ctx_overrides(const struct ctx *c, struct relay_overrides *ov);
 
+/* One message for the relay (submit.c): the message on infd, the envelope
+ * sender (NULL: choose as SPEC 5 says), recipient arguments (address lists)
+ * and -t.  Delivered, queued, or failed with r filled. */
+struct submit_req {
+	int infd;
+	const char *from;
+	char *const *rcpt;
+	size_t nrcpt;
+	int extract;
+	char *note;            /* optional: on success, "queued as ID" or "sent" */
+	size_t notecap;
+};
+int submit(struct ctx *c, const struct submit_req *req, struct result *r);
+
 int mode_send(struct ctx *c, struct result *r);        /* submit.c */
+int mode_bsmtp(struct ctx *c, struct result *r);       /* bsmtp.c */
 int mode_serverinfo(struct ctx *c, struct result *r);  /* info.c */
 int mode_mailq(struct ctx *c, struct result *r);       /* qcmd.c */
 int mode_runq(struct ctx *c, struct result *r);

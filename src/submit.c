@@ -22,6 +22,7 @@
 /* One submission; freed by job_free. */
 struct job {
 	struct ctx *c;
+	const struct submit_req *req;
 	const struct account *acct;   /* NULL when there is no configuration */
 	char *raw;                    /* header block + body bytes read with it */
 	size_t rawlen, headlen;
@@ -56,7 +57,7 @@ static const char *acct_str(const struct job *j, enum cfg_key k)
  * "<>" is the null sender. */
 static int choose_from(struct job *j, const char *header_from, struct result *r)
 {
-	const char *f = j->c->o.from;
+	const char *f = j->req->from;
 	char buf[512];
 
 	/* allow_from_override = no: the account's sender, whatever the caller says */
@@ -148,15 +149,15 @@ static int add_list(struct job *j, const char *a, struct result *r)
 
 static int collect_rcpts(struct job *j, struct result *r)
 {
-	for (int i = 0; i < j->c->o.nrcpt; i++)
-		if (add_list(j, j->c->o.rcpt[i], r) < 0)
+	for (size_t i = 0; i < j->req->nrcpt; i++)
+		if (add_list(j, j->req->rcpt[i], r) < 0)
 			return -1;
 	for (size_t k = 0; k < j->head.rcpts.n; k++)
 		if (add_one(j, j->head.rcpts.v[k].mailbox, r) < 0)
 			return -1;
 	if (j->rcpts.n == 0)
 		return result_fail(r, EX_USAGE, "no recipients%s",
-				   j->c->o.extract ? " (none in To, Cc or Bcc either)" :
+				   j->req->extract ? " (none in To, Cc or Bcc either)" :
 				   " given (use -t to take them from the headers)");
 	return 0;
 }
@@ -244,17 +245,17 @@ static int select_account(struct job *j, const char *sel, struct result *r)
  * header), then rewrite the block for that account. */
 static int prepare_message(struct job *j, struct result *r)
 {
-	struct msg_opts mo = { .extract = j->c->o.extract, .now = time(NULL),
+	struct msg_opts mo = { .extract = j->req->extract, .now = time(NULL),
 			       .set_date = HDR_OFF, .set_msgid = HDR_OFF,
 			       .set_from = HDR_OFF, .set_to = HDR_OFF };
 	struct msg_head probe = { 0 };
 	const char *sel;
 	int rc;
 
-	if (msg_read_head(0, &j->raw, &j->rawlen, &j->headlen, r) < 0 ||
+	if (msg_read_head(j->req->infd, &j->raw, &j->rawlen, &j->headlen, r) < 0 ||
 	    msg_head_process(j->raw, j->headlen, &mo, &probe, r) < 0)
 		return -1;
-	sel = j->c->o.from ? j->c->o.from :
+	sel = j->req->from ? j->req->from :
 	      j->c->o.read_envelope_from ? probe.from_mailbox : NULL;
 	rc = select_account(j, sel, r) < 0 ? -1 : choose_from(j, probe.from_mailbox, r);
 	msg_head_free(&probe);
@@ -288,9 +289,10 @@ static int build_msgbuf(struct job *j, struct result *r)
 static unsigned long long size_estimate(const struct job *j)
 {
 	struct stat st;
-	off_t pos = lseek(0, 0, SEEK_CUR);
+	int fd = j->req->infd;
+	off_t pos = lseek(fd, 0, SEEK_CUR);
 
-	if (fstat(0, &st) < 0 || !S_ISREG(st.st_mode) || pos < 0 || st.st_size < pos)
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || pos < 0 || st.st_size < pos)
 		return 0;
 	return j->msglen + (unsigned long long)(st.st_size - pos);
 }
@@ -327,7 +329,8 @@ static int send_direct(struct job *j, const char **rcpt, struct result *r)
 	struct smtp_envelope env = { .from = j->from, .rcpt = rcpt,
 				     .nrcpt = j->rcpts.n, .size = size_estimate(j),
 				     .eightbit = j->head.has_8bit };
-	struct smtp_message m = { .head = j->msgbuf, .headlen = j->msglen, .fd = 0 };
+	struct smtp_message m = { .head = j->msgbuf, .headlen = j->msglen,
+				  .fd = j->req->infd };
 	struct smtp_outcome out = { 0 };
 	struct relay_overrides ov;
 
@@ -414,10 +417,12 @@ static int send_queued(struct job *j, const char **rcpt, int always, struct resu
 	fill_qenv(j, &qe, rcpt);
 	if (ctx_open_queue(j->c, &q, r) < 0)
 		return -1;
-	if (queue_add(&q, &qe, j->msgbuf, j->msglen, 0, &e, r) < 0) {
+	if (queue_add(&q, &qe, j->msgbuf, j->msglen, j->req->infd, &e, r) < 0) {
 		queue_close(&q);
 		return -1;
 	}
+	if (j->req->note)
+		snprintf(j->req->note, j->req->notecap, "queued as %s", e.env.id);
 	if (!j->acct) {
 		log_err("no relay is configured, so the message was queued as %s in %s. "
 			"Create ~/.config/pushmail/config.ini (see pushmail.conf(5)), then "
@@ -456,7 +461,8 @@ static int deliver(struct job *j, struct result *r)
 	if (j->c->o.dry_run) {
 		struct smtp_envelope env = { .from = j->from, .rcpt = rcpt,
 					     .nrcpt = j->rcpts.n };
-		struct smtp_message m = { .head = j->msgbuf, .headlen = j->msglen, .fd = 0 };
+		struct smtp_message m = { .head = j->msgbuf, .headlen = j->msglen,
+					  .fd = j->req->infd };
 		rc = smtp_dry_run(stdout, &env, &m, r);
 	} else if (j->acct && (j->c->o.no_queue || (mode && !strcmp(mode, "never")))) {
 		rc = send_direct(j, rcpt, r);
@@ -467,16 +473,24 @@ static int deliver(struct job *j, struct result *r)
 	return rc;
 }
 
-int mode_send(struct ctx *c, struct result *r)
+int submit(struct ctx *c, const struct submit_req *req, struct result *r)
 {
-	struct job j = { .c = c };
+	struct job j = { .c = c, .req = req };
 	int rc;
 
-	/* No configuration is not an error here: the message is queued. */
-	if (ctx_load_config(c, 0, r) < 0)
-		return -1;
 	rc = prepare_message(&j, r) < 0 || collect_rcpts(&j, r) < 0 ||
 	     choose_dsn(&j, r) < 0 || build_msgbuf(&j, r) < 0 ? -1 : deliver(&j, r);
 	job_free(&j);
 	return rc;
+}
+
+int mode_send(struct ctx *c, struct result *r)
+{
+	struct submit_req req = { .infd = 0, .from = c->o.from, .rcpt = c->o.rcpt,
+				  .nrcpt = (size_t)c->o.nrcpt, .extract = c->o.extract };
+
+	/* No configuration is not an error here: the message is queued. */
+	if (ctx_load_config(c, 0, r) < 0)
+		return -1;
+	return submit(c, &req, r);
 }
