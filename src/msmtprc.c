@@ -1304,7 +1304,7 @@ static void choose_default(struct conv *c)
 
 /* An account becomes a section only with a host pushmail can read back,
  * since cfg_finish refuses an account without one. */
-static int convertible(struct acct *a)
+static int convertible(struct conv *c, struct acct *a)
 {
 	struct buf o = { 0 };
 	const char *why;
@@ -1315,6 +1315,8 @@ static int convertible(struct acct *a)
 	if (why)
 		note(&a->notes, "account '%s' skipped: its host %s cannot be "
 		     "written: %s", a->name, a->v[S_HOST], why);
+	if (o.nomem)
+		c->nomem = 1;
 	buf_free(&o);
 	return !why;
 }
@@ -1322,7 +1324,7 @@ static int convertible(struct acct *a)
 static void prepare(struct conv *c)
 {
 	for (size_t i = 0; i < c->n && !c->nomem; i++)
-		if (convertible(&c->v[i]))
+		if (convertible(c, &c->v[i]))
 			assign_name(c, &c->v[i], i);
 	choose_default(c);
 }

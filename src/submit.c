@@ -4,6 +4,7 @@
 #include "config.h"
 #include "address.h"
 #include "aliases.h"
+#include "idn.h"
 #include "log.h"
 #include "message.h"
 #include "modes.h"
@@ -76,8 +77,9 @@ static int choose_from(struct job *j, const char *header_from, struct result *r)
 		f = "";
 	if (!addr_valid_mailbox(f))
 		return result_fail(r, EX_USAGE, "invalid sender address '%s'", f);
-	j->from = strdup(f);
-	return j->from ? 0 : result_fail(r, EX_OSERR, "out of memory");
+	j->from = idn_envelope_address(f);
+	return j->from ? 0 : result_fail(r, EX_DATAERR, "the domain of <%s> is not a "
+					  "valid internationalised name", f);
 }
 
 static int add_rcpt(struct job *j, const char *mbox, struct result *r)
@@ -91,10 +93,15 @@ static int add_rcpt(struct job *j, const char *mbox, struct result *r)
 	}
 	if (!addr_valid_mailbox(mbox) || !*mbox)
 		return result_fail(r, EX_USAGE, "invalid recipient address '%s'", mbox);
-	if (addrlist_contains(&j->rcpts, mbox))
-		return 0;   /* each recipient once */
-	return addrlist_add(&j->rcpts, mbox, NULL) < 0 ?
-		result_fail(r, EX_OSERR, "out of memory") : 0;
+	char *ace = idn_envelope_address(mbox);
+	int rc = 0;
+	if (!ace)
+		return result_fail(r, EX_DATAERR, "the domain of <%s> is not a valid "
+				   "internationalised name", mbox);
+	if (!addrlist_contains(&j->rcpts, ace) && addrlist_add(&j->rcpts, ace, NULL) < 0)
+		rc = result_fail(r, EX_OSERR, "out of memory");
+	free(ace);   /* each recipient once, in A-label form */
+	return rc;
 }
 
 static void skipped(void *arg, const struct aliases_skipped *sk)
