@@ -78,6 +78,7 @@ static const struct long_opt long_opts[] = {
 	{ "check", L_FLAG, 0, MODE_CHECK },
 	{ "version", L_FLAG, 0, MODE_VERSION },
 	{ "help", L_FLAG, 0, MODE_HELP },
+	{ "import-msmtprc", L_FLAG, 0, MODE_IMPORT },
 	{ "queue-delete", L_MODE_VALUE, OFF(queue_id), MODE_QUEUE_DELETE },
 	{ "queue-retry", L_MODE_VALUE, OFF(queue_id), MODE_QUEUE_RETRY },
 };

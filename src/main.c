@@ -11,16 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The modes whose issues have not landed yet say so plainly. */
-static int unsupported_mode(enum cli_mode m, struct result *r)
-{
-	static const char *const what[] = {
-		[MODE_CHECK] = "--check",
-	};
-	return result_fail(r, EX_USAGE, "%s is not supported yet",
-			   what[m] ? what[m] : "this mode");
-}
-
 static int run(struct ctx *c, struct result *r)
 {
 	log_verbose = c->o.verbose;
@@ -44,8 +34,10 @@ static int run(struct ctx *c, struct result *r)
 	case MODE_QUEUE_RETRY: return mode_queue_retry(c, r);
 	case MODE_ALIASES: return mode_newaliases(c, r);
 	case MODE_SMTP: return mode_bsmtp(c, r);
-	default: return unsupported_mode(c->o.mode, r);
+	case MODE_CHECK: return mode_check(c, r);
+	case MODE_IMPORT: return mode_import(c, r);
 	}
+	return result_fail(r, EX_SOFTWARE, "unknown mode %d", (int)c->o.mode);
 }
 
 static void report(const struct ctx *c, const struct result *r)

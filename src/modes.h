@@ -45,5 +45,7 @@ int mode_runq(struct ctx *c, struct result *r);
 int mode_queue_delete(struct ctx *c, struct result *r);
 int mode_queue_retry(struct ctx *c, struct result *r);
 int mode_newaliases(struct ctx *c, struct result *r);  /* newaliases.c */
+int mode_check(struct ctx *c, struct result *r);       /* check.c */
+int mode_import(struct ctx *c, struct result *r);      /* newaliases.c */
 
 #endif

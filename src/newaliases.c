@@ -1,8 +1,11 @@
-/* newaliases.c - newaliases / -bi: a relay client keeps no alias database,
- * so this checks the aliases file and reports the first error by line. */
+/* newaliases.c - the configuration helpers that write nothing to the relay:
+ * newaliases / -bi (a relay client keeps no alias database, so this checks
+ * the aliases file and reports the first error by line) and
+ * --import-msmtprc (an msmtp configuration converted to pushmail's INI). */
 #include "config.h"
 #include "aliases.h"
 #include "modes.h"
+#include "msmtprc.h"
 
 #include <stdio.h>
 
@@ -28,4 +31,14 @@ int mode_newaliases(struct ctx *c, struct result *r)
 		return -1;
 	printf("%s: %zu aliases, no errors\n", path, n);
 	return 0;
+}
+
+/* --import-msmtprc [FILE]: the INI on standard output, to review and save. */
+int mode_import(struct ctx *c, struct result *r)
+{
+	if (c->o.nrcpt > 1)
+		return result_fail(r, EX_USAGE, "--import-msmtprc takes at most one file");
+	if (msmtprc_convert_file(c->o.nrcpt ? c->o.rcpt[0] : NULL, stdout, r) < 0)
+		return -1;
+	return fflush(stdout) == 0 ? 0 : result_fail(r, EX_IOERR, "writing the output failed");
 }

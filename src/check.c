@@ -1,0 +1,142 @@
+/* check.c - pushmail --check: load the configuration, resolve, connect, do
+ * TLS and AUTH, and report each step with the exact failure and a hint.
+ * Sends no mail; exits as a send would have. */
+#include "config.h"
+#include "modes.h"
+#include "smtp.h"
+
+#include <netdb.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+static void step(const char *what, const char *detail)
+{
+	printf("  ok    %-16s %s\n", what, detail);
+}
+
+/* What a newcomer should try, by failure. */
+static const char *hint(const struct relay *rl, const struct result *r)
+{
+	const char *host = rl->p.host ? rl->p.host : "";
+
+	if (r->phase == PHASE_AUTH && r->code == 535 && strcasestr(host, "gmail"))
+		return "Gmail needs an app password or OAuth2 (auth = xoauth2 with a "
+		       "password_command); see pushmail.conf(5)";
+	if (r->phase == PHASE_AUTH && r->code == 535 &&
+	    (strcasestr(host, "office365") || strcasestr(host, "outlook")))
+		return "Microsoft 365 needs SMTP AUTH enabled for the mailbox, or OAuth2 "
+		       "(auth = xoauth2); see pushmail.conf(5)";
+	if (r->exitcode == EX_NOPERM)
+		return "check user and the password (or password_command)";
+	if (r->exitcode == EX_NOHOST)
+		return "check the host name";
+	if (strstr(r->text, "NOT trusted") || strstr(r->text, "pin mismatch"))
+		return "set tls_trust_file to the relay's CA, or pin it with tls_fingerprint "
+		       "(pushmail --serverinfo shows the hashes)";
+	if (strstr(r->text, "does not offer STARTTLS"))
+		return "a port that starts with TLS (465) needs tls = implicit";
+	if (strstr(r->text, "is this port speaking TLS"))
+		return "port 587 uses tls = starttls, port 465 tls = implicit";
+	if (strstr(r->text, "cannot connect"))
+		return "wrong port or a firewall? submission is 587 (STARTTLS) or 465 "
+		       "(implicit TLS); port 25 is often blocked";
+	if (strstr(r->text, "unencrypted"))
+		return "use tls = starttls or tls = implicit";
+	return NULL;
+}
+
+static int fail(const struct relay *rl, const char *what, struct result *r)
+{
+	char line[RESULT_TEXT_MAX + 400];
+	const char *h = hint(rl, r);
+
+	result_describe(r, line, sizeof line);
+	printf("  FAIL  %-16s %s\n", what, line);
+	if (h)
+		printf("        hint: %s\n", h);
+	return -1;
+}
+
+static int resolve(const struct relay *rl, struct result *r)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res, *ai;
+	char list[512] = "", addr[NI_MAXHOST];
+	size_t o = 0;
+	int rc = getaddrinfo(rl->p.host, rl->p.port, &hints, &res);
+
+	if (rc != 0) {
+		r->phase = PHASE_CONNECT;
+		result_fail(r, rc == EAI_NONAME ? EX_NOHOST : EX_TEMPFAIL,
+			    "host '%s' not found: %s", rl->p.host, gai_strerror(rc));
+		return fail(rl, "resolve", r);
+	}
+	for (ai = res; ai && o + 64 < sizeof list; ai = ai->ai_next)
+		if (getnameinfo(ai->ai_addr, ai->ai_addrlen, addr, sizeof addr, NULL, 0,
+				NI_NUMERICHOST) == 0)
+			o += (size_t)snprintf(list + o, sizeof list - o, "%s%s", o ? ", " : "",
+					      addr);
+	freeaddrinfo(res);
+	step("resolve", list);
+	return 0;
+}
+
+/* Which step a failure belongs to, for the report. */
+static const char *step_of(enum smtp_phase ph)
+{
+	switch (ph) {
+	case PHASE_CONNECT: return "connect";
+	case PHASE_TLS: case PHASE_STARTTLS: return "TLS";
+	case PHASE_AUTH: return "authenticate";
+	default: return "SMTP";
+	}
+}
+
+int mode_check(struct ctx *c, struct result *r)
+{
+	struct relay_overrides ov;
+	struct smtp_session *ss;
+	struct relay rl = { 0 };
+	char buf[1200];
+
+	printf("pushmail --check\n");
+	if (ctx_load_config(c, 1, r) < 0 ||
+	    !(c->acct = cfg_select(&c->cfg, c->o.account, NULL, r)))
+		return fail(&rl, "configuration", r);
+	ctx_overrides(c, &ov);
+	if (relay_init(&rl, c->acct, &ov, r) < 0)
+		return fail(&rl, "configuration", r);
+	c->host = rl.p.host;
+	snprintf(buf, sizeof buf, "account '%s': %s port %s, tls = %s, auth = %s",
+		 c->acct->name, rl.p.host, rl.p.port,
+		 rl.p.tls == SMTP_TLS_OFF ? "off" :
+		 rl.p.tls == SMTP_TLS_IMPLICIT ? "implicit" : "starttls", rl.ap.mech);
+	step("configuration", buf);
+	if (resolve(&rl, r) < 0)
+		return -1;
+	if (relay_auth(&rl, r) < 0) {
+		fail(&rl, "password", r);
+		relay_free(&rl);
+		return -1;
+	}
+	ss = smtp_open(&rl.p, r);
+	if (!ss) {
+		fail(&rl, step_of(r->phase), r);
+		relay_free(&rl);
+		return -1;
+	}
+	step("connect", "greeting and EHLO");
+	if (rl.p.tls != SMTP_TLS_OFF) {
+		snprintf(buf, sizeof buf, "%s, %s, valid until %s", rl.ti.version,
+			 rl.ti.subject, ctime(&rl.ti.not_after));
+		buf[strcspn(buf, "\n")] = '\0';
+		step("TLS", buf);
+	}
+	if (rl.p.auth)
+		step("authenticate", rl.ap.user ? rl.ap.user : "");
+	smtp_close(ss);
+	relay_free(&rl);
+	printf("everything works; nothing was sent\n");
+	return 0;
+}
