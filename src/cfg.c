@@ -14,6 +14,7 @@
 #define _GNU_SOURCE 1   /* FNM_CASEFOLD; autoconf's config.h normally sets it */
 #endif
 #include "cfg.h"
+#include "sbuf.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -133,69 +134,6 @@ static void wipe_free(char *s)
 		explicit_bzero(s, strlen(s));
 		free(s);
 	}
-}
-
-/* Growable string with a sticky failure flag: callers append freely and
- * check for ENOMEM once. */
-struct sbuf {
-	char *s;
-	size_t len, cap;
-	int nomem;
-};
-
-static void sb_free(struct sbuf *b)
-{
-	if (b->s)
-		explicit_bzero(b->s, b->cap);
-	free(b->s);
-	memset(b, 0, sizeof *b);
-}
-
-static void sb_add(struct sbuf *b, const char *s, size_t n)
-{
-	if (b->nomem)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 64;
-		char *t;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		/* not realloc: it could leave a copy of a secret behind */
-		t = malloc(cap);
-		if (!t) {
-			b->nomem = 1;
-			return;
-		}
-		if (b->s) {
-			memcpy(t, b->s, b->len);
-			explicit_bzero(b->s, b->cap);
-			free(b->s);
-		}
-		b->s = t;
-		b->cap = cap;
-	}
-	memcpy(b->s + b->len, s, n);
-	b->len += n;
-	b->s[b->len] = '\0';
-}
-
-static void sb_str(struct sbuf *b, const char *s)
-{
-	sb_add(b, s, strlen(s));
-}
-
-/* Take the string out of b (NULL on ENOMEM); b is left empty. */
-static char *sb_take(struct sbuf *b)
-{
-	char *s = b->nomem ? NULL : b->s;
-
-	if (!s && !b->nomem)
-		s = strdup("");
-	if (b->nomem)
-		sb_free(b);
-	memset(b, 0, sizeof *b);
-	return s;
 }
 
 static int find_word(const char *const *list, const char *w)
@@ -428,7 +366,7 @@ static int expand_var(struct parse *p, int k, const char **sp, struct sbuf *b)
 	size_t n;
 
 	if (*s == '$' || !(braced || isalpha((unsigned char)*s) || *s == '_')) {
-		sb_add(b, "$", 1);
+		sbuf_add(b, "$", 1);
 		*sp = *s == '$' ? s + 1 : s;
 		return 0;
 	}
@@ -446,7 +384,7 @@ static int expand_var(struct parse *p, int k, const char **sp, struct sbuf *b)
 	val = getenv(var);
 	if (!val)
 		return perr(p, "$%s is not set (used in '%s')", var, keys[k].name);
-	sb_str(b, val);
+	sbuf_str(b, val);
 	*sp = name + n + braced;
 	return 0;
 }
@@ -466,21 +404,21 @@ static int expand(struct parse *p, int k, const char *v, char **out)
 			     keys[k].name);
 			goto out;
 		}
-		sb_str(&b, home);
+		sbuf_str(&b, home);
 		s++;
 	}
 	while (*s) {
 		size_t lit = strcspn(s, "$");
 
-		sb_add(&b, s, lit);
+		sbuf_add(&b, s, lit);
 		s += lit;
 		if (*s && expand_var(p, k, &s, &b) < 0)
 			goto out;
 	}
-	*out = sb_take(&b);
+	*out = sbuf_take(&b);
 	rc = *out ? 0 : oom(p);
 out:
-	sb_free(&b);
+	sbuf_free(&b);
 	return rc;
 }
 
@@ -561,8 +499,8 @@ static int list_item(void *arg, const char *s, size_t n)
 	struct sbuf *b = arg;
 
 	if (b->len)
-		sb_add(b, ",", 1);
-	sb_add(b, s, n);
+		sbuf_add(b, ",", 1);
+	sbuf_add(b, s, n);
 	return 0;
 }
 
@@ -599,10 +537,10 @@ static int norm_notify(const char *v, char **out)
 		return 0;
 	}
 	if (each_item(v, notify_item, &nt) < 0) {
-		sb_free(&nt.b);
+		sbuf_free(&nt.b);
 		return -1;
 	}
-	*out = sb_take(&nt.b);
+	*out = sbuf_take(&nt.b);
 	return 0;
 }
 
@@ -611,10 +549,10 @@ static int norm_list(const char *v, char **out)
 	struct sbuf b = { 0 };
 
 	if (each_item(v, list_item, &b) < 0) {
-		sb_free(&b);
+		sbuf_free(&b);
 		return -1;
 	}
-	*out = sb_take(&b);
+	*out = sbuf_take(&b);
 	return 0;
 }
 
@@ -933,11 +871,11 @@ static int store(struct parse *p, int k, char **value, const char **file,
 	if (*value && *file == p->file && keys[k].type == T_LIST) {
 		struct sbuf b = { 0 };
 
-		sb_str(&b, *value);
-		sb_add(&b, ",", 1);
-		sb_str(&b, v);
+		sbuf_str(&b, *value);
+		sbuf_add(&b, ",", 1);
+		sbuf_str(&b, v);
 		wipe_free(v);
-		if (!(v = sb_take(&b)))
+		if (!(v = sbuf_take(&b)))
 			return oom(p);
 	} else if (*value && *file == p->file) {
 		wipe_free(v);
@@ -1101,33 +1039,17 @@ int cfg_load_string(struct config *c, const char *text, const char *name,
 /* Read all of fd, at most CFG_FILE_MAX bytes. */
 static int read_all(int fd, const char *path, struct sbuf *b, struct result *r)
 {
-	char chunk[65536];
-	ssize_t n;
-	int rc = -1;
-
-	while ((n = read(fd, chunk, sizeof chunk)) != 0) {
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			result_fail(r, EX_CONFIG, "cannot read %s: %s", path,
-				    strerror(errno));
-			goto out;
-		}
-		if (b->len + (size_t)n > CFG_FILE_MAX) {
-			result_fail(r, EX_CONFIG, "%s: too large (the limit is "
-				    "%d bytes)", path, CFG_FILE_MAX);
-			goto out;
-		}
-		sb_add(b, chunk, (size_t)n);
-		if (b->nomem) {
-			result_fail(r, EX_OSERR, "out of memory");
-			goto out;
-		}
+	switch (sbuf_read_fd(b, fd, CFG_FILE_MAX)) {
+	case 0:
+		return 0;
+	case -1:
+		return result_fail(r, EX_CONFIG, "cannot read %s: %s", path, strerror(errno));
+	case -2:
+		return result_fail(r, EX_CONFIG, "%s: too large (the limit is %d bytes)",
+				   path, CFG_FILE_MAX);
+	default:
+		return result_fail(r, EX_OSERR, "out of memory");
 	}
-	rc = 0;
-out:
-	explicit_bzero(chunk, sizeof chunk);
-	return rc;
 }
 
 enum { L_OPTIONAL = 1, L_REAL_OWNER = 2 };
@@ -1176,7 +1098,7 @@ static int load_path(struct config *c, const char *path, int flags, int *found,
 	if (rc == 0)
 		++*found;
 out:
-	sb_free(&b);
+	sbuf_free(&b);
 	close(fd);
 	return rc;
 }

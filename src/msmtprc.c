@@ -16,6 +16,7 @@
  */
 #include "config.h"
 #include "msmtprc.h"
+#include "sbuf.h"
 #include "cfg.h"
 
 #include <errno.h>
@@ -32,62 +33,12 @@
 
 /* ---- growable buffer ------------------------------------------------- */
 
-/* A buffer with a sticky out-of-memory flag: callers append freely and
- * check once.  Any buffer may hold a password, so all are wiped. */
-struct buf {
-	char *s;
-	size_t len, cap;
-	int nomem;
-};
-
-static void buf_free(struct buf *b)
-{
-	if (b->s)
-		explicit_bzero(b->s, b->cap);
-	free(b->s);
-	memset(b, 0, sizeof *b);
-}
-
-/* Grows by copying rather than realloc, which could leave a stale copy of a
- * password in freed memory. */
-static void buf_add(struct buf *b, const char *s, size_t n)
-{
-	if (b->nomem)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		char *t;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		if (!(t = malloc(cap))) {
-			b->nomem = 1;
-			return;
-		}
-		if (b->s) {
-			memcpy(t, b->s, b->len);
-			explicit_bzero(b->s, b->cap);
-			free(b->s);
-		}
-		b->s = t;
-		b->cap = cap;
-	}
-	memcpy(b->s + b->len, s, n);
-	b->len += n;
-	b->s[b->len] = '\0';
-}
-
-static void buf_str(struct buf *b, const char *s)
-{
-	buf_add(b, s, strlen(s));
-}
-
-static void buf_cat(struct buf *b, const struct buf *from)
+static void buf_cat(struct sbuf *b, const struct sbuf *from)
 {
 	if (from->nomem)
 		b->nomem = 1;
 	else if (from->len)
-		buf_add(b, from->s, from->len);
+		sbuf_add(b, from->s, from->len);
 }
 
 static void wipe_free(char *s)
@@ -102,7 +53,7 @@ static void wipe_free(char *s)
  * and control characters are replaced, since pushmail refuses a file with
  * either, comments included. */
 __attribute__((format(printf, 3, 0)))
-static void vcomment(struct buf *b, const char *prefix, const char *fmt,
+static void vcomment(struct sbuf *b, const char *prefix, const char *fmt,
 		     va_list ap)
 {
 	char text[CFG_LINE_MAX - 32];
@@ -115,14 +66,14 @@ static void vcomment(struct buf *b, const char *prefix, const char *fmt,
 	for (char *p = text; *p; p++)
 		if (((unsigned char)*p < 0x20 && *p != '\t') || *p == 0x7f)
 			*p = '?';
-	buf_str(b, prefix);
-	buf_str(b, text);
-	buf_add(b, "\n", 1);
+	sbuf_str(b, prefix);
+	sbuf_str(b, text);
+	sbuf_add(b, "\n", 1);
 }
 
 /* "; msmtp: ..." - a setting that did not carry over unchanged. */
 __attribute__((format(printf, 2, 3)))
-static void note(struct buf *b, const char *fmt, ...)
+static void note(struct sbuf *b, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -133,7 +84,7 @@ static void note(struct buf *b, const char *fmt, ...)
 
 /* A plain comment. */
 __attribute__((format(printf, 2, 3)))
-static void remark(struct buf *b, const char *fmt, ...)
+static void remark(struct sbuf *b, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -143,7 +94,7 @@ static void remark(struct buf *b, const char *fmt, ...)
 }
 
 __attribute__((format(printf, 2, 3)))
-static void warn(struct buf *b, const char *fmt, ...)
+static void warn(struct sbuf *b, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -368,7 +319,7 @@ struct acct {
 	long parent;                 /* the only parent, or -1 */
 	char *v[S__COUNT];           /* effective values; NULL: msmtp default */
 	unsigned char set[S__COUNT]; /* set here or by a parent (msmtp's mask) */
-	struct buf notes;            /* comments about this account's lines */
+	struct sbuf notes;            /* comments about this account's lines */
 };
 
 struct conv {
@@ -378,8 +329,8 @@ struct conv {
 	struct acct *cur;            /* where settings go; NULL before any */
 	struct index byname;         /* msmtp name -> index (first definition) */
 	struct index byout;          /* pushmail names in use */
-	struct buf pre;              /* comments for the top of the output */
-	struct buf out;              /* the account sections */
+	struct sbuf pre;              /* comments for the top of the output */
+	struct sbuf out;              /* the account sections */
 	const char *dflt;            /* default_account, or NULL */
 	long line;
 	int nomem;
@@ -398,7 +349,7 @@ static int blank(char ch)
 
 /* Comments about the line being read go with its account; those about
  * top-level and defaults lines go to the top of the output. */
-static struct buf *notes(struct conv *c)
+static struct sbuf *notes(struct conv *c)
 {
 	return c->cur && c->cur != &c->defaults ? &c->cur->notes : &c->pre;
 }
@@ -599,7 +550,7 @@ static void inherit(struct conv *c, struct acct *a, const struct acct *p)
 
 /* One name of `account x : a, b`; returns the number of parents resolved. */
 static size_t add_parent(struct conv *c, struct acct *a, const char *name,
-			 size_t count, struct buf *list)
+			 size_t count, struct sbuf *list)
 {
 	long p = index_get(&c->byname, name);
 
@@ -616,15 +567,15 @@ static size_t add_parent(struct conv *c, struct acct *a, const char *name,
 	}
 	inherit(c, a, &c->v[p]);
 	a->parent = count == 0 ? p : -1;
-	buf_str(list, count ? ", " : "");
-	buf_str(list, name);
+	sbuf_str(list, count ? ", " : "");
+	sbuf_str(list, name);
 	return count + 1;
 }
 
 static void inherit_list(struct conv *c, struct acct *a, char *s)
 {
 	char name[MSMTPRC_LINE_MAX + 1];
-	struct buf list = { 0 };
+	struct sbuf list = { 0 };
 	size_t count = 0;
 
 	for (;;) {
@@ -642,7 +593,7 @@ static void inherit_list(struct conv *c, struct acct *a, char *s)
 		c->nomem = 1;
 	else if (list.len && !(a->parents = strdup(list.s)))
 		c->nomem = 1;
-	buf_free(&list);
+	sbuf_free(&list);
 }
 
 /* `account NAME` or `account NAME : PARENT[, ...]` (arg is writable). */
@@ -839,9 +790,9 @@ static int needs_quotes(const char *s)
 
 /* The pushmail spelling of v in o, or the reason there is none. */
 static const char *encode(const char *key, const char *v, enum vkind k,
-			  struct buf *o)
+			  struct sbuf *o)
 {
-	struct buf t = { 0 };
+	struct sbuf t = { 0 };
 	const char *why = NULL;
 
 	if (!*v)
@@ -850,11 +801,11 @@ static const char *encode(const char *key, const char *v, enum vkind k,
 		return "it starts with '~', which pushmail would replace with "
 		       "your home directory";
 	if (k == V_PATH && v[0] == '~' && v[1] != '/' && v[1]) {
-		buf_str(&t, "${HOME}");   /* msmtp: "~x" is $HOME then "x" */
+		sbuf_str(&t, "${HOME}");   /* msmtp: "~x" is $HOME then "x" */
 		v++;
 	}
 	for (; *v; v++)
-		buf_add(&t, k != V_LITERAL && *v == '$' ? "$$" : v,
+		sbuf_add(&t, k != V_LITERAL && *v == '$' ? "$$" : v,
 			k != V_LITERAL && *v == '$' ? 2 : 1);
 	if (t.nomem) {
 		o->nomem = 1;
@@ -862,31 +813,31 @@ static const char *encode(const char *key, const char *v, enum vkind k,
 		why = "it contains a blank followed by ';', where pushmail's "
 		      "INI format starts a comment";
 	} else if (needs_quotes(t.s)) {
-		buf_add(o, "\"", 1);
+		sbuf_add(o, "\"", 1);
 		for (const char *s = t.s; *s; s++)
-			buf_add(o, *s == '"' ? "\\\"" : *s == '\\' ? "\\\\" : s,
+			sbuf_add(o, *s == '"' ? "\\\"" : *s == '\\' ? "\\\\" : s,
 				*s == '"' || *s == '\\' ? 2 : 1);
-		buf_add(o, "\"", 1);
+		sbuf_add(o, "\"", 1);
 	} else {
-		buf_str(o, t.s);
+		sbuf_str(o, t.s);
 	}
 	if (!why && strlen(key) + 3 + o->len > CFG_LINE_MAX)
 		why = "the line would be longer than pushmail accepts";
-	buf_free(&t);
+	sbuf_free(&t);
 	return why;
 }
 
-static void put_line(struct conv *c, const char *key, const struct buf *val)
+static void put_line(struct conv *c, const char *key, const struct sbuf *val)
 {
-	buf_str(&c->out, key);
-	buf_add(&c->out, " = ", 3);
+	sbuf_str(&c->out, key);
+	sbuf_add(&c->out, " = ", 3);
 	buf_cat(&c->out, val);
-	buf_add(&c->out, "\n", 1);
+	sbuf_add(&c->out, "\n", 1);
 }
 
 static void put(struct conv *c, const char *key, const char *v, enum vkind k)
 {
-	struct buf o = { 0 };
+	struct sbuf o = { 0 };
 	const char *why = encode(key, v, k, &o);
 
 	if (why)
@@ -895,7 +846,7 @@ static void put(struct conv *c, const char *key, const char *v, enum vkind k)
 		put_line(c, key, &o);
 	if (o.nomem)
 		c->nomem = 1;
-	buf_free(&o);
+	sbuf_free(&o);
 }
 
 /* ---- writing accounts: one row per pushmail key ---------------------- */
@@ -1034,7 +985,7 @@ static void em_auth(struct conv *c, const struct acct *a, const struct row *m)
 static void em_secret(struct conv *c, const struct acct *a, const struct row *m)
 {
 	const char *v = a->v[m->slot], *why;
-	struct buf o = { 0 };
+	struct sbuf o = { 0 };
 
 	if (!v)
 		return;
@@ -1056,7 +1007,7 @@ static void em_secret(struct conv *c, const struct acct *a, const struct row *m)
 	}
 	if (o.nomem)
 		c->nomem = 1;
-	buf_free(&o);
+	sbuf_free(&o);
 }
 
 static void em_from(struct conv *c, const struct acct *a, const struct row *m)
@@ -1306,7 +1257,7 @@ static void choose_default(struct conv *c)
  * since cfg_finish refuses an account without one. */
 static int convertible(struct conv *c, struct acct *a)
 {
-	struct buf o = { 0 };
+	struct sbuf o = { 0 };
 	const char *why;
 
 	if (a->skip || !a->v[S_HOST])
@@ -1317,7 +1268,7 @@ static int convertible(struct conv *c, struct acct *a)
 		     "written: %s", a->name, a->v[S_HOST], why);
 	if (o.nomem)
 		c->nomem = 1;
-	buf_free(&o);
+	sbuf_free(&o);
 	return !why;
 }
 
@@ -1331,7 +1282,7 @@ static void prepare(struct conv *c)
 
 static void emit_account(struct conv *c, const struct acct *a)
 {
-	buf_add(&c->out, "\n", 1);
+	sbuf_add(&c->out, "\n", 1);
 	if (a->alias) {
 		note(&c->out, "account 'default' (line %ld) is account '%s': "
 		     "default_account names it", a->line, a->parents);
@@ -1344,9 +1295,9 @@ static void emit_account(struct conv *c, const struct acct *a)
 		buf_cat(&c->out, &a->notes);
 		return;
 	}
-	buf_str(&c->out, "[");
-	buf_str(&c->out, a->out);
-	buf_str(&c->out, "]\n");
+	sbuf_str(&c->out, "[");
+	sbuf_str(&c->out, a->out);
+	sbuf_str(&c->out, "]\n");
 	remark(&c->out, "msmtp account '%s', line %ld%s%s", a->name, a->line,
 	       a->parents ? ", inherits from " : "",
 	       a->parents ? a->parents : "");
@@ -1360,26 +1311,26 @@ static void emit_account(struct conv *c, const struct acct *a)
 }
 
 static void emit_header(const struct conv *c, const char *name,
-			struct buf *doc)
+			struct sbuf *doc)
 {
-	struct buf top = { 0 };
+	struct sbuf top = { 0 };
 
 	remark(&top, "pushmail configuration converted from %s by pushmail "
 	       "--import-msmtprc", name);
-	buf_str(&top,
+	sbuf_str(&top,
 		"; msmtp's defaults and account inheritance have no exact\n"
 		"; pushmail equivalent, so every account below lists all of its\n"
 		"; settings, msmtp's defaults included.  Lines starting with\n"
 		"; \"; msmtp:\" or \"; WARNING:\" are settings that did not carry\n"
 		"; over unchanged: read them before using this file.\n");
 	if (c->has_password)
-		buf_str(&top, "; It holds a password: keep it private (chmod "
+		sbuf_str(&top, "; It holds a password: keep it private (chmod "
 			"600), or pushmail refuses it.\n");
 	buf_cat(doc, &top);
-	buf_free(&top);
+	sbuf_free(&top);
 }
 
-static void emit(struct conv *c, const char *name, struct buf *doc)
+static void emit(struct conv *c, const char *name, struct sbuf *doc)
 {
 	size_t converted = 0;
 
@@ -1391,12 +1342,12 @@ static void emit(struct conv *c, const char *name, struct buf *doc)
 		note(&c->pre, "no account with a host was found");
 	emit_header(c, name ? name : "(unnamed input)", doc);
 	if (c->pre.len)
-		buf_add(doc, "\n", 1);
+		sbuf_add(doc, "\n", 1);
 	buf_cat(doc, &c->pre);
 	if (c->dflt) {
-		buf_str(doc, "\ndefault_account = ");
-		buf_str(doc, c->dflt);
-		buf_add(doc, "\n", 1);
+		sbuf_str(doc, "\ndefault_account = ");
+		sbuf_str(doc, c->dflt);
+		sbuf_add(doc, "\n", 1);
 	}
 	buf_cat(doc, &c->out);
 }
@@ -1410,7 +1361,7 @@ static void acct_free(struct acct *a)
 	free(a->name);
 	free(a->out);
 	free(a->parents);
-	buf_free(&a->notes);
+	sbuf_free(&a->notes);
 }
 
 static int conv_nomem(const struct conv *c)
@@ -1431,15 +1382,15 @@ static void conv_free(struct conv *c)
 	acct_free(&c->defaults);
 	index_free(&c->byname);
 	index_free(&c->byout);
-	buf_free(&c->pre);
-	buf_free(&c->out);
+	sbuf_free(&c->pre);
+	sbuf_free(&c->out);
 }
 
 int msmtprc_convert(const char *text, size_t len, const char *name, FILE *out,
 		    struct result *r)
 {
 	struct conv c;
-	struct buf doc = { 0 };
+	struct sbuf doc = { 0 };
 	int rc = -1;
 
 	memset(&c, 0, sizeof c);
@@ -1459,7 +1410,7 @@ int msmtprc_convert(const char *text, size_t len, const char *name, FILE *out,
 	}
 	rc = 0;
 out:
-	buf_free(&doc);
+	sbuf_free(&doc);
 	conv_free(&c);
 	return rc;
 }
@@ -1502,41 +1453,25 @@ static int default_path(char *buf, size_t cap, struct result *r)
 	return 0;
 }
 
-static int read_fd(int fd, const char *path, struct buf *b, struct result *r)
+static int read_fd(int fd, const char *path, struct sbuf *b, struct result *r)
 {
-	char chunk[65536];
-	ssize_t n;
-	int rc = -1;
-
-	while ((n = read(fd, chunk, sizeof chunk)) != 0) {
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			result_fail(r, EX_IOERR, "cannot read %s: %s", path,
-				    strerror(errno));
-			goto out;
-		}
-		if (b->len + (size_t)n > MSMTPRC_FILE_MAX) {
-			result_fail(r, EX_DATAERR, "%s: larger than %d bytes; not "
-				    "an msmtp configuration", path, MSMTPRC_FILE_MAX);
-			goto out;
-		}
-		buf_add(b, chunk, (size_t)n);
-		if (b->nomem) {
-			result_fail(r, EX_OSERR, "out of memory");
-			goto out;
-		}
+	switch (sbuf_read_fd(b, fd, MSMTPRC_FILE_MAX)) {
+	case 0:
+		return 0;
+	case -1:
+		return result_fail(r, EX_IOERR, "cannot read %s: %s", path, strerror(errno));
+	case -2:
+		return result_fail(r, EX_DATAERR, "%s: larger than %d bytes; not an msmtp "
+				   "configuration", path, MSMTPRC_FILE_MAX);
+	default:
+		return result_fail(r, EX_OSERR, "out of memory");
 	}
-	rc = 0;
-out:
-	explicit_bzero(chunk, sizeof chunk);
-	return rc;
 }
 
 int msmtprc_convert_file(const char *path, FILE *out, struct result *r)
 {
 	char dflt[4096];
-	struct buf b = { 0 };
+	struct sbuf b = { 0 };
 	struct stat st;
 	int fd, rc = -1;
 
@@ -1557,7 +1492,7 @@ int msmtprc_convert_file(const char *path, FILE *out, struct result *r)
 		goto out;
 	rc = msmtprc_convert(b.s ? b.s : "", b.len, path, out, r);
 out:
-	buf_free(&b);
+	sbuf_free(&b);
 	close(fd);
 	return rc;
 }
