@@ -471,7 +471,7 @@ struct smtp_session *smtp_open(const struct smtp_params *p, struct result *r)
 		conn_close(c);
 		return NULL;
 	}
-	(ss)->own_conn = 1;
+	ss->own_conn = 1;
 	return ss;
 }
 
@@ -522,11 +522,11 @@ void smtp_close(struct smtp_session *ss)
 	free(s);
 }
 
-int smtp_session(struct conn *c, const struct smtp_params *p,
-		 const struct smtp_envelope *env, const struct smtp_message *msg,
-		 struct smtp_outcome *out, struct result *r)
+/* One message on a freshly opened session (NULL: the open failed). */
+static int one_message(struct smtp_session *ss, const struct smtp_envelope *env,
+		       const struct smtp_message *msg, struct smtp_outcome *out,
+		       struct result *r)
 {
-	struct smtp_session *ss = smtp_open_conn(c, p, r);
 	int rc;
 
 	if (!ss)
@@ -536,18 +536,18 @@ int smtp_session(struct conn *c, const struct smtp_params *p,
 	return rc;
 }
 
+int smtp_session(struct conn *c, const struct smtp_params *p,
+		 const struct smtp_envelope *env, const struct smtp_message *msg,
+		 struct smtp_outcome *out, struct result *r)
+{
+	return one_message(smtp_open_conn(c, p, r), env, msg, out, r);
+}
+
 int smtp_send(const struct smtp_params *p, const struct smtp_envelope *env,
 	      const struct smtp_message *msg, struct smtp_outcome *out,
 	      struct result *r)
 {
-	struct smtp_session *ss = smtp_open(p, r);
-	int rc;
-
-	if (!ss)
-		return -1;
-	rc = smtp_transaction(ss, env, msg, 1, out, r);
-	smtp_close(ss);
-	return rc;
+	return one_message(smtp_open(p, r), env, msg, out, r);
 }
 
 /* --dry-run: the same envelope lines and the exact bytes that would follow
