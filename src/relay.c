@@ -99,6 +99,13 @@ int relay_auth(struct relay *rl, struct result *r)
 
 	if (strcmp(mech, "off") == 0 || rl->p.auth)
 		return 0;
+	/* Known before connecting: no secret goes over a clear connection. */
+	if (rl->p.tls == SMTP_TLS_OFF && !rl->ap.allow_plaintext) {
+		r->phase = PHASE_AUTH;
+		return result_fail(r, EX_CONFIG, "refusing to authenticate over an "
+				   "unencrypted connection; use tls = starttls or implicit "
+				   "(allow_plaintext_auth = yes is for test relays only)");
+	}
 	/* EXTERNAL uses the client certificate, GSSAPI the Kerberos ticket. */
 	if (strcasecmp(mech, "external") != 0 && strcasecmp(mech, "gssapi") != 0 &&
 	    secret_get(rl->acct, rl->p.host, rl->ap.user, &rl->secret, r) < 0)
