@@ -142,6 +142,11 @@ int result_reply(struct result *r, enum smtp_phase phase, int code,
 		 const char *enh, const char *text)
 {
 	r->exitcode = result_exit_for_reply(phase, code);
+	/* Only called for a reply that is not the success the step needs: a
+	 * 2xx/3xx there (354 to RCPT, 250 where 354 belongs) is out of protocol,
+	 * never a success. */
+	if (r->exitcode == EX_OK)
+		r->exitcode = EX_PROTOCOL;
 	r->phase = phase;
 	r->code = code;
 	r->arg[0] = '\0';

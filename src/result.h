@@ -54,7 +54,8 @@ int result_fail(struct result *r, int exitcode, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 /* Record a server refusal: maps (phase, code) through the exit table, copies the
- * enhanced code and text (control characters replaced).  Returns -1. */
+ * enhanced code and text (control characters replaced).  A 2xx or 3xx code
+ * here is a reply the step did not expect: EX_PROTOCOL.  Returns -1. */
 int result_reply(struct result *r, enum smtp_phase phase, int code,
 		 const char *enh, const char *text);
 

@@ -116,7 +116,7 @@ enum runq_outcome runq_attempt(struct queue *q, struct qentry *e,
 	struct smtp_envelope env = { .from = e->env.from, .nrcpt = e->env.nrcpt,
 				     .size = e->env.size, .eightbit = e->env.eightbit,
 				     .dsn_notify = e->env.notify, .dsn_ret = e->env.ret,
-				     .dsn_envid = e->env.envid };
+				     .dsn_envid = e->env.envid, .binary = e->env.nul };
 	struct smtp_message msg = { .fd = e->msgfd };
 	struct smtp_outcome out = { 0 };
 	char **rcpt = envelope_rcpts(&e->env, a);
@@ -128,14 +128,7 @@ enum runq_outcome runq_attempt(struct queue *q, struct qentry *e,
 	}
 	env.rcpt = (const char *const *)rcpt;
 	lseek(e->msgfd, 0, SEEK_SET);
-	if (e->env.nul) {
-		r->phase = PHASE_DATA;
-		result_fail(r, EX_DATAERR, "the message contains NUL bytes, "
-			    "which SMTP DATA cannot carry");
-		rc = -1;
-	} else {
-		rc = smtp_transaction(ss, &env, &msg, 0, &out, r);
-	}
+	rc = smtp_transaction(ss, &env, &msg, 0, &out, r);
 	for (size_t i = 0; i < e->env.nrcpt; i++)
 		free(rcpt[i]);
 	free(rcpt);

@@ -27,6 +27,7 @@ struct smtp_session {
 	int transactions;  /* MAIL transactions started on this connection */
 	int own_conn;      /* smtp_close closes c */
 	int dsn_warned;    /* said once that the relay ignores DSN requests */
+	int binary;        /* this transaction declared BODY=BINARYMIME */
 	struct reply rp;
 	char line[REPLY_LINE_MAX + 1];
 };
@@ -36,6 +37,7 @@ struct smtp_session {
 struct rcpt_tally {
 	size_t accepted, refused;
 	struct result worst;
+	char list[1024];   /* "<a>: 550 ...; <b>: ..." for the partial-delivery note */
 };
 
 int ss_tmo(const struct smtp_session *s, int secs);
@@ -48,6 +50,9 @@ int ss_read_reply(struct smtp_session *s, enum smtp_phase phase, int secs);
 int ss_check_reply(struct smtp_session *s, enum smtp_phase phase, int want);
 int ss_expect(struct smtp_session *s, enum smtp_phase phase, int secs, int want);
 void ss_tally_rcpt(struct smtp_session *s, struct rcpt_tally *t, const char *rcpt);
+/* All-or-nothing unless partial_delivery: -1 with the worst refusal in s->r,
+ * or 0 (noting the refused ones on one stderr line when some were). */
+int ss_check_tally(struct smtp_session *s, const struct rcpt_tally *t);
 int ss_for_each_block(const struct smtp_message *m,
 		      int (*fn)(void *ctx, const char *p, size_t n), void *ctx,
 		      struct result *r);

@@ -206,7 +206,7 @@ static int check_size(struct smtp_session *s, const struct smtp_envelope *env)
 void ss_tally_rcpt(struct smtp_session *s, struct rcpt_tally *t, const char *rcpt)
 {
 	struct result one;
-	char line[RESULT_TEXT_MAX + 300];
+	size_t n = strlen(t->list);
 
 	if (s->rp.code / 100 == 2) {
 		t->accepted++;
@@ -218,10 +218,21 @@ void ss_tally_rcpt(struct smtp_session *s, struct rcpt_tally *t, const char *rcp
 	snprintf(one.arg, sizeof one.arg, "%s", rcpt);
 	if (t->refused == 1 || (t->worst.code / 100 == 4 && one.code / 100 == 5))
 		t->worst = one;
-	if (s->p->partial_delivery) {
-		result_describe(&one, line, sizeof line);
-		log_err("recipient refused: %s", line);
+	snprintf(t->list + n, sizeof t->list - n, "%s<%.200s>: %d %.200s", n ? "; " : "",
+		 rcpt, one.code, one.text);
+}
+
+int ss_check_tally(struct smtp_session *s, const struct rcpt_tally *t)
+{
+	if (t->refused && (t->accepted == 0 || !s->p->partial_delivery)) {
+		*s->r = t->worst;
+		return -1;
 	}
+	if (t->refused)
+		log_err("partial delivery: %zu recipient(s) refused: %s", t->refused,
+			t->list);
+	s->accepted = t->accepted;
+	return 0;
 }
 
 /* All-or-nothing by default: one refused recipient stops the message, since a
@@ -233,10 +244,8 @@ static int finish_envelope(struct smtp_session *s, struct rcpt_tally *t, int pip
 			return -1;
 		s->in_data = s->rp.code == 354;
 	}
-	if (t->refused && (t->accepted == 0 || !s->p->partial_delivery)) {
-		*s->r = t->worst;
+	if (ss_check_tally(s, t) < 0)
 		return -1;
-	}
 	if (!pipe) {
 		if (ss_send_cmd(s, "DATA") < 0 || ss_flush(s, PHASE_DATA, T_DATA) < 0 ||
 		    ss_read_reply(s, PHASE_DATA, T_DATA) < 0)

@@ -37,6 +37,8 @@ struct smtp_envelope {
 	size_t nrcpt;
 	unsigned long long size;     /* size estimate for SIZE=, 0 when unknown */
 	int eightbit;                /* the message has 8-bit bytes: BODY=8BITMIME */
+	int binary;                  /* NUL bytes or -BBINARYMIME: needs BINARYMIME
+					and CHUNKING (RFC 3030), else EX_DATAERR */
 	const char *dsn_notify;      /* RFC 3461 NOTIFY value ("FAILURE,DELAY",
 					"NEVER"), or NULL */
 	const char *dsn_ret;         /* "FULL" or "HDRS", or NULL */

@@ -54,32 +54,47 @@ static int bdat_put(void *ctx, const char *p, size_t n)
 }
 
 /* [RSET,] MAIL and every RCPT, already sent; read their replies.  After a
- * refused MAIL the later replies are not read, so the session cannot go on. */
+ * refusal the rest are still read, so the session stays in step (QUIT can
+ * follow); only a lost connection leaves s->dead. */
 static int read_envelope(struct smtp_session *s, const struct smtp_envelope *env,
 			 int rset, struct rcpt_tally *t)
 {
-	if ((rset && ss_expect(s, PHASE_RSET, T_MAIL, 2) < 0) ||
-	    ss_expect(s, PHASE_MAIL, T_MAIL, 2) < 0) {
-		s->dead = 1;
-		return -1;
+	struct result first;
+	int failed = 0;
+
+	result_clear(&first);
+	if (rset && ss_expect(s, PHASE_RSET, T_MAIL, 2) < 0) {
+		if (s->dead)
+			return -1;
+		failed = 1, first = *s->r;
+	}
+	if (ss_expect(s, PHASE_MAIL, T_MAIL, 2) < 0) {
+		if (s->dead)
+			return -1;
+		if (!failed)
+			failed = 1, first = *s->r;
 	}
 	for (size_t i = 0; i < env->nrcpt; i++) {
 		if (ss_read_reply(s, PHASE_RCPT, T_RCPT) < 0)
 			return -1;
-		ss_tally_rcpt(s, t, env->rcpt[i]);
+		if (!failed)
+			ss_tally_rcpt(s, t, env->rcpt[i]);
 	}
-	return 0;
+	if (failed)
+		*s->r = first;
+	return failed ? -1 : 0;
 }
 
-/* All-or-nothing unless partial_delivery (see smtp.c). */
-static int check_tally(struct smtp_session *s, const struct rcpt_tally *t)
+/* Replies still owed for what was sent before we stopped: keeps the session
+ * in step so that QUIT can end it properly. */
+static void drain(struct smtp_session *s, size_t n)
 {
-	if (t->refused && (t->accepted == 0 || !s->p->partial_delivery)) {
-		*s->r = t->worst;
-		return -1;
-	}
-	s->accepted = t->accepted;
-	return 0;
+	struct result keep = *s->r;
+
+	if (ss_flush(s, PHASE_BDAT, T_BLOCK) == 0)
+		for (size_t i = 0; i < n && !s->dead; i++)
+			ss_read_reply(s, PHASE_BDAT, T_BLOCK);
+	*s->r = keep;
 }
 
 /* One reply per chunk, then the verdict on the whole message. */
@@ -100,7 +115,7 @@ static int read_chunks(struct smtp_session *s, const struct bdat_sink *k,
 	}
 	if (ss_read_reply(s, PHASE_EOD, T_EOD) < 0)
 		return -1;
-	if (t && check_tally(s, t) < 0)
+	if (t && ss_check_tally(s, t) < 0)
 		return -1;
 	if (failed) {
 		*s->r = first;
@@ -123,9 +138,9 @@ static int send_chunks(struct smtp_session *s, const struct smtp_message *msg,
 	if (ss_for_each_block(msg, bdat_put, k, s->r) < 0)
 		return -1;
 	k->len += body_finish(&k->bf, k->buf + k->len);
-	if (k->bf.nul) {
-		/* No LAST goes out, so the relay discards what it got. */
-		s->dead = 1;
+	if (k->bf.nul && !s->binary) {
+		/* No LAST goes out, so the relay discards what it got; the
+		 * caller drains the replies still owed. */
 		s->r->phase = PHASE_BDAT;
 		return result_fail(s->r, EX_DATAERR, "the message contains NUL bytes, "
 				   "which need BINARYMIME");
@@ -161,12 +176,18 @@ int ss_bdat_transaction(struct smtp_session *s, const struct smtp_envelope *env,
 		if (ss_send_rcpt(s, env, i) < 0)
 			goto out;
 	if (!one_flight && (ss_flush(s, PHASE_MAIL, T_MAIL) < 0 ||
-			    read_envelope(s, env, rset, &t) < 0 || check_tally(s, &t) < 0))
+			    read_envelope(s, env, rset, &t) < 0 || ss_check_tally(s, &t) < 0))
 		goto out;
-	if (send_chunks(s, msg, &k, last) < 0)
+	if (send_chunks(s, msg, &k, last) < 0) {
+		if (!s->dead && s->r->exitcode == EX_DATAERR)
+			drain(s, k.chunks + (one_flight ? rset + 1 + env->nrcpt : 0));
 		goto out;
-	if (one_flight && read_envelope(s, env, rset, &t) < 0)
+	}
+	if (one_flight && read_envelope(s, env, rset, &t) < 0) {
+		if (!s->dead)
+			drain(s, k.chunks + 1);   /* the chunks and LAST */
 		goto out;
+	}
 	rc = read_chunks(s, &k, one_flight ? &t : NULL, out);
 	if (out && rc == 0)
 		out->accepted = s->accepted;

@@ -84,10 +84,20 @@ int ss_send_mail(struct smtp_session *s, const struct smtp_envelope *env)
 
 	if (check_utf8(s, env) < 0)
 		return -1;
+	s->binary = env->binary && (s->caps.flags & CAP_BINARYMIME) &&
+		    (s->caps.flags & CAP_CHUNKING) && (s->caps.flags & CAP_PIPELINING);
+	if (env->binary && !s->binary) {
+		s->r->phase = PHASE_MAIL;
+		return result_fail(s->r, EX_DATAERR, "the message contains NUL bytes (or "
+				   "was given as -BBINARYMIME) and %s does not offer "
+				   "BINARYMIME with CHUNKING", s->p->host);
+	}
 #define ADD(...) (o += (size_t)snprintf(params + o, sizeof params - o, __VA_ARGS__))
 	if ((s->caps.flags & CAP_SIZE) && env->size > 0)
 		ADD(" SIZE=%llu", env->size);
-	if ((env->eightbit || utf8) && (s->caps.flags & CAP_8BITMIME))
+	if (s->binary)
+		ADD(" BODY=BINARYMIME");
+	else if ((env->eightbit || utf8) && (s->caps.flags & CAP_8BITMIME))
 		ADD(" BODY=8BITMIME");
 	else if (env->eightbit)
 		log_info("%s does not offer 8BITMIME; sending the 8-bit message as it is",

@@ -330,12 +330,21 @@ static void log_direct(const struct job *j, const struct relay *rl,
 	log_delivery(acct_str(j, K_LOG), &lr);
 }
 
+/* -BBINARYMIME: the caller says the body is binary (RFC 3030). */
+static int binary_requested(const struct job *j)
+{
+	const char *b = j->c->o.body_type;
+
+	return b && strcasecmp(b, "BINARYMIME") == 0;
+}
+
 /* queue = never (or --no-queue): stream stdin straight to the relay. */
 static int send_direct(struct job *j, const char **rcpt, struct result *r)
 {
 	struct smtp_envelope env = { .from = j->from, .rcpt = rcpt,
 				     .nrcpt = j->rcpts.n, .size = size_estimate(j),
-				     .eightbit = j->head.has_8bit };
+				     .eightbit = j->head.has_8bit,
+				     .binary = binary_requested(j) };
 	struct smtp_message m = { .head = j->msgbuf, .headlen = j->msglen,
 				  .fd = j->req->infd };
 	struct smtp_outcome out = { 0 };
