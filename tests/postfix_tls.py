@@ -31,6 +31,7 @@ directory (it is always kept when a test fails).
 
 import base64
 import os
+import socket
 import re
 import shutil
 import sys
@@ -324,6 +325,44 @@ def case_fingerprint(h):
              want_text=("pin",), no_auth_sent=True)
 
 
+def closed_port():
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        return sk.getsockname()[1]
+
+
+def case_check(h):
+    """pushmail --check (issue 9): every step or the exact failure with a hint;
+    never a message."""
+    rows = [
+        ("all good", h.cfg(h.sub), 0, [b"ok    authenticate", b"nothing was sent"], []),
+        ("wrong password", h.cfg(h.sub, password=WRONG_PASSWORD), 77,
+         [b"FAIL  authenticate", b"535", b"hint: check user"], [b"ok    authenticate"]),
+        ("untrusted certificate", h.cfg(h.sub, tls_trust_file=None), 69,
+         [b"FAIL  TLS", b"NOT trusted", b"hint: set tls_trust_file"], []),
+        ("wrong port (implicit TLS on the STARTTLS port)",
+         h.cfg(h.sub, tls="implicit"), None, [b"FAIL", b"hint:"], []),
+        ("wrong port (nothing listening)", h.cfg(closed_port()), 75,
+         [b"FAIL  connect", b"hint: wrong port"], []),
+        ("unresolvable host", h.cfg(h.sub, host="no-such-host.invalid"), 68,
+         [b"FAIL  resolve", b"hint: check the host name"], []),
+    ]
+    for name, cfg, want_rc, want, unwanted in rows:
+        name = "--check: " + name
+        r = h.run(cfg, ["--check"])
+        if want_rc is None:
+            t.ok(r.rc in (75, 76, 69), name + ": exit status of a TLS failure",
+                 *r.describe())
+        else:
+            t.is_eq(r.rc, want_rc, name + ": exit status", *r.describe())
+        for w in want:
+            t.ok(w in r.out, name + ": says %s" % t.show(w), "stdout: %s" % t.show(r.out))
+        for w in unwanted:
+            t.ok(w not in r.out, name + ": does not say %s" % t.show(w))
+        h.no_secret(name, r)
+
+
 def case_sentinel(h):
     # Nothing refused above may turn up late: the next message is the only one.
     h.deliver("sentinel after the refusals", h.cfg(h.sub), verbose=False)
@@ -331,7 +370,8 @@ def case_sentinel(h):
 
 CASES = [case_serverinfo, case_auto_starttls, case_auto_implicit, case_explicit,
          case_explicit_implicit_tls, case_wrong_password, case_unknown_ca,
-         case_plaintext_auth, case_no_auth, case_fingerprint, case_sentinel]
+         case_plaintext_auth, case_no_auth, case_fingerprint, case_check,
+         case_sentinel]
 
 
 def main():
