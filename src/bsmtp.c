@@ -70,6 +70,10 @@ static int read_line(struct reader *rd, char *out, size_t cap, size_t *len, int 
 		if (nl || avail >= cap - 1 || avail == sizeof rd->buf) {
 			if (n > cap - 1)
 				n = cap - 1;
+			/* A partial line never ends in CR: it may be half of a CRLF
+			 * whose LF has not arrived, which must not become a line. */
+			if (!nl && n > 1 && rd->buf[rd->pos + n - 1] == '\r')
+				n--;
 			memcpy(out, rd->buf + rd->pos, n);
 			*complete = nl && rd->buf + rd->pos + n == nl;
 			rd->pos += n + (size_t)*complete;
@@ -264,6 +268,11 @@ static void verdict(struct bsmtp *b, int rc, const struct result *r, const char 
 		reply(b, "250 2.0.0 Ok: %s", note[0] ? note : "sent");
 		return;
 	}
+	/* 421 would tell our client we are closing; we are not: say 451. */
+	if (r->code == 421) {
+		reply(b, "451 4.3.0 %s", r->text);
+		return;
+	}
 	if (r->code >= 400 && r->code < 600) {
 		reply(b, "%d %s", r->code, r->text);
 		return;
@@ -364,8 +373,10 @@ static int dispatch(struct bsmtp *b, char *line)
 		cmd_rcpt(b, arg);
 	else if (!strcasecmp(line, "DATA"))
 		return cmd_data(b);
-	else if (!strcasecmp(line, "RSET"))
-		reset(b), reply(b, "250 2.0.0 Ok");
+	else if (!strcasecmp(line, "RSET")) {
+		reset(b);
+		reply(b, "250 2.0.0 Ok");
+	}
 	else if (!strcasecmp(line, "NOOP"))
 		reply(b, "250 2.0.0 Ok");
 	else if (!strcasecmp(line, "VRFY"))

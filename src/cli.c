@@ -4,6 +4,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* How a letter takes its argument: none, required (attached "-fa@b" or the next
  * word "-f a@b"), the rest of the word only ("-oi", "-q15m", "-bp"). */
@@ -152,7 +153,11 @@ static int apply(struct options *o, const struct letter *l, const char *arg,
 	case A_ENVID: o->dsn_envid = arg; return 0;
 	case A_TAG: o->log_tag = arg; return 0;
 	case A_TRANSCRIPT: o->transcript = arg; return 0;
-	case A_BODY: o->body_type = arg; return 0;
+	case A_BODY:   /* only BINARYMIME changes anything: 8-bit is detected */
+		o->body_type = arg;
+		if (strcasecmp(arg, "BINARYMIME") != 0)
+			note_ignored(o, word);
+		return 0;
 	case A_OPTION: note_ignored(o, word); return 0;  /* -oi, -oem, -odb... */
 	case A_MODE: return set_mode(o, arg, r);
 	case A_QUEUE:

@@ -3,15 +3,32 @@
 #include "config.h"
 #include "modes.h"
 
+#include <stdio.h>
+#include <stdlib.h>
+
+void ctx_config_hint(char *out, size_t cap)
+{
+	const char *xdg = getenv("XDG_CONFIG_HOME");
+
+	if (xdg && *xdg)
+		snprintf(out, cap, "%s/pushmail/config.ini", xdg);
+	else
+		snprintf(out, cap, "~/.config/pushmail/config.ini");
+}
+
 int ctx_load_config(struct ctx *c, int required, struct result *r)
 {
 	if (cfg_load(&c->cfg, c->o.config, &c->cfg_found, r) < 0)
 		return -1;
-	if (c->cfg_found == 0 && required)
+	char hint[512];
+
+	if (c->cfg_found == 0 && required) {
+		ctx_config_hint(hint, sizeof hint);
 		return result_fail(r, EX_CONFIG,
-				   "no configuration found: create ~/.config/pushmail/config.ini "
-				   "(or " SYSCONFDIR "/pushmail.ini) with an account section "
-				   "naming your relay's host; see pushmail.conf(5)");
+				   "no configuration found: create %s (or " SYSCONFDIR
+				   "/pushmail.ini) with an account section naming your "
+				   "relay's host; see pushmail.conf(5)", hint);
+	}
 	return c->cfg_found ? cfg_finish(&c->cfg, r) : 0;
 }
 

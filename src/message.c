@@ -209,13 +209,23 @@ struct scan {
 static void scan_block(const char *in, size_t len, struct scan *sc)
 {
 	struct field f;
-	int in_rs = 0, rs_done = 0;
+	int in_rs = 0, rs_done = 0, seen_date = 0, seen_from = 0;
 
 	memset(sc, 0, sizeof *sc);
 	for (size_t pos = 0; next_field(in, len, pos, &f) && f.kind != F_SEP;
 	     pos = f.end) {
 		int rs = is_resent(in, &f);
+		int rdate = rs && name_is(in, &f, "Resent-Date");
+		int rfrom = rs && name_is(in, &f, "Resent-From");
 
+		/* RFC 5322 3.6.6: a block has one Resent-Date and one Resent-From;
+		 * a second one starts the next (older) block. */
+		if (in_rs && ((rdate && seen_date) || (rfrom && seen_from))) {
+			in_rs = 0;
+			rs_done = 1;
+		}
+		seen_date |= rdate;
+		seen_from |= rfrom;
 		if (rs && !rs_done && !in_rs) {
 			in_rs = 1;
 			sc->rs_lo = f.start;

@@ -22,6 +22,8 @@ int ctx_load_config(struct ctx *c, int required, struct result *r);
 /* Open the queue (queue_dir, /var/spool/pushmail for root, or the user's). */
 int ctx_open_queue(struct ctx *c, struct queue *q, struct result *r);
 void ctx_overrides(const struct ctx *c, struct relay_overrides *ov);
+/* Where the user's configuration file goes, for messages. */
+void ctx_config_hint(char *out, size_t cap);
 
 /* One message for the relay (submit.c): the message on infd, the envelope
  * sender (NULL: choose as SPEC 5 says), recipient arguments (address lists)

@@ -93,6 +93,31 @@ static int open_sub(struct queue *q, const char *name, struct result *r)
 	return fd;
 }
 
+/* What a crash left half-written in tmp/ (never announced as queued) goes
+ * once it is old enough that no living process can still be writing it. */
+#define TMP_STALE (36 * 3600)
+
+static void sweep_tmp(struct queue *q)
+{
+	int fd = dup(q->tmp);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	time_t now = time(NULL);
+	struct dirent *de;
+	struct stat st;
+
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.' &&
+		    fstatat(q->tmp, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISREG(st.st_mode) && now - st.st_mtime > TMP_STALE)
+			unlinkat(q->tmp, de->d_name, 0);
+	closedir(d);
+}
+
 int queue_open(struct queue *q, const char *dir, struct result *r)
 {
 	memset(q, 0, sizeof *q);
@@ -111,6 +136,7 @@ int queue_open(struct queue *q, const char *dir, struct result *r)
 	    (q->new = open_sub(q, "new", r)) < 0 ||
 	    (q->failed = open_sub(q, "failed", r)) < 0)
 		goto fail;
+	sweep_tmp(q);
 	return 0;
 fail:
 	queue_close(q);

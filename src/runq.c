@@ -23,7 +23,35 @@ void runq_policy_of(const struct account *a, struct runq_policy *pol)
 
 int runq_is_temporary(const struct result *r)
 {
-	return r->exitcode == EX_TEMPFAIL;
+	switch (r->exitcode) {
+	case EX_TEMPFAIL:
+		return 1;
+	/* Local trouble with no verdict from the relay (a password command that
+	 * failed, a missing trust file, memory): fixable without the message
+	 * changing, so it waits for the fix instead of failing for good. */
+	case EX_CONFIG: case EX_NOINPUT: case EX_OSERR: case EX_SOFTWARE:
+	case EX_CANTCREAT: case EX_IOERR:
+		return 1;
+	default:
+		/* the relay's permanent verdict (5xx, untrusted certificate,
+		 * refused login) or an unusable message */
+		return 0;
+	}
+}
+
+/* "5 days", "12 hours", "30 minutes", "45 seconds" */
+static void human_duration(long s, char *out, size_t cap)
+{
+	static const struct { long unit; const char *name; } units[] = {
+		{ 86400, "day" }, { 3600, "hour" }, { 60, "minute" }, { 1, "second" },
+	};
+
+	for (size_t i = 0; i < 4; i++)
+		if (s >= units[i].unit || i == 3) {
+			long n = s / units[i].unit;
+			snprintf(out, cap, "%ld %s%s", n, units[i].name, n == 1 ? "" : "s");
+			return;
+		}
 }
 
 static const char *const tls_names[] = { "off", "starttls", "implicit" };
@@ -74,9 +102,9 @@ enum runq_outcome runq_record_for(struct queue *q, struct qentry *e,
 		return RUNQ_DEFERRED;
 	}
 	if (runq_is_temporary(r)) {
-		char expired[RESULT_TEXT_MAX + 400];
-		snprintf(expired, sizeof expired, "gave up after %ld days in the queue: %s",
-			 pol->lifetime / 86400, why);
+		char expired[RESULT_TEXT_MAX + 400], d[40];
+		human_duration(pol->lifetime, d, sizeof d);
+		snprintf(expired, sizeof expired, "gave up after %s in the queue: %s", d, why);
 		queue_to_failed(q, e, expired, &ignored);
 	} else {
 		queue_to_failed(q, e, why, &ignored);
@@ -195,8 +223,8 @@ static void count(struct runq_stats *st, enum runq_outcome oc)
 
 /* One account's messages over one connection; a broken connection is
  * reopened for the next message, a refused open counts as a try for each. */
-static void run_group(struct queue *q, const struct runq_opts *o, struct group *g,
-		      const struct qenv *list, struct runq_stats *st)
+static int run_group(struct queue *q, const struct runq_opts *o, struct group *g,
+		     const struct qenv *list, struct runq_stats *st, struct result *r_run)
 {
 	struct smtp_session *ss = NULL;
 	struct runq_policy pol;
@@ -207,6 +235,10 @@ static void run_group(struct queue *q, const struct runq_opts *o, struct group *
 	runq_policy_of(g->acct, &pol);
 	result_clear(&open_r);
 	relay_ok = relay_init(&rl, g->acct, o->ov, &open_r) == 0;
+	if (!relay_ok && open_r.exitcode == EX_USAGE) {
+		*r_run = open_r;   /* a bad override: the queue stays as it is */
+		return -1;
+	}
 	for (size_t k = 0; k < g->n; k++) {
 		struct qentry e;
 		enum runq_outcome oc;
@@ -234,6 +266,7 @@ static void run_group(struct queue *q, const struct runq_opts *o, struct group *
 	}
 	smtp_close(ss);
 	relay_free(&rl);
+	return 0;
 }
 
 static struct group *group_of(struct group *gs, size_t *ng, const struct account *a,
@@ -277,11 +310,14 @@ int runq_flush(struct queue *q, const struct runq_opts *o, struct runq_stats *st
 		if ((g = group_of(gs, &ng, a, n)))
 			g->idx[g->n++] = i;
 	}
+	int rc = 0;
+
 	for (size_t i = 0; i < ng; i++) {
-		run_group(q, o, &gs[i], list, st);
+		if (rc == 0 && run_group(q, o, &gs[i], list, st, r) < 0)
+			rc = -1;
 		free(gs[i].idx);
 	}
 	free(gs);
 	queue_list_free(list, n);
-	return 0;
+	return rc;
 }

@@ -59,7 +59,7 @@ static const char *acct_str(const struct job *j, enum cfg_key k)
 static int choose_from(struct job *j, const char *header_from, struct result *r)
 {
 	const char *f = j->req->from;
-	char buf[512];
+	char buf[1024];
 
 	/* allow_from_override = no: the account's sender, whatever the caller says */
 	if (j->acct && acct_str(j, K_FROM) && !cfg_bool(j->acct, K_ALLOW_FROM_OVERRIDE, 1))
@@ -75,6 +75,11 @@ static int choose_from(struct job *j, const char *header_from, struct result *r)
 	}
 	if (strcmp(f, "<>") == 0)
 		f = "";
+	/* cronie's "-f alice": a bare name gets maildomain, as recipients do */
+	if (*f && !strchr(f, '@') && acct_str(j, K_MAILDOMAIN)) {
+		snprintf(buf, sizeof buf, "%.500s@%.500s", f, acct_str(j, K_MAILDOMAIN));
+		f = buf;
+	}
 	if (!addr_valid_mailbox(f))
 		return result_fail(r, EX_USAGE, "invalid sender address '%s'", f);
 	j->from = idn_envelope_address(f);
@@ -316,13 +321,13 @@ static const char **rcpt_vector(const struct job *j)
 /* ---- delivery ------------------------------------------------------------------ */
 
 static void log_direct(const struct job *j, const struct relay *rl,
-		       const char *detail, int exitcode)
+		       const char *detail, int exitcode, unsigned long long size)
 {
 	static const char *const tls[] = { "off", "starttls", "implicit" };
 	struct log_record lr = {
 		.account = j->acct->name, .host = rl->p.host, .tls = tls[rl->p.tls % 3],
 		.auth = rl->ap.mech, .from = j->from, .nrcpt = j->rcpts.n,
-		.rcpt = j->rcpts.n ? j->rcpts.v[0].mailbox : NULL,
+		.rcpt = j->rcpts.n ? j->rcpts.v[0].mailbox : NULL, .size = size,
 		.status = exitcode ? "failed" : "sent", .detail = detail,
 		.exitcode = exitcode,
 	};
@@ -358,7 +363,7 @@ static int send_direct(struct job *j, const char **rcpt, struct result *r)
 	if (relay_init(&rl, j->acct, &ov, r) < 0)
 		return -1;
 	rc = relay_auth(&rl, r) < 0 ? -1 : smtp_send(&rl.p, &env, &m, &out, r);
-	log_direct(j, &rl, rc == 0 ? out.final_reply : r->text, r->exitcode);
+	log_direct(j, &rl, rc == 0 ? out.final_reply : r->text, r->exitcode, out.bytes);
 	relay_free(&rl);
 	return rc;
 }
@@ -376,23 +381,21 @@ static void fill_qenv(struct job *j, struct qenv *qe, const char **rcpt)
 }
 
 /* Try the spooled message now; the queue records the outcome. */
-static enum runq_outcome try_now(struct job *j, struct queue *q, struct qentry *e,
-				 struct result *r)
+/* Try the spooled message now on relay rl (already checked); the queue
+ * records the outcome. */
+static enum runq_outcome try_now(struct job *j, struct relay *rl, struct queue *q,
+				 struct qentry *e, struct result *r)
 {
-	struct relay_overrides ov;
 	struct runq_policy pol;
 	struct smtp_session *ss = NULL;
-	struct relay rl;
 	enum runq_outcome oc;
 
-	ctx_overrides(j->c, &ov);
 	runq_policy_of(j->acct, &pol);
-	if (relay_init(&rl, j->acct, &ov, r) == 0 && relay_auth(&rl, r) == 0)
-		ss = smtp_open(&rl.p, r);
+	if (relay_auth(rl, r) == 0)
+		ss = smtp_open(&rl->p, r);
 	oc = ss ? runq_attempt(q, e, ss, j->acct, &pol, r) :
 		  runq_record_for(q, e, j->acct, &pol, r);
 	smtp_close(ss);
-	relay_free(&rl);
 	return oc;
 }
 
@@ -422,14 +425,46 @@ static void notice_queued(const struct queue *q, const struct qentry *e,
 		e->env.id, why, q->dir);
 }
 
+/* Say what happened to a spooled message; -1 when the caller must hear a
+ * failure (a permanent one, unless queue = always promised "queued"). */
+static int tell(struct job *j, struct queue *q, struct qentry *e,
+		enum runq_outcome oc, int always, struct result *r)
+{
+	char why[RESULT_TEXT_MAX + 300];
+
+	if (oc == RUNQ_DELIVERED)
+		return 0;
+	if (oc == RUNQ_DEFERRED) {
+		notice_queued(q, e, r);
+		result_clear(r);
+		return 0;
+	}
+	if (!always) {
+		log_info("a copy is kept in %s/failed as %s", q->dir, e->env.id);
+		return -1;
+	}
+	result_describe(r, why, sizeof why);
+	log_err("%s: failed permanently: account '%s' (%s): %s; kept in %s/failed",
+		e->env.id, j->acct->name, j->c->host ? j->c->host : "", why, q->dir);
+	result_clear(r);
+	return 0;
+}
+
 static int send_queued(struct job *j, const char **rcpt, int always, struct result *r)
 {
+	struct relay_overrides ov;
+	struct relay rl;
 	struct queue q;
 	struct qentry e;
 	struct qenv qe;
-	enum runq_outcome oc;
-	int rc = 0;
+	enum runq_outcome oc = RUNQ_DEFERRED;
+	char hint[512];
+	int rc;
 
+	/* Bad --tls/--timeout values are the caller's mistake: nothing is spooled. */
+	ctx_overrides(j->c, &ov);
+	if (j->acct && relay_init(&rl, j->acct, &ov, r) < 0)
+		return -1;
 	fill_qenv(j, &qe, rcpt);
 	if (ctx_open_queue(j->c, &q, r) < 0)
 		return -1;
@@ -440,23 +475,18 @@ static int send_queued(struct job *j, const char **rcpt, int always, struct resu
 	if (j->req->note)
 		snprintf(j->req->note, j->req->notecap, "queued as %s", e.env.id);
 	if (!j->acct) {
+		ctx_config_hint(hint, sizeof hint);
 		log_err("no relay is configured, so the message was queued as %s in %s. "
-			"Create ~/.config/pushmail/config.ini (see pushmail.conf(5)), then "
-			"run 'pushmail -q' to send it.", e.env.id, q.dir);
-	} else if ((oc = try_now(j, &q, &e, r)) == RUNQ_DEFERRED) {
-		notice_queued(&q, &e, r);
-		result_clear(r);
-	} else if (oc == RUNQ_FAILED && always) {
-		/* queue = always: the caller was promised "queued" */
-		log_err("%s: failed permanently: %s; kept in %s/failed", e.env.id,
-			r->text, q.dir);
-		result_clear(r);
-	} else if (oc == RUNQ_FAILED) {
-		log_info("a copy is kept in %s/failed as %s", q.dir, e.env.id);
-		rc = -1;
+			"Create %s (see pushmail.conf(5)), then run 'pushmail -q' to send it.",
+			e.env.id, q.dir, hint);
+		rc = 0;
+	} else {
+		oc = try_now(j, &rl, &q, &e, r);
+		rc = tell(j, &q, &e, oc, always, r);
+		relay_free(&rl);
 	}
 	queue_release(&e);
-	if (rc == 0 && j->acct && r->exitcode == EX_OK)
+	if (oc == RUNQ_DELIVERED)
 		flush_account(j, &q);
 	queue_close(&q);
 	return rc;
