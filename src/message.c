@@ -8,6 +8,7 @@
  */
 #include "config.h"
 #include "message.h"
+#include "sbuf.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -255,33 +256,6 @@ static void scan_block(const char *in, size_t len, struct scan *sc)
 /* ------------------------------------------------------------------ */
 /* output buffer */
 
-struct sbuf {
-	char *p;
-	size_t n, cap;
-	int oom;
-};
-
-static void sb_raw(struct sbuf *b, const char *s, size_t n)
-{
-	if (b->oom || n == 0)
-		return;
-	if (b->cap - b->n < n) {
-		size_t cap = b->cap ? b->cap : 1024;
-		char *p;
-
-		while (cap - b->n < n)
-			cap *= 2;
-		if (!(p = realloc(b->p, cap))) {
-			b->oom = 1;
-			return;
-		}
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->n, s, n);
-	b->n += n;
-}
-
 /* A kept line may end in a bare CR.  Appending a chunk that starts with LF
  * right after it would fuse the two into one CRLF and swallow a line end
  * (the blank separator, and with it the boundary between header and body),
@@ -289,9 +263,9 @@ static void sb_raw(struct sbuf *b, const char *s, size_t n)
  * filter has normalised it. */
 static void sb_add(struct sbuf *b, const char *s, size_t n)
 {
-	if (n && s[0] == '\n' && b->n && b->p[b->n - 1] == '\r')
-		sb_raw(b, "\n", 1);
-	sb_raw(b, s, n);
+	if (n && s[0] == '\n' && b->len && b->s[b->len - 1] == '\r')
+		sbuf_add(b, "\n", 1);
+	sbuf_add(b, s, n);
 }
 
 __attribute__((format(printf, 2, 3)))
@@ -312,8 +286,8 @@ static void sb_printf(struct sbuf *b, const char *fmt, ...)
  * line ending when the input ended inside its last header. */
 static void sb_end_line(struct sbuf *b)
 {
-	if (b->n && b->p[b->n - 1] != '\n' && b->p[b->n - 1] != '\r')
-		sb_raw(b, "\n", 1);
+	if (b->len && b->s[b->len - 1] != '\n' && b->s[b->len - 1] != '\r')
+		sbuf_add(b, "\n", 1);
 }
 
 /* ------------------------------------------------------------------ */
@@ -656,18 +630,21 @@ int msg_head_process(const char *in, size_t len, const struct msg_opts *o,
 		sb_add(&b, in + sep, len - (size_t)sep);
 	else
 		sb_add(&b, "\n", 1);
-	sb_raw(&b, "", 1);   /* NUL-terminate for callers that print it */
-	if (b.oom) {
+	if (b.nomem) {
 		result_fail(r, EX_OSERR, "out of memory");
 		goto fail;
 	}
-	out->text = b.p;
-	out->len = b.n - 1;
+	out->len = b.len;
+	out->text = sbuf_take(&b);   /* NUL-terminated for callers that print it */
+	if (!out->text) {
+		result_fail(r, EX_OSERR, "out of memory");
+		goto fail;
+	}
 	for (size_t i = 0; i < out->len; i++)
 		out->has_8bit |= (unsigned char)out->text[i] >= 0x80;
 	return 0;
 fail:
-	free(b.p);
+	sbuf_free(&b);
 	msg_head_free(out);
 	return -1;
 }
