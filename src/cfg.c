@@ -228,7 +228,7 @@ static const char *key_suggest(const char *name)
 	return best;
 }
 
-static const char *home_dir(void)
+const char *cfg_home_dir(void)
 {
 	const char *h = getenv("HOME");
 	struct passwd *pw;
@@ -239,7 +239,7 @@ static const char *home_dir(void)
 	return pw && pw->pw_dir && *pw->pw_dir ? pw->pw_dir : NULL;
 }
 
-static int running_setid(void)
+int cfg_running_setid(void)
 {
 	return getuid() != geteuid() || getgid() != getegid();
 }
@@ -397,7 +397,7 @@ static int expand(struct parse *p, int k, const char *v, char **out)
 	int rc = -1;
 
 	if (s[0] == '~' && (s[1] == '/' || s[1] == '\0')) {
-		const char *home = home_dir();
+		const char *home = cfg_home_dir();
 
 		if (!home) {
 			perr(p, "cannot expand '~' in '%s': HOME is not set",
@@ -1119,7 +1119,7 @@ void cfg_set_sysconfdir(const char *dir)
  * The XDG base directory spec says to ignore a relative XDG_CONFIG_HOME. */
 static int user_path(char *buf, size_t cap, struct result *r)
 {
-	const char *xdg = getenv("XDG_CONFIG_HOME"), *home = home_dir();
+	const char *xdg = getenv("XDG_CONFIG_HOME"), *home = cfg_home_dir();
 	int n;
 
 	buf[0] = '\0';
@@ -1140,7 +1140,7 @@ int cfg_load(struct config *c, const char *path, int *found, struct result *r)
 	const char *env = getenv("PUSHMAIL_CONFIG");
 	const char *dir = sysconfdir_override ? sysconfdir_override : SYSCONFDIR;
 	char sys[4096], user[4096];
-	int setid = running_setid();
+	int setid = cfg_running_setid();
 
 	*found = 0;
 	if (path)

@@ -112,4 +112,9 @@ void cfg_set_sysconfdir(const char *dir);
 
 void cfg_free(struct config *c);
 
+/* The user's home ($HOME, else the password database), or NULL. */
+const char *cfg_home_dir(void);
+/* Running set-user-ID or set-group-ID: environment overrides are ignored. */
+int cfg_running_setid(void);
+
 #endif

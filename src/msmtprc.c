@@ -1415,22 +1415,12 @@ out:
 	return rc;
 }
 
-static const char *home_dir(void)
-{
-	const char *h = getenv("HOME");
-	struct passwd *pw;
-
-	if (h && *h)
-		return h;
-	pw = getpwuid(getuid());
-	return pw && pw->pw_dir && *pw->pw_dir ? pw->pw_dir : NULL;
-}
 
 /* msmtp's user file: ~/.msmtprc first, then the XDG location (a relative
  * XDG_CONFIG_HOME is ignored, as the XDG spec says). */
 static int default_path(char *buf, size_t cap, struct result *r)
 {
-	const char *home = home_dir(), *xdg = getenv("XDG_CONFIG_HOME");
+	const char *home = cfg_home_dir(), *xdg = getenv("XDG_CONFIG_HOME");
 	struct stat st;
 	int n;
 

@@ -1,6 +1,7 @@
 /* queue.c - the crash-safe local spool (see queue.h). */
 #include "config.h"
 #include "queue.h"
+#include "cfg.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -25,10 +26,9 @@ void queue_default_dir(const char *queue_dir, char *out, size_t cap)
 {
 	const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
 	const char *env = getenv("PUSHMAIL_QUEUE_DIR");
-	int setid = getuid() != geteuid() || getgid() != getegid();
 
 	/* Like PUSHMAIL_CONFIG: an environment override, never when set-id. */
-	if (env && *env && !setid)
+	if (env && *env && !cfg_running_setid())
 		snprintf(out, cap, "%s", env);
 	else if (queue_dir)
 		snprintf(out, cap, "%s", queue_dir);
