@@ -335,12 +335,13 @@ static void log_direct(const struct job *j, const struct relay *rl,
 	log_delivery(acct_str(j, K_LOG), &lr);
 }
 
-/* -BBINARYMIME: the caller says the body is binary (RFC 3030). */
-static int binary_requested(const struct job *j)
+/* -B8BITMIME / -BBINARYMIME: the caller's word for what the body holds
+ * (RFC 6152, RFC 3030), which a streamed body cannot be scanned for first. */
+static int body_type_is(const struct job *j, const char *type)
 {
 	const char *b = j->c->o.body_type;
 
-	return b && strcasecmp(b, "BINARYMIME") == 0;
+	return b && strcasecmp(b, type) == 0;
 }
 
 /* queue = never (or --no-queue): stream stdin straight to the relay. */
@@ -348,8 +349,9 @@ static int send_direct(struct job *j, const char **rcpt, struct result *r)
 {
 	struct smtp_envelope env = { .from = j->from, .rcpt = rcpt,
 				     .nrcpt = j->rcpts.n, .size = size_estimate(j),
-				     .eightbit = j->head.has_8bit,
-				     .binary = binary_requested(j) };
+				     .eightbit = j->head.has_8bit ||
+						 body_type_is(j, "8BITMIME"),
+				     .binary = body_type_is(j, "BINARYMIME") };
 	struct smtp_message m = { .head = j->msgbuf, .headlen = j->msglen,
 				  .fd = j->req->infd };
 	struct smtp_outcome out = { 0 };
