@@ -153,9 +153,9 @@ static int apply(struct options *o, const struct letter *l, const char *arg,
 	case A_ENVID: o->dsn_envid = arg; return 0;
 	case A_TAG: o->log_tag = arg; return 0;
 	case A_TRANSCRIPT: o->transcript = arg; return 0;
-	case A_BODY:   /* 8BITMIME and BINARYMIME are used; others ignored */
+	case A_BODY:   /* only BINARYMIME is used: 8-bit bytes are detected */
 		o->body_type = arg;
-		if (strcasecmp(arg, "BINARYMIME") != 0 && strcasecmp(arg, "8BITMIME") != 0)
+		if (strcasecmp(arg, "BINARYMIME") != 0)
 			note_ignored(o, word);
 		return 0;
 	case A_OPTION: note_ignored(o, word); return 0;  /* -oi, -oem, -odb... */
