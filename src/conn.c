@@ -334,8 +334,10 @@ int conn_getline(struct conn *c, char *buf, size_t cap, size_t *len,
 			return 0;
 		}
 		/* No line end yet: a line that cannot fit is refused now, before
-		 * reading more of it, so an endless line costs bounded memory. */
-		if (avail >= cap || avail >= sizeof c->rbuf)
+		 * reading more of it, so an endless line costs bounded memory.
+		 * (A full line's CR may be here while its LF is still coming.) */
+		if (avail > cap || (avail == cap && start[avail - 1] != '\r') ||
+		    avail >= sizeof c->rbuf)
 			break;
 		if (fill(c, deadline, r) < 0)
 			return -1;
@@ -347,6 +349,15 @@ int conn_getline(struct conn *c, char *buf, size_t cap, size_t *len,
 size_t conn_unread(const struct conn *c)
 {
 	return c->rlen - c->rpos;
+}
+
+int conn_pending(struct conn *c)
+{
+	struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+
+	if (conn_unread(c) > 0 || (c->ops->pending && c->ops->pending(c->ctx) > 0))
+		return 1;
+	return poll(&pfd, 1, 0) > 0 && (pfd.revents & POLLIN);
 }
 
 unsigned long long conn_bytes_out(const struct conn *c)

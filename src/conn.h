@@ -27,6 +27,7 @@ struct conn_ops {
 	ssize_t (*write)(void *ctx, const void *buf, size_t len);
 	int (*direction)(void *ctx);    /* after EAGAIN: 1 wait to write, 0 to read,
 					 * NULL: the obvious one (TLS may differ) */
+	size_t (*pending)(void *ctx);   /* bytes decoded but not yet read, or NULL */
 	void (*close)(void *ctx);       /* say goodbye and free ctx; may be NULL */
 };
 
@@ -66,6 +67,10 @@ int conn_getline(struct conn *c, char *buf, size_t cap, size_t *len,
 
 /* Bytes already received but not yet consumed (the STARTTLS injection check). */
 size_t conn_unread(const struct conn *c);
+
+/* 1 when anything from the peer is waiting: in our buffer, in the TLS
+ * layer, or on the socket (checked without waiting). */
+int conn_pending(struct conn *c);
 
 /* Totals for transcripts and benchmarks. */
 unsigned long long conn_bytes_out(const struct conn *c);

@@ -126,8 +126,12 @@ static void caps_add_auth(struct caps *c, const char *p, size_t n)
 			continue;
 		if (have)
 			c->auth[have++] = ' ';
-		for (size_t k = 0; k < wl; k++)
-			c->auth[have + k] = (char)toupper((unsigned char)p[s + k]);
+		/* mechanism names are [A-Z0-9-_] (RFC 4422 3.1): nothing else,
+		 * so the list is safe to print */
+		for (size_t k = 0; k < wl; k++) {
+			unsigned char ch = (unsigned char)toupper((unsigned char)p[s + k]);
+			c->auth[have + k] = isalnum(ch) || ch == '-' || ch == '_' ? (char)ch : '?';
+		}
 		c->auth[have + wl] = '\0';
 	}
 }

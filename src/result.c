@@ -135,6 +135,11 @@ int result_fail(struct result *r, int exitcode, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(r->text, sizeof r->text, fmt, ap);
 	va_end(ap);
+	/* Reasons quote addresses, capability lists, file contents: no control
+	 * character from any of them may reach a terminal. */
+	for (char *p = r->text; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
 	return -1;
 }
 

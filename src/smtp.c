@@ -76,12 +76,16 @@ int ss_flush(struct smtp_session *s, enum smtp_phase phase, int secs)
 int ss_read_reply(struct smtp_session *s, enum smtp_phase phase, int secs)
 {
 	const char *why = NULL;
+	long long deadline = conn_now_ms() + ss_tmo(s, secs);
 	size_t len;
 
 	reply_init(&s->rp);
 	for (;;) {
-		if (conn_getline(s->c, s->line, sizeof s->line, &len, ss_tmo(s, secs),
-				 s->r) < 0)
+		/* One deadline for the whole reply, not per line: a relay that
+		 * drips continuation lines cannot stretch the phase timeout. */
+		long long left = deadline - conn_now_ms();
+		if (conn_getline(s->c, s->line, sizeof s->line, &len,
+				 left > 0 ? (int)left : 0, s->r) < 0)
 			return ss_conn_failed(s, phase);
 		log_proto("<-", s->line, len);
 		switch (reply_feed(&s->rp, s->line, len, &why)) {
@@ -240,8 +244,13 @@ int ss_check_tally(struct smtp_session *s, const struct rcpt_tally *t)
 static int finish_envelope(struct smtp_session *s, struct rcpt_tally *t, int pipe)
 {
 	if (pipe) {
-		if (ss_read_reply(s, PHASE_DATA, T_DATA) < 0)
+		if (ss_read_reply(s, PHASE_DATA, T_DATA) < 0) {
+			/* e.g. 421 to a RCPT, then the relay hangs up: its words
+			 * say more than "connection lost" */
+			if (t->refused)
+				*s->r = t->worst;
 			return -1;
+		}
 		s->in_data = s->rp.code == 354;
 	}
 	if (ss_check_tally(s, t) < 0)
@@ -390,6 +399,18 @@ static int do_data(struct smtp_session *s, const struct smtp_message *m, int las
 	struct body_sink k = { .s = s };
 	struct body_filter *bfp = &k.bf;
 	char tail[16];
+
+	/* After 354 the relay says nothing until the final dot.  Anything
+	 * already waiting means its replies and our commands are out of step
+	 * (a stray or forged reply): sending the message now could deliver it
+	 * on a misread verdict, so stop here. */
+	if (conn_pending(s->c)) {
+		s->dead = 1;
+		s->r->phase = PHASE_DATA;
+		return result_fail(s->r, EX_PROTOCOL, "the server sent more than one "
+				   "reply to DATA; its replies are out of step, so the "
+				   "message was not sent");
+	}
 
 	body_init(&k.bf, 1);
 	if (ss_for_each_block(m, body_to_conn, &k, s->r) < 0)

@@ -84,6 +84,11 @@ static int tls_direction(void *ctx)
 	return gnutls_record_get_direction(((struct tls_ctx *)ctx)->s);
 }
 
+static size_t tls_pending(void *ctx)
+{
+	return gnutls_record_check_pending(((struct tls_ctx *)ctx)->s);
+}
+
 static void tls_free(struct tls_ctx *t)
 {
 	if (t->s)
@@ -106,6 +111,7 @@ static const struct conn_ops tls_ops = {
 	.read = tls_read,
 	.write = tls_write,
 	.direction = tls_direction,
+	.pending = tls_pending,
 	.close = tls_close,
 };
 

@@ -293,9 +293,13 @@ class Seq(Action):
         self.actions = [_action(a) for a in actions]
 
     def run(self, conn, **kw):
+        # The reply's code is that of the first action that sent one (a reply
+        # split over several writes carries its code in the first part).
         code = None
         for a in self.actions:
-            code = a.run(conn, **kw)
+            c = a.run(conn, **kw)
+            if code is None:
+                code = c
         return code
 
     def to_json(self):
