@@ -324,6 +324,36 @@ static int oauth_step(struct auth_client *ac, const char *challenge, char **out,
 	return rc < 0 ? result_fail(r, EX_OSERR, "out of memory") : 0;
 }
 
+/* SCRAM's server-first message names the PBKDF2 iteration count; a hostile
+ * server could ask for 2^31 and keep the client computing for half an hour
+ * (found by fuzzing).  Real servers use 4096 to 600000. */
+#define SCRAM_ITERATIONS_MAX 1000000UL
+
+static int scram_iterations_ok(const char *challenge, struct result *r)
+{
+	unsigned char *raw = NULL;
+	size_t len = 0;
+	int ok = 1;
+
+	if (auth_b64_decode(challenge, &raw, &len) < 0)
+		return 1;   /* libgsasl answers undecodable challenges itself */
+	for (size_t i = 0; i + 2 < len; i++) {
+		if ((i == 0 || raw[i - 1] == ',') && raw[i] == 'i' && raw[i + 1] == '=') {
+			unsigned long n = 0;
+			for (size_t k = i + 2; k < len && raw[k] >= '0' && raw[k] <= '9' &&
+			     n <= SCRAM_ITERATIONS_MAX; k++)
+				n = n * 10 + (raw[k] - '0');
+			ok = n <= SCRAM_ITERATIONS_MAX;
+			break;
+		}
+	}
+	free(raw);
+	if (!ok)
+		return result_fail(r, EX_PROTOCOL, "the server asks for more than %lu "
+				   "SCRAM iterations; refusing", SCRAM_ITERATIONS_MAX), 0;
+	return 1;
+}
+
 int auth_step(struct auth_client *ac, const char *challenge, char **out,
 	      struct result *r)
 {
@@ -342,6 +372,8 @@ int auth_step(struct auth_client *ac, const char *challenge, char **out,
 	if (ac->complete)
 		return result_fail(r, EX_PROTOCOL, "%s: the server sent another challenge "
 				   "after the mechanism finished", ac->mech);
+	if (challenge && !strncmp(ac->mech, "SCRAM-", 6) && !scram_iterations_ok(challenge, r))
+		return -1;
 	rc = gsasl_step64(ac->sctx, challenge ? challenge : "", out);
 	if (rc == GSASL_OK || rc == GSASL_NEEDS_MORE) {
 		ac->complete = rc == GSASL_OK;

@@ -15,11 +15,17 @@ int log_verbose;
 static FILE *transcript;
 static const char *tag = "pushmail";
 
+__attribute__((format(printf, 1, 0)))
 static void vlog(const char *fmt, va_list ap)
 {
 	char buf[2048];
 
 	vsnprintf(buf, sizeof buf, fmt, ap);
+	/* Whatever went into the message (addresses, server text, file names),
+	 * no control character reaches the terminal. */
+	for (char *p = buf; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
 	fprintf(stderr, "pushmail: %s\n", buf);
 }
 
