@@ -355,8 +355,12 @@ int conn_pending(struct conn *c)
 {
 	struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
 
-	if (conn_unread(c) > 0 || (c->ops->pending && c->ops->pending(c->ctx) > 0))
+	if (conn_unread(c) > 0)
 		return 1;
+	/* TLS: only what the TLS layer already decoded counts; the socket may
+	 * hold records that are not data (TLS 1.3 session tickets). */
+	if (c->ops->pending)
+		return c->ops->pending(c->ctx) > 0;
 	return poll(&pfd, 1, 0) > 0 && (pfd.revents & POLLIN);
 }
 

@@ -69,7 +69,7 @@ int conn_getline(struct conn *c, char *buf, size_t cap, size_t *len,
 size_t conn_unread(const struct conn *c);
 
 /* 1 when anything from the peer is waiting: in our buffer, in the TLS
- * layer, or on the socket (checked without waiting). */
+ * layer, or (plain connections) on the socket, checked without waiting. */
 int conn_pending(struct conn *c);
 
 /* Totals for transcripts and benchmarks. */

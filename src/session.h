@@ -48,6 +48,9 @@ int ss_send_cmd(struct smtp_session *s, const char *fmt, ...);
 int ss_flush(struct smtp_session *s, enum smtp_phase phase, int secs);
 int ss_read_reply(struct smtp_session *s, enum smtp_phase phase, int secs);
 int ss_check_reply(struct smtp_session *s, enum smtp_phase phase, int want);
+/* Before a new command group: nothing may be waiting from the server (a 421
+ * is taken as the server closing, anything else as replies out of step). */
+int ss_in_step(struct smtp_session *s, enum smtp_phase phase);
 int ss_expect(struct smtp_session *s, enum smtp_phase phase, int secs, int want);
 void ss_tally_rcpt(struct smtp_session *s, struct rcpt_tally *t, const char *rcpt);
 /* All-or-nothing unless partial_delivery: -1 with the worst refusal in s->r,

@@ -103,6 +103,24 @@ int ss_read_reply(struct smtp_session *s, enum smtp_phase phase, int secs)
 	}
 }
 
+int ss_in_step(struct smtp_session *s, enum smtp_phase phase)
+{
+	if (!conn_pending(s->c))
+		return 0;
+	/* Every reply we asked for has been read, yet more is waiting.  A 421
+	 * is the server closing (a timeout on its side); anything else means
+	 * its replies and our commands are out of step, and the next reply we
+	 * read would be taken for the wrong command. */
+	if (ss_read_reply(s, phase, 2) == 0 && s->rp.code == 421) {
+		s->dead = 1;
+		return result_reply(s->r, phase, s->rp.code, s->rp.enh, s->rp.text);
+	}
+	s->dead = 1;
+	s->r->phase = phase;
+	return result_fail(s->r, EX_PROTOCOL, "the server sent a reply that no command "
+			   "asked for; its replies are out of step, so nothing more is sent");
+}
+
 /* The reply's first digit must be `want` (2, or 3 for DATA's 354). */
 int ss_check_reply(struct smtp_session *s, enum smtp_phase phase, int want)
 {
@@ -147,7 +165,8 @@ static int start_tls(struct smtp_session *s, enum smtp_phase phase)
 static int do_ehlo(struct smtp_session *s)
 {
 	memset(&s->caps, 0, sizeof s->caps);
-	if (ss_send_cmd(s, "EHLO %s", s->p->ehlo_name) < 0 ||
+	if (ss_in_step(s, PHASE_EHLO) < 0 ||
+	    ss_send_cmd(s, "EHLO %s", s->p->ehlo_name) < 0 ||
 	    ss_flush(s, PHASE_EHLO, T_EHLO) < 0 ||
 	    ss_read_reply(s, PHASE_EHLO, T_EHLO) < 0)
 		return -1;
@@ -256,7 +275,8 @@ static int finish_envelope(struct smtp_session *s, struct rcpt_tally *t, int pip
 	if (ss_check_tally(s, t) < 0)
 		return -1;
 	if (!pipe) {
-		if (ss_send_cmd(s, "DATA") < 0 || ss_flush(s, PHASE_DATA, T_DATA) < 0 ||
+		if (ss_in_step(s, PHASE_DATA) < 0 ||
+		    ss_send_cmd(s, "DATA") < 0 || ss_flush(s, PHASE_DATA, T_DATA) < 0 ||
 		    ss_read_reply(s, PHASE_DATA, T_DATA) < 0)
 			return -1;
 		s->in_data = s->rp.code == 354;
@@ -281,6 +301,8 @@ static int do_envelope(struct smtp_session *s, const struct smtp_envelope *env)
 	int rset = s->transactions++ > 0;
 	size_t i;
 
+	if (ss_in_step(s, PHASE_MAIL) < 0)
+		return -1;
 	/* A fresh transaction state for every message after the first on this
 	 * connection, whatever became of the one before. */
 	if (rset && (ss_send_cmd(s, "RSET") < 0 ||
@@ -293,7 +315,7 @@ static int do_envelope(struct smtp_session *s, const struct smtp_envelope *env)
 		      ss_expect(s, PHASE_MAIL, T_MAIL, 2) < 0))
 		return -1;
 	for (i = 0; i < env->nrcpt; i++) {
-		if (ss_send_rcpt(s, env, i) < 0)
+		if ((!pipe && ss_in_step(s, PHASE_RCPT) < 0) || ss_send_rcpt(s, env, i) < 0)
 			return -1;
 		if (!pipe && (ss_flush(s, PHASE_RCPT, T_RCPT) < 0 ||
 			      ss_read_reply(s, PHASE_RCPT, T_RCPT) < 0))

@@ -96,6 +96,8 @@ int ss_do_auth(struct smtp_session *s)
 
 	ap.tls = s->p->tls != SMTP_TLS_OFF;
 	ap.tls_info = s->p->tls_info;
+	if (ss_in_step(s, PHASE_AUTH) < 0)
+		return -1;
 	if (auth_choose(s->caps.auth, &ap, mech, s->r) < 0)
 		return -1;
 	log_info("authenticating as %s with %s", ap.user ? ap.user : "", mech);

@@ -166,6 +166,8 @@ int ss_bdat_transaction(struct smtp_session *s, const struct smtp_envelope *env,
 	int rset = s->transactions++ > 0;
 	int rc = -1;
 
+	if (ss_in_step(s, PHASE_MAIL) < 0)
+		return -1;
 	k.buf = malloc(BDAT_CHUNK);
 	if (!k.buf)
 		return result_fail(s->r, EX_OSERR, "out of memory");
