@@ -365,18 +365,7 @@ def big_message_file():
     path = os.path.join(t.tmpdir(), "chunking-big.eml")
     if os.path.exists(path):
         return path
-    block = []
-    for i in range(1000):
-        lead = b"." if i % 100 == 0 else b""
-        end = b"\r\n" if i % 3 == 0 else b"\n"
-        block.append(lead + b"%04d " % i + b"x" * 72 + end)
-    block = b"".join(block)
-    reps = (20 << 20) // len(block) + 1
-    with open(path, "wb") as f:
-        f.write(HEAD)
-        for _ in range(reps):
-            f.write(block)
-    BIG_LINES = reps * 1000
+    BIG_LINES = t.write_big_message(path, HEAD)
     return path
 
 

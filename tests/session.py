@@ -207,18 +207,7 @@ def big_message_file():
     head = (b"From: sender@example.com\r\nTo: rcpt@example.org\r\n"
             b"Subject: large\r\nDate: Thu, 1 Jan 2026 00:00:00 +0000\r\n"
             b"Message-ID: <big@example.com>\r\n\r\n")
-    block = []
-    for i in range(1000):
-        lead = b"." if i % 100 == 0 else b""
-        end = b"\r\n" if i % 3 == 0 else b"\n"
-        block.append(lead + b"%04d " % i + b"x" * 72 + end)
-    block = b"".join(block)
-    reps = (20 << 20) // len(block) + 1
-    with open(path, "wb") as f:
-        f.write(head)
-        for _ in range(reps):
-            f.write(block)
-    BIG_LINES = reps * 1000
+    BIG_LINES = t.write_big_message(path, head)
     return path
 
 

@@ -261,6 +261,24 @@ def _hwm_kb(pid, exe):
     return 0
 
 
+def write_big_message(path, head, mib=20):
+    """Write head then about `mib` MiB of body to path: 76-byte lines, every
+    third ending in CRLF and the rest in bare LF, every hundredth starting
+    with '.'.  Returns the number of body lines."""
+    block = []
+    for i in range(1000):
+        lead = b"." if i % 100 == 0 else b""
+        end = b"\r\n" if i % 3 == 0 else b"\n"
+        block.append(lead + b"%04d " % i + b"x" * 72 + end)
+    block = b"".join(block)
+    reps = (mib << 20) // len(block) + 1
+    with open(path, "wb") as f:
+        f.write(head)
+        for _ in range(reps):
+            f.write(block)
+    return reps * 1000
+
+
 def run(argv, stdin=b"", stdin_file=None, env=None, timeout=RUN_TIMEOUT,
         data_limit=None, new_session=False):
     """Run argv with stdin bytes (or an open file / path as stdin_file).
