@@ -220,18 +220,11 @@ def ck_big(name, res, srv):
     if not t.is_eq(len(done), 1, name + ": one message delivered"):
         return
     txn = done[0]
-    t.ok(txn.message == want, name + ": delivered intact (%d bytes)" % len(want),
-         "got %d bytes sha256 %s, want sha256 %s" % (
-             len(txn.message), hashlib.sha256(txn.message).hexdigest()[:16],
-             hashlib.sha256(want).hexdigest()[:16]))
+    t.ok_intact(name, txn.message, want)
     t.is_eq(t.bare_line_ends(txn.data_raw[:1 << 20]), [], name + ": no bare CR/LF")
     t.ok(txn.data_segments * 100 < BIG_LINES,
          name + ": few DATA segments (%d for %d lines)" % (txn.data_segments, BIG_LINES))
-    m = re.search(rb" SIZE=(\d+)", txn.mail or b"")
-    size = int(m.group(1)) if m else 0
-    t.ok(m and 0.95 * len(want) <= size <= 1.1 * len(want) + 4096,
-         name + ": SIZE= declared for a regular-file stdin",
-         "MAIL: %s, message %d bytes" % (t.show(txn.mail), len(want)))
+    t.ok_size_param(name, txn.mail, len(want))
 
 
 # --------------------------------------------------------------------------

@@ -261,6 +261,45 @@ def _hwm_kb(pid, exe):
     return 0
 
 
+def ok_intact(name, got, want):
+    """The delivered message equals want (hashes shown on failure)."""
+    import hashlib
+    return ok(got == want, name + ": delivered intact (%d bytes)" % len(want),
+              "got %d bytes sha256 %s, want sha256 %s" % (
+                  len(got), hashlib.sha256(got).hexdigest()[:16],
+                  hashlib.sha256(want).hexdigest()[:16]))
+
+
+def ok_size_param(name, mail, want_len):
+    """MAIL declared SIZE= close to the message size (stdin a regular file)."""
+    import re
+    m = re.search(rb" SIZE=(\d+)", mail or b"")
+    size = int(m.group(1)) if m else 0
+    return ok(m and 0.95 * want_len <= size <= 1.1 * want_len + 4096,
+              name + ": SIZE= declared for a regular-file stdin",
+              "MAIL: %s, message %d bytes" % (show(mail), want_len))
+
+
+def server_diag(res, srv, limit=400):
+    """Diagnostics for a run against a ScriptedServer."""
+    rec = srv.record
+    info = res.describe()
+    if rec:
+        info += ["server commands: %s" % show(rec.commands, limit),
+                 "server end: %s" % rec.end]
+    if srv.errors:
+        info += ["server errors: %s" % srv.errors]
+    return info
+
+
+def check_exit(name, res, want, info):
+    """want is an exit status, or "nonzero"."""
+    if want == "nonzero":
+        return ok(res.rc not in (0, None) and not res.timed_out,
+                  name + ": exit status non-zero (got %s)" % res.rc, *info)
+    return is_eq(res.rc, want, name + ": exit status", *info)
+
+
 def write_big_message(path, head, mib=20):
     """Write head then about `mib` MiB of body to path: 76-byte lines, every
     third ending in CRLF and the rest in bare LF, every hundredth starting

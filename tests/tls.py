@@ -567,18 +567,8 @@ def run_case(c, C):
     finally:
         srv.stop()
     rec = srv.record
-    info = res.describe()
-    if rec:
-        info += ["server commands: %s" % t.show(rec.commands),
-                 "server end: %s" % rec.end]
-    if srv.errors:
-        info += ["server errors: %s" % srv.errors]
-
-    if c["exit"] == "nonzero":
-        t.ok(res.rc not in (0, None) and not res.timed_out,
-             name + ": exit status non-zero (got %s)" % res.rc, *info)
-    else:
-        t.is_eq(res.rc, c["exit"], name + ": exit status", *info)
+    info = t.server_diag(res, srv)
+    t.check_exit(name, res, c["exit"], info)
     t.is_eq(srv.errors, [], name + ": scripted server ran cleanly")
     verbose = "-v" in c.get("args", [])
     if c["exit"] == EX_OK and not verbose:
