@@ -401,7 +401,7 @@ int mode_bsmtp(struct ctx *c, struct result *r)
 	b->c = c;
 	b->in.fd = 0;
 	relay_default_ehlo(b->host, sizeof b->host);
-	if (ctx_load_config(c, 0, r) < 0) {
+	if (ctx_load_config(c, 0, r) < 0 && ctx_set_aside_config(c, r) < 0) {
 		reply(b, "421 4.3.5 pushmail configuration error");
 		fflush(stdout);
 		free(b);

@@ -115,6 +115,8 @@ static const struct keydef keys[K__COUNT + 1] = {
 	[K_LOG] = { "log", T_PATH, W_ANY_ACC, NULL, 0, 0 },
 	[K_TIMEOUT] = { "timeout", T_INT, W_ANY_ACC, NULL, 1, 3600 },
 	[K_ALIASES] = { "aliases", T_PATH, W_ANY_ACC, NULL, 0, 0 },
+	/* SPEC 9: who may set the envelope sender of dropped mail (root always) */
+	[K_TRUSTED_USERS] = { "trusted_users", T_LIST, W_TOP | W_DEF, NULL, 0, 0 },
 	[K_DEFAULT_ACCOUNT] = { "default_account", T_STR, W_TOP, NULL, 0, 0 },
 };
 
@@ -973,31 +975,39 @@ static int syntax_error(struct parse *p, int line)
 
 /* ---- loading ------------------------------------------------------------ */
 
-static int mail_group_ok(const struct stat *st)
+/* The delivery service's group (SPEC 9): the system file may be readable by it. */
+static int service_group(gid_t gid)
 {
-	struct group *gr;
+	struct group *gr = getgrnam(SYSTEM_USER);
 
-	if (st->st_uid != 0 || (st->st_mode & 077) != 040)
-		return 0;
-	gr = getgrnam("mail");
-	return gr && gr->gr_gid == st->st_gid;
+	return gr && gr->gr_gid == gid;
 }
 
-/* SPEC 2/7: a file holding a password is private to its owner, except a
- * root-owned file readable by group mail for a set-gid installation. */
-static int check_perms(const char *file, const struct stat *st, struct result *r)
+/* SPEC 2, 7 and ssh's rule for its own files: a configuration runs commands
+ * (password_command) and names files that are read or written, so whoever
+ * can change it can act as the user who reads it.  It must belong to that
+ * user or to root and be writable by nobody else.  One holding a secret is
+ * readable by nobody else either, except a root-owned system file readable
+ * by the delivery service's group (root:SYSTEM_USER 0640). */
+int cfg_check_file(const char *file, const struct stat *st, int secret,
+		   struct result *r)
 {
-	if (mail_group_ok(st))
-		return 0;
-	if (st->st_uid != geteuid())
-		return result_fail(r, EX_CONFIG, "%s: holds a password but is "
-				   "owned by uid %u, not by you (uid %u)", file,
+	if (st->st_uid != geteuid() && st->st_uid != 0)
+		return result_fail(r, EX_CONFIG, "%s: owned by uid %u, neither you "
+				   "(uid %u) nor root; refusing it, since its owner "
+				   "could make pushmail act as you", file,
 				   (unsigned)st->st_uid, (unsigned)geteuid());
-	if (st->st_mode & 077)
-		return result_fail(r, EX_CONFIG, "%s: holds a password but is "
-				   "readable by group/others (mode %04o); chmod 600 %s",
-				   file, (unsigned)(st->st_mode & 07777), file);
-	return 0;
+	if (st->st_mode & 022)
+		return result_fail(r, EX_CONFIG, "%s: writable by group or others "
+				   "(mode %04o); chmod go-w %s", file,
+				   (unsigned)(st->st_mode & 07777), file);
+	if (!secret || !(st->st_mode & 077))
+		return 0;
+	if (st->st_uid == 0 && !(st->st_mode & 007) && service_group(st->st_gid))
+		return 0;
+	return result_fail(r, EX_CONFIG, "%s: holds a password but is readable by "
+			   "group/others (mode %04o); chmod 600 %s", file,
+			   (unsigned)(st->st_mode & 07777), file);
 }
 
 static int load_buffer(struct config *c, const char *buf, size_t len,
@@ -1025,8 +1035,8 @@ static int load_buffer(struct config *c, const char *buf, size_t len,
 		return syntax_error(&p, rc);
 	if (rc < 0)
 		return result_fail(r, EX_OSERR, "%s: out of memory", name);
-	if (p.has_password && st)
-		return check_perms(name, st, r);
+	if (st)
+		return cfg_check_file(name, st, p.has_password, r);
 	return 0;
 }
 
@@ -1052,7 +1062,7 @@ static int read_all(int fd, const char *path, struct sbuf *b, struct result *r)
 	}
 }
 
-enum { L_OPTIONAL = 1, L_REAL_OWNER = 2 };
+enum { L_OPTIONAL = 1, L_REAL_OWNER = 2, L_SYSTEM = 4 };
 
 /* Open, check and load one file.  L_OPTIONAL: a missing file is skipped.
  * L_REAL_OWNER: set-id run and a file the caller chose (--config, or via
@@ -1071,6 +1081,12 @@ static int load_path(struct config *c, const char *path, int flags, int *found,
 	if (fd < 0) {
 		if ((flags & L_OPTIONAL) && (errno == ENOENT || errno == ENOTDIR))
 			return 0;
+		/* SPEC 9: the system file is the delivery service's; a caller that
+		 * may not read it sends through the drop directory */
+		if ((flags & L_SYSTEM) && errno == EACCES && geteuid() != 0) {
+			c->sys_denied = 1;
+			return 0;
+		}
 		return result_fail(r, flags & L_OPTIONAL ? EX_CONFIG : EX_NOINPUT,
 				   "cannot open %s: %s", path, strerror(errno));
 	}
@@ -1150,7 +1166,7 @@ int cfg_load(struct config *c, const char *path, int *found, struct result *r)
 		return load_path(c, env, 0, found, r);
 	if ((size_t)snprintf(sys, sizeof sys, "%s/pushmail.ini", dir) >= sizeof sys)
 		return result_fail(r, EX_CONFIG, "SYSCONFDIR is too long");
-	if (load_path(c, sys, L_OPTIONAL, found, r) < 0 ||
+	if (load_path(c, sys, L_OPTIONAL | L_SYSTEM, found, r) < 0 ||
 	    user_path(user, sizeof user, r) < 0)
 		return -1;
 	if (!user[0])

@@ -21,6 +21,7 @@ enum cfg_key {
 	K_DSN_NOTIFY, K_DSN_RETURN,
 	K_SET_DATE_HEADER, K_SET_MSGID_HEADER, K_SET_FROM_HEADER, K_SET_TO_HEADER,
 	K_MAILDOMAIN, K_LOG, K_TIMEOUT, K_ALIASES,
+	K_TRUSTED_USERS,
 	K__COUNT
 };
 
@@ -46,6 +47,7 @@ struct config {
 	int default_account_line;
 	char *files[4];               /* paths loaded, owned; settings point at these */
 	size_t nfiles;
+	int sys_denied;               /* the system file exists but this user may not read it */
 };
 
 /* A struct config must be zeroed (`struct config c = {0};`) before the first
@@ -111,6 +113,15 @@ int cfg_tls_mode(const struct account *a);
 void cfg_set_sysconfdir(const char *dir);
 
 void cfg_free(struct config *c);
+
+/* Whether the file behind st (fstat of the open file) may be trusted as the
+ * caller's configuration or a file it names: owned by the caller or root,
+ * writable by nobody else, and, when it holds a secret, readable by nobody
+ * else (except root:SYSTEM_USER 0640 for the system file).  0, or -1 with r
+ * filled (EX_CONFIG naming the file and the fix). */
+struct stat;
+int cfg_check_file(const char *file, const struct stat *st, int secret,
+		   struct result *r);
 
 /* The user's home ($HOME, else the password database), or NULL. */
 const char *cfg_home_dir(void);

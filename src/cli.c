@@ -80,6 +80,8 @@ static const struct long_opt long_opts[] = {
 	{ "version", L_FLAG, 0, MODE_VERSION },
 	{ "help", L_FLAG, 0, MODE_HELP },
 	{ "import-msmtprc", L_FLAG, 0, MODE_IMPORT },
+	{ "daemon", L_FLAG, 0, MODE_DAEMON },
+	{ "setup-system", L_FLAG, 0, MODE_SETUP },
 	{ "queue-delete", L_MODE_VALUE, OFF(queue_id), MODE_QUEUE_DELETE },
 	{ "queue-retry", L_MODE_VALUE, OFF(queue_id), MODE_QUEUE_RETRY },
 };

@@ -23,6 +23,8 @@ enum cli_mode {
 	MODE_QUEUE_DELETE, /* --queue-delete ID */
 	MODE_QUEUE_RETRY,  /* --queue-retry ID */
 	MODE_IMPORT,       /* --import-msmtprc [FILE] */
+	MODE_DAEMON,       /* --daemon: the system delivery service */
+	MODE_SETUP,        /* --setup-system */
 };
 
 #define CLI_IGNORED_MAX 16

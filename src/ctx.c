@@ -32,10 +32,23 @@ int ctx_load_config(struct ctx *c, int required, struct result *r)
 	return c->cfg_found ? cfg_finish(&c->cfg, r) : 0;
 }
 
+int ctx_set_aside_config(struct ctx *c, struct result *r)
+{
+	if (c->o.config || r->exitcode != EX_CONFIG)
+		return -1;
+	result_describe(r, c->cfg_error, sizeof c->cfg_error);
+	cfg_free(&c->cfg);
+	c->cfg_found = 0;
+	result_clear(r);
+	return 0;
+}
+
 int ctx_open_queue(struct ctx *c, struct queue *q, struct result *r)
 {
 	char dir[4096];
 
+	if (c->queue_path)
+		return queue_open(q, c->queue_path, r);
 	queue_default_dir(c->cfg_found ? cfg_str(&c->cfg.defaults, K_QUEUE_DIR) : NULL,
 			  dir, sizeof dir);
 	return queue_open(q, dir, r);

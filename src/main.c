@@ -5,6 +5,7 @@
 #include "log.h"
 #include "modes.h"
 #include "result.h"
+#include "sysmode.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -36,6 +37,8 @@ static int run(struct ctx *c, struct result *r)
 	case MODE_SMTP: return mode_bsmtp(c, r);
 	case MODE_CHECK: return mode_check(c, r);
 	case MODE_IMPORT: return mode_import(c, r);
+	case MODE_DAEMON: return mode_daemon(c, r);
+	case MODE_SETUP: return mode_setup_system(c, r);
 	}
 	return result_fail(r, EX_SOFTWARE, "unknown mode %d", (int)c->o.mode);
 }
@@ -61,6 +64,13 @@ int main(int argc, char **argv)
 	int rc;
 
 	result_clear(&r);
+	/* SPEC 9: pushmail is never set-id; the drop helper is.  A binary left
+	 * set-gid by an old installation runs as its caller, so no option,
+	 * file or variable of the caller's is ever used with raised privilege. */
+	if (sysmode_drop_setid() < 0) {
+		fputs("pushmail: cannot give up set-id privilege\n", stderr);
+		return EX_OSERR;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	rc = cli_parse(argc, argv, &c.o, &r);
 	if (rc == 0)

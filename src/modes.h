@@ -15,10 +15,17 @@ struct ctx {
 	int cfg_found;                /* configuration files loaded */
 	const struct account *acct;   /* the account in use, for the failure line */
 	const char *host;             /* its relay */
+	const char *queue_path;       /* the queue to use instead of the default */
+	char cfg_error[600];          /* why the configuration was set aside, or "" */
 };
 
 /* Load the configuration.  With `required`, having none is EX_CONFIG. */
 int ctx_load_config(struct ctx *c, int required, struct result *r);
+/* After ctx_load_config failed: a configuration the search found that is
+ * broken or unreadable (EX_CONFIG) is set aside, its error kept in
+ * cfg_error for the notice, and the message is kept as if there were none
+ * (SPEC 6).  A file named with --config is not set aside.  0 or -1. */
+int ctx_set_aside_config(struct ctx *c, struct result *r);
 /* Open the queue (queue_dir, /var/spool/pushmail for root, or the user's). */
 int ctx_open_queue(struct ctx *c, struct queue *q, struct result *r);
 void ctx_overrides(const struct ctx *c, struct relay_overrides *ov);
@@ -36,6 +43,11 @@ struct submit_req {
 	int extract;
 	char *note;            /* optional: on success, "queued as ID" or "sent" */
 	size_t notecap;
+	/* The delivery service's pickup (pickup.c): spool under queue_id without
+	 * trying the relay; `user` is the submitter, for the default sender. */
+	int spool_only;
+	const char *queue_id;
+	const char *user;
 };
 int submit(struct ctx *c, const struct submit_req *req, struct result *r);
 
@@ -49,5 +61,7 @@ int mode_queue_retry(struct ctx *c, struct result *r);
 int mode_newaliases(struct ctx *c, struct result *r);  /* newaliases.c */
 int mode_check(struct ctx *c, struct result *r);       /* check.c */
 int mode_import(struct ctx *c, struct result *r);      /* newaliases.c */
+int mode_daemon(struct ctx *c, struct result *r);      /* daemon.c */
+int mode_setup_system(struct ctx *c, struct result *r); /* setup.c */
 
 #endif

@@ -3,7 +3,9 @@
 #include "config.h"
 #include "log.h"
 #include "modes.h"
+#include "pickup.h"
 #include "runq.h"
+#include "sysmode.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -79,6 +81,41 @@ static void print_entry(const struct qenv *e, time_t now, int failed)
 		printf("    last error: %s\n", e->error);
 }
 
+/* The system spool: what waits in the drop directory (SPEC 9). */
+static void print_drops(const struct queue *q)
+{
+	size_t ready = 0, rejected = 0;
+	struct result r;
+	int fd;
+
+	if (strcmp(q->dir, SYS_SPOOL) != 0)
+		return;
+	result_clear(&r);
+	if ((fd = pickup_open(&r)) < 0)
+		return;
+	pickup_count(fd, &ready, &rejected);
+	close(fd);
+	if (ready)
+		printf("%zu message(s) waiting in %s for the delivery service "
+		       "(pushmail --daemon, or pushmail -q as root)\n", ready, SYS_DROP);
+	if (rejected)
+		printf("%zu unusable drop file(s) kept as %s/x.* (see the log)\n",
+		       rejected, SYS_DROP);
+}
+
+/* A user's queue has no service behind it: say so when mail is getting old. */
+static void warn_stale(const struct qenv *v, size_t n, time_t now)
+{
+	size_t old = 0;
+
+	for (size_t i = 0; i < n; i++)
+		old += now - v[i].created > 3600;
+	if (old && geteuid() != 0)
+		printf("note: %zu message(s) have waited over an hour; nothing flushes "
+		       "this queue but 'pushmail -q' (set up the user timer or cron "
+		       "line from the README)\n", old);
+}
+
 int mode_mailq(struct ctx *c, struct result *r)
 {
 	struct queue q;
@@ -103,6 +140,8 @@ int mode_mailq(struct ctx *c, struct result *r)
 			print_entry(&v[f][i], now, f);
 	if (n[0] + n[1])
 		printf("%zu queued, %zu failed in %s\n", n[0], n[1], q.dir);
+	print_drops(&q);
+	warn_stale(v[0], n[0], now);
 	queue_list_free(v[0], n[0]);
 	queue_list_free(v[1], n[1]);
 	queue_close(&q);
@@ -116,9 +155,14 @@ static int flush_once(struct ctx *c, struct queue *q, const char *only_id,
 	struct runq_opts o = { .cfg = &c->cfg, .ov = &ov, .only_id = only_id,
 			       .force = only_id != NULL };
 	struct runq_stats st;
+	int dropfd = pickup_before_run(c, q), rc;
 
 	ctx_overrides(c, &ov);
-	if (runq_flush(q, &o, &st, r) < 0)
+	rc = runq_flush(q, &o, &st, r);
+	if (dropfd >= 0)
+		close(dropfd);
+	q->holdfd = -1;
+	if (rc < 0)
 		return -1;
 	if (st.unroutable)
 		log_err("%zu queued message(s) match no account; add one (see "

@@ -5,6 +5,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <pwd.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -33,11 +34,28 @@ void queue_default_dir(const char *queue_dir, char *out, size_t cap)
 	else if (queue_dir)
 		snprintf(out, cap, "%s", queue_dir);
 	else if (geteuid() == 0)
-		snprintf(out, cap, "/var/spool/pushmail");
-	else if (xdg && *xdg && getuid() == geteuid())
+		snprintf(out, cap, "%s", SPOOLDIR);
+	else if (xdg && xdg[0] == '/' && getuid() == geteuid())
 		snprintf(out, cap, "%s/pushmail/queue", xdg);
+	else if ((home = cfg_home_dir()))
+		snprintf(out, cap, "%s/.local/state/pushmail/queue", home);
 	else
-		snprintf(out, cap, "%s/.local/state/pushmail/queue", home ? home : "/tmp");
+		out[0] = '\0';   /* never a shared directory such as /tmp (SPEC 6) */
+}
+
+/* The delivery service's user owns the system spool (SPEC 9); root works in
+ * it too, and gives what it creates there to that user. */
+static int service_uid(uid_t uid)
+{
+	struct passwd *pw = getpwnam(SYSTEM_USER);
+
+	return pw && pw->pw_uid == uid;
+}
+
+static void adopt(const struct queue *q, int fd)
+{
+	if (geteuid() == 0 && q->uid != 0 && fd >= 0)
+		(void)!fchown(fd, q->uid, q->gid);
 }
 
 /* mkdir -p with mode 0700 for the parts we create. */
@@ -68,11 +86,13 @@ static int check_owner(int fd, const char *path, struct result *r)
 
 	if (fstat(fd, &st) < 0)
 		return result_fail(r, EX_CANTCREAT, "queue %s: %s", path, strerror(errno));
-	if (st.st_uid != geteuid())
+	if (st.st_uid != geteuid() && !(geteuid() == 0 && service_uid(st.st_uid)))
 		return result_fail(r, EX_CANTCREAT, "queue directory %s belongs to uid %u, "
 				   "not to uid %u; refusing to use it", path,
 				   (unsigned)st.st_uid, (unsigned)geteuid());
-	if (st.st_mode & 077)
+	/* search permission (the system spool's 0711, for the drop directory
+	 * below it) lets nobody read or change the queue */
+	if (st.st_mode & 066)
 		return result_fail(r, EX_CANTCREAT, "queue directory %s has mode %04o; "
 				   "it must be private (chmod 700)", path,
 				   (unsigned)(st.st_mode & 07777));
@@ -120,8 +140,14 @@ static void sweep_tmp(struct queue *q)
 
 int queue_open(struct queue *q, const char *dir, struct result *r)
 {
+	struct stat st;
+
 	memset(q, 0, sizeof *q);
-	q->dfd = q->tmp = q->new = q->failed = -1;
+	q->dfd = q->tmp = q->new = q->failed = q->holdfd = -1;
+	if (!dir[0])
+		return result_fail(r, EX_CANTCREAT, "no home directory for the queue "
+				   "(HOME is unset and the password database has none); "
+				   "set queue_dir, or use the system's delivery service");
 	if (make_path(dir) < 0)
 		return result_fail(r, EX_CANTCREAT, "cannot create queue directory %s: %s",
 				   dir, strerror(errno));
@@ -130,6 +156,10 @@ int queue_open(struct queue *q, const char *dir, struct result *r)
 	if (!q->dir || q->dfd < 0) {
 		result_fail(r, EX_CANTCREAT, "queue %s: %s", dir, strerror(errno));
 		goto fail;
+	}
+	if (fstat(q->dfd, &st) == 0) {
+		q->uid = st.st_uid;
+		q->gid = st.st_gid;
 	}
 	if (check_owner(q->dfd, dir, r) < 0 ||
 	    (q->tmp = open_sub(q, "tmp", r)) < 0 ||
@@ -331,6 +361,7 @@ static int write_env_tmp(struct queue *q, const struct qenv *e, const char *name
 	if (!text)
 		return -1;
 	fd = openat(q->tmp, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	adopt(q, fd);
 	if (fd >= 0 && (write_all(fd, text, strlen(text)) < 0 || fsync(fd) < 0)) {
 		int err = errno;
 		close(fd);
@@ -444,12 +475,16 @@ int queue_add(struct queue *q, const struct qenv *env, const char *head,
 	e->msgfd = e->lockfd = -1;
 	if (copy_env(&e->env, env) < 0)
 		return result_fail(r, EX_OSERR, "out of memory");
-	make_id(e->env.id);
+	if (env->id[0])   /* the drop directory's id (pickup.c) */
+		snprintf(e->env.id, sizeof e->env.id, "%s", env->id);
+	else
+		make_id(e->env.id);
 	e->env.created = time(NULL);
 	e->env.next_try = e->env.created;
 	name_of(msg, sizeof msg, e->env.id, "msg");
 	name_of(envn, sizeof envn, e->env.id, "env");
 	e->msgfd = openat(q->tmp, msg, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	adopt(q, e->msgfd);
 	if (e->msgfd < 0) {
 		result_fail(r, EX_CANTCREAT, "cannot queue the message in %s: %s; "
 			    "nothing was kept", q->dir, strerror(errno));
@@ -493,6 +528,25 @@ void queue_release(struct qentry *e)
 	qenv_free(&e->env);
 }
 
+/* A message whose drop file is still there is not committed yet: the pickup
+ * that queued it was interrupted, and the next one finishes (see drop.h). */
+static int queue_held(const struct queue *q, const char *id)
+{
+	char name[QUEUE_ID_MAX + 8];
+
+	snprintf(name, sizeof name, "m.%s", id);
+	return q->holdfd >= 0 && faccessat(q->holdfd, name, F_OK, AT_EACCESS) == 0;
+}
+
+int queue_exists(const struct queue *q, const char *id)
+{
+	char envn[QUEUE_ID_MAX + 8];
+
+	name_of(envn, sizeof envn, id, "env");
+	return faccessat(q->new, envn, F_OK, AT_EACCESS) == 0 ||
+	       faccessat(q->failed, envn, F_OK, AT_EACCESS) == 0;
+}
+
 int queue_lock(struct queue *q, const char *id, int from_failed,
 	       struct qentry *e, struct result *r)
 {
@@ -509,6 +563,8 @@ int queue_lock(struct queue *q, const char *id, int from_failed,
 		return result_fail(r, EX_USAGE, "bad queue id '%s'", id);
 	name_of(msg, sizeof msg, id, "msg");
 	name_of(envn, sizeof envn, id, "env");
+	if (queue_held(q, id))
+		return 1;
 	e->lockfd = openat(dir, envn, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
 	if (e->lockfd < 0)
 		return 1;

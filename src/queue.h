@@ -13,6 +13,7 @@
 #define PUSHMAIL_QUEUE_H
 
 #include <stddef.h>
+#include <sys/types.h>
 #include <time.h>
 #include "result.h"
 
@@ -21,6 +22,11 @@
 struct queue {
 	char *dir;
 	int dfd, tmp, new, failed;   /* directory descriptors */
+	uid_t uid;                   /* the queue directory's owner (and group) */
+	gid_t gid;
+	int holdfd;                  /* the drop directory, when a pickup set it: an
+					entry whose drop file is there is not
+					committed yet (not owned; -1 if none) */
 };
 
 /* The envelope and delivery state of one message. */
@@ -68,6 +74,9 @@ int queue_add(struct queue *q, const struct qenv *env, const char *head,
  * 1 when someone else holds it or it is gone, -1 with r filled. */
 int queue_lock(struct queue *q, const char *id, int from_failed,
 	       struct qentry *e, struct result *r);
+
+/* 1 when message id is in new/ or failed/. */
+int queue_exists(const struct queue *q, const char *id);
 
 /* Write e->env back (atomically) after a try; then release with
  * queue_release.  Returns 0 or -1 (EX_CANTCREAT). */

@@ -239,7 +239,7 @@ static int run_group(struct queue *q, const struct runq_opts *o, struct group *g
 		*r_run = open_r;   /* a bad override: the queue stays as it is */
 		return -1;
 	}
-	for (size_t k = 0; k < g->n; k++) {
+	for (size_t k = 0; k < g->n && !(o->stop && o->stop()); k++) {
 		struct qentry e;
 		enum runq_outcome oc;
 

@@ -44,6 +44,7 @@ struct runq_opts {
 	int force;                 /* ignore next_try (--queue-retry, -q with ID) */
 	const char *only_id;       /* one message */
 	const char *only_account;  /* one account (after a successful send) */
+	int (*stop)(void);         /* optional: 1 = stop after the message in flight */
 };
 
 struct runq_stats {

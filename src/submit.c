@@ -10,6 +10,7 @@
 #include "modes.h"
 #include "runq.h"
 #include "smtp.h"
+#include "sysmode.h"
 
 #include <ctype.h>
 #include <pwd.h>
@@ -54,11 +55,12 @@ static const char *acct_str(const struct job *j, enum cfg_key k)
 	return j->acct ? cfg_str(j->acct, k) : NULL;
 }
 
-/* Envelope sender: -f > --read-envelope-from > account from > login@host.
+/* Envelope sender: -f > --read-envelope-from > the submitter of a dropped
+ * message (SPEC 9: its owner, user@maildomain) > account from > login@host.
  * "<>" is the null sender. */
 static int choose_from(struct job *j, const char *header_from, struct result *r)
 {
-	const char *f = j->req->from;
+	const char *f = j->req->from, *md = acct_str(j, K_MAILDOMAIN);
 	char buf[1024];
 
 	/* allow_from_override = no: the account's sender, whatever the caller says */
@@ -66,6 +68,10 @@ static int choose_from(struct job *j, const char *header_from, struct result *r)
 		f = acct_str(j, K_FROM);
 	if (!f && j->c->o.read_envelope_from)
 		f = header_from;
+	if (!f && j->req->user) {
+		snprintf(buf, sizeof buf, "%.200s@%.500s", j->req->user, md ? md : j->ehlo);
+		f = buf;
+	}
 	if (!f)
 		f = acct_str(j, K_FROM);
 	if (!f) {
@@ -76,8 +82,8 @@ static int choose_from(struct job *j, const char *header_from, struct result *r)
 	if (strcmp(f, "<>") == 0)
 		f = "";
 	/* cronie's "-f alice": a bare name gets maildomain, as recipients do */
-	if (*f && !strchr(f, '@') && acct_str(j, K_MAILDOMAIN)) {
-		snprintf(buf, sizeof buf, "%.500s@%.500s", f, acct_str(j, K_MAILDOMAIN));
+	if (*f && !strchr(f, '@') && md) {
+		snprintf(buf, sizeof buf, "%.500s@%.500s", f, md);
 		f = buf;
 	}
 	if (!addr_valid_mailbox(f))
@@ -373,6 +379,8 @@ static int send_direct(struct job *j, const char **rcpt, struct result *r)
 static void fill_qenv(struct job *j, struct qenv *qe, const char **rcpt)
 {
 	memset(qe, 0, sizeof *qe);
+	if (j->req->queue_id)
+		snprintf(qe->id, sizeof qe->id, "%s", j->req->queue_id);
 	qe->account = (char *)(j->acct ? j->acct->name : "");
 	qe->from = j->from;
 	qe->rcpt = (char **)rcpt;
@@ -476,7 +484,14 @@ static int send_queued(struct job *j, const char **rcpt, int always, struct resu
 	}
 	if (j->req->note)
 		snprintf(j->req->note, j->req->notecap, "queued as %s", e.env.id);
-	if (!j->acct) {
+	if (j->req->spool_only) {
+		rc = 0;   /* the delivery service's own queue run sends it */
+	} else if (!j->acct && j->c->cfg_error[0]) {
+		log_err("%s; the message was queued as %s in %s. Fix the configuration, "
+			"then run 'pushmail -q' to send it.", j->c->cfg_error,
+			e.env.id, q.dir);
+		rc = 0;
+	} else if (!j->acct) {
 		ctx_config_hint(hint, sizeof hint);
 		log_err("no relay is configured, so the message was queued as %s in %s. "
 			"Create %s (see pushmail.conf(5)), then run 'pushmail -q' to send it.",
@@ -512,7 +527,8 @@ static int deliver(struct job *j, struct result *r)
 		struct smtp_message m = { .head = j->msgbuf, .headlen = j->msglen,
 					  .fd = j->req->infd };
 		rc = smtp_dry_run(stdout, &env, &m, r);
-	} else if (j->acct && (j->c->o.no_queue || (mode && !strcmp(mode, "never")))) {
+	} else if (j->acct && !j->req->spool_only &&
+		   (j->c->o.no_queue || (mode && !strcmp(mode, "never")))) {
 		rc = send_direct(j, rcpt, r);
 	} else {
 		rc = send_queued(j, rcpt, mode && !strcmp(mode, "always"), r);
@@ -521,10 +537,32 @@ static int deliver(struct job *j, struct result *r)
 	return rc;
 }
 
+/* SPEC 9: a caller with no configuration of its own (or a broken one) that
+ * may not read the system's hands the message to the delivery service. */
+static int use_drop(const struct ctx *c, const struct submit_req *req)
+{
+	return !c->cfg_found && !c->o.dry_run && !c->o.no_queue && !req->spool_only &&
+	       geteuid() != 0 && sysmode_available();
+}
+
+static int drop_message(struct ctx *c, const struct submit_req *req, struct result *r)
+{
+	if (req->nrcpt == 0 && !req->extract)
+		return result_fail(r, EX_USAGE, "no recipients given (use -t to take "
+				   "them from the headers)");
+	if (c->cfg_error[0])
+		log_err("%s; the message goes to the system's delivery service instead",
+			c->cfg_error);
+	return sysmode_drop(c, req, r);
+}
+
 int submit(struct ctx *c, const struct submit_req *req, struct result *r)
 {
 	struct job j = { .c = c, .req = req };
 	int rc;
+
+	if (use_drop(c, req))
+		return drop_message(c, req, r);
 
 	rc = prepare_message(&j, r) < 0 || collect_rcpts(&j, r) < 0 ||
 	     choose_dsn(&j, r) < 0 || build_msgbuf(&j, r) < 0 ? -1 : deliver(&j, r);
@@ -538,7 +576,7 @@ int mode_send(struct ctx *c, struct result *r)
 				  .nrcpt = (size_t)c->o.nrcpt, .extract = c->o.extract };
 
 	/* No configuration is not an error here: the message is queued. */
-	if (ctx_load_config(c, 0, r) < 0)
+	if (ctx_load_config(c, 0, r) < 0 && ctx_set_aside_config(c, r) < 0)
 		return -1;
 	return submit(c, &req, r);
 }
