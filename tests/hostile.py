@@ -988,9 +988,10 @@ CASES = stage_rows() + [
     dict(name="password file 0600 owned by another user", group="perms", server=S(),
          cfg=auth_cfg(), perms=dict(mode=0o600, uid=65534), exit=EX_CONFIG,
          no_connect=True),
-    dict(name="password file 0640 root:mail (the documented exception)", group="perms",
-         server=S(extensions=AUTH_SRV, rules={"AUTH": handler(plain_ok)}),
-         cfg=auth_cfg(), perms=dict(mode=0o640, group="mail"), exit=EX_OK),
+    # the old set-gid design's exception is gone (SPEC 9: the drop helper)
+    dict(name="password file 0640 root:mail (no longer an exception)", group="perms",
+         server=S(), cfg=auth_cfg(), perms=dict(mode=0o640, group="mail"),
+         exit=EX_CONFIG, no_connect=True, err=["0640"]),
     dict(name="symlink to a private password file", group="perms",
          server=S(extensions=AUTH_SRV, rules={"AUTH": handler(plain_ok)}),
          cfg=auth_cfg(), perms=dict(mode=0o600, link=True), exit=EX_OK),

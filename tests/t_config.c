@@ -266,6 +266,7 @@ static const struct {
 	[K_SET_FROM_HEADER] = { "off", "off" }, [K_SET_TO_HEADER] = { "off", "off" },
 	[K_MAILDOMAIN] = { "b", "b" }, [K_LOG] = { "syslog", "syslog" },
 	[K_TIMEOUT] = { "9", "9" }, [K_ALIASES] = { "/etc/aliases", "/etc/aliases" },
+	[K_TRUSTED_USERS] = { "alice, bob", "alice,bob" },
 };
 
 static void test_every_key(void)
@@ -476,24 +477,49 @@ static void test_permissions(void)
 	ok(load_file(&c, path, &r) == 0, "mode 0644 without password loads");
 	cfg_free(&c);
 
+	write_str(path, "[a]\nhost = h\n", 0664);
+	snprintf(want, sizeof want, "%s: writable by group or others (mode 0664); "
+		 "chmod go-w %s", path, path);
+	want_failure(load_file(&c, path, &r), &r, EX_CONFIG, want, NULL,
+		     "group-writable file without password");
+	cfg_free(&c);
+	write_str(path, "[a]\nhost = h\n", 0602);
+	want_failure(load_file(&c, path, &r), &r, EX_CONFIG, "writable by group or others",
+		     NULL, "world-writable file");
+	cfg_free(&c);
+
 	if (geteuid() != 0)
 		return;   /* the ownership cases need chown */
+	/* issue 13: root must not run another user's password_command */
+	write_str(path, "[a]\nhost = h\npassword_command = id\n", 0600);
+	if (chown(path, 12345, (gid_t)-1) == 0) {
+		want_failure(load_file(&c, path, &r), &r, EX_CONFIG,
+			     "owned by uid 12345, neither you (uid 0) nor root", NULL,
+			     "file owned by someone else, no password");
+		cfg_free(&c);
+	}
 	write_str(path, pw, 0600);
 	if (chown(path, 12345, (gid_t)-1) == 0) {
 		want_failure(load_file(&c, path, &r), &r, EX_CONFIG,
-			     "holds a password but is owned by uid 12345", NULL,
+			     "owned by uid 12345", NULL,
 			     "password file owned by someone else");
 		cfg_free(&c);
 	}
+	/* the old set-gid design's root:mail 0640 is no longer trusted */
 	write_str(path, pw, 0640);
 	if (mail && chown(path, 0, mail->gr_gid) == 0) {
-		if (!ok(load_file(&c, path, &r) == 0, "root:mail 0640 with password loads"))
-			diag_result(&r);
+		want_failure(load_file(&c, path, &r), &r, EX_CONFIG, "(mode 0640)",
+			     NULL, "root:mail 0640 with password");
 		cfg_free(&c);
 	}
 	if (chown(path, 0, 0) == 0) {
 		want_failure(load_file(&c, path, &r), &r, EX_CONFIG, "(mode 0640)",
 			     NULL, "root:root 0640 with password");
+		cfg_free(&c);
+	}
+	write_str(path, "[a]\nhost = h\n", 0644);
+	if (chown(path, 0, 0) == 0) {
+		ok(load_file(&c, path, &r) == 0, "root-owned 0644 without password loads");
 		cfg_free(&c);
 	}
 }
