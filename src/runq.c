@@ -23,6 +23,14 @@ void runq_policy_of(const struct account *a, struct runq_policy *pol)
 
 int runq_is_temporary(const struct result *r)
 {
+	/* TLS trouble (STARTTLS no longer offered, a certificate that expired
+	 * or is not trusted, a failed handshake) says nothing final about the
+	 * message: it is a relay misconfiguration or someone in the middle
+	 * stripping STARTTLS or presenting their own certificate, and either
+	 * must not make mail undeliverable.  Postfix defers such mail too.
+	 * (A direct send still exits with the TLS failure's own status.) */
+	if (r->phase == PHASE_STARTTLS || r->phase == PHASE_TLS)
+		return 1;
 	switch (r->exitcode) {
 	case EX_TEMPFAIL:
 		return 1;

@@ -18,8 +18,9 @@ void runq_policy_of(const struct account *a, struct runq_policy *pol);
 
 enum runq_outcome { RUNQ_DELIVERED, RUNQ_DEFERRED, RUNQ_FAILED };
 
-/* A temporary failure (4xx, lost connection, timeout) or a local one that a
- * fix can cure (configuration, password source, memory) keeps a message in
+/* A temporary failure (4xx, lost connection, timeout, any STARTTLS or TLS
+ * handshake/certificate failure) or a local one that a fix can cure
+ * (configuration, password source, memory) keeps a message in
  * new/ for another try; the relay's permanent verdicts and unusable messages
  * move it to failed/ with the reason (kept, never dropped). */
 int runq_is_temporary(const struct result *r);

@@ -38,6 +38,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import certs  # noqa: E402
 import taplib as t  # noqa: E402
 from smtpserver import (Action, ScriptedServer, close, delay,  # noqa: E402
                         drop_after_data, handler, stall)
@@ -50,7 +51,7 @@ SEED = int(os.environ.get("QUEUE_TEST_SEED") or random.randrange(1 << 30))
 SUITE_DEADLINE = time.monotonic() + 170   # CI budget is 3 minutes
 
 EX_OK, EX_USAGE, EX_DATAERR, EX_NOINPUT, EX_NOUSER = 0, 64, 65, 66, 67
-EX_UNAVAILABLE, EX_CANTCREAT, EX_TEMPFAIL = 69, 73, 75
+EX_UNAVAILABLE, EX_CANTCREAT, EX_TEMPFAIL, EX_PROTOCOL = 69, 73, 75, 76
 
 RCPT = "rcpt@example.org"
 TOKEN_RE = re.compile(rb"X-Token: (\S+)")
@@ -823,6 +824,87 @@ def commands():
 
 
 # --------------------------------------------------------------------------
+# TLS failures are temporary for the queue (a relay that stops offering
+# STARTTLS, a certificate that expired or is not trusted: a MITM or an
+# administrator's slip must not make mail undeliverable), while a direct
+# send still says what happened (69/76).
+
+def tls_context_11(C):
+    import ssl
+    import warnings
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    ctx = C.context(C.good)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+    ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    return ctx
+
+
+TLS_CASES = [
+    dict(name="no STARTTLS offered", server=lambda C: {}, tls="starttls",
+         err="STARTTLS", direct=EX_UNAVAILABLE),
+    dict(name="untrusted certificate",
+         server=lambda C: dict(ssl_context=C.context(C.selfsigned), tls="starttls"),
+         tls="starttls", err="certificate", direct=EX_UNAVAILABLE),
+    dict(name="expired certificate",
+         server=lambda C: dict(ssl_context=C.context(C.expired), tls="starttls"),
+         tls="starttls", err="certificate", direct=EX_UNAVAILABLE),
+    dict(name="handshake refused (TLS 1.1-only server)",
+         server=lambda C: dict(ssl_context=tls_context_11(C), tls="implicit"),
+         tls="implicit", err="TLS", direct=EX_UNAVAILABLE),
+    dict(name="handshake fails (plaintext on an implicit-TLS port)",
+         server=lambda C: {}, tls="implicit", err="TLS", direct=EX_PROTOCOL),
+]
+
+
+def tls_failures():
+    C = certs.get()
+    if C is None:
+        t.skip("TLS failures", "certtool missing")
+        return
+    for c in TLS_CASES:
+        keys = dict(tls=c["tls"], tls_trust_file=C.ca)
+        # a direct send still reports the TLS failure itself
+        name = "TLS %s: --no-queue" % c["name"]
+        spool = Spool(name)
+        with ScriptedServer(connections=2, **c["server"](C)) as srv:
+            res = spool.run(["--no-queue", RCPT], cfg1(srv.port, RETRY2, **keys),
+                            stdin=message("tlsdirect"))
+            srv.stop()
+        t.is_eq(res.rc, c["direct"], name + ": exit %d" % c["direct"], *res.describe())
+        t.is_eq(spool.names("new") + spool.names("failed"), [], name + ": nothing spooled")
+
+        for mode in ("on-failure", "always"):
+            name = "TLS %s (queue = %s)" % (c["name"], mode)
+            spool = Spool(name)
+            with ScriptedServer(connections=3, **c["server"](C)) as srv:
+                cfg = cfg1(srv.port, RETRY2, queue=mode, **keys)
+                res = spool.run([RCPT], cfg, stdin=message("tls"))
+                info = res.describe()
+                t.is_eq(res.rc, EX_OK, name + ": exit 0 (queued)", *info)
+                qid = one_notice(name, res, spool, info)
+                t.is_eq(spool.ids("failed"), [], name + ": nothing in failed/")
+                e = spool.env_of(qid) if qid else None
+                t.ok(e and e["tries"] == 1 and c["err"] in e.get("error", ""),
+                     name + ": tries 1, reason recorded", "env: %s" % e)
+                if mode == "always":
+                    continue
+                wait_due(spool)
+                r2 = spool.run(["-q"], cfg)
+                srv.stop()
+            t.is_eq(spool.ids(), [qid] if qid else [],
+                    name + ": -q: still in new/", *r2.describe())
+            t.is_eq(spool.ids("failed"), [], name + ": -q: nothing in failed/")
+            e = spool.env_of(qid) if qid else None
+            t.ok(e and e["tries"] == 2, name + ": -q: tries 2", "env: %s" % e)
+            t.is_eq(len(delivered(srv)), 0, name + ": nothing delivered")
+            bp = spool.run(["-bp"], cfg)
+            t.ok(qid and qid.encode() in bp.out and
+                 re.search(rb"last error: .*" + re.escape(c["err"].encode()), bp.out),
+                 name + ": -bp shows the reason", "stdout: %s" % t.show(bp.out))
+
+
+# --------------------------------------------------------------------------
 # First run: no configuration at all
 
 NOTICE = None
@@ -1366,6 +1448,7 @@ SECTIONS = [
     ("runs", lambda: (run_grouping(), run_opportunistic(), run_local_failures(),
                       run_interval())),
     ("commands", commands),
+    ("tls", tls_failures),
     ("first run", first_run),
     ("refusals", refusals),
     ("crash", crash_safety),
