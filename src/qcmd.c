@@ -166,17 +166,20 @@ static int lock_any(struct queue *q, const char *id, struct qentry *e,
 int mode_queue_delete(struct ctx *c, struct result *r)
 {
 	struct queue q;
-	struct qentry e;
 	int rc;
 
+	if (!queue_id_valid(c->o.queue_id))
+		return result_fail(r, EX_USAGE, "bad queue id '%.60s' (see mailq)",
+				   c->o.queue_id);
 	if (ctx_load_config(c, 0, r) < 0 || ctx_open_queue(c, &q, r) < 0)
 		return -1;
-	rc = lock_any(&q, c->o.queue_id, &e, r);
-	if (rc == 0) {
-		queue_done(&q, &e);
+	/* Not queue_lock: a damaged entry must be removable too. */
+	rc = queue_remove(&q, c->o.queue_id, r);
+	if (rc == 1)
+		rc = result_fail(r, EX_NOINPUT, "no queued message %s (or it is being "
+				 "delivered right now)", c->o.queue_id);
+	if (rc == 0)
 		printf("deleted %s\n", c->o.queue_id);
-		queue_release(&e);
-	}
 	queue_close(&q);
 	return rc;
 }
@@ -187,6 +190,9 @@ int mode_queue_retry(struct ctx *c, struct result *r)
 	struct qentry e;
 	int rc;
 
+	if (!queue_id_valid(c->o.queue_id))
+		return result_fail(r, EX_USAGE, "bad queue id '%.60s' (see mailq)",
+				   c->o.queue_id);
 	if (ctx_load_config(c, 1, r) < 0 || ctx_open_queue(c, &q, r) < 0)
 		return -1;
 	rc = lock_any(&q, c->o.queue_id, &e, r);

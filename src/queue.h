@@ -64,10 +64,22 @@ void queue_close(struct queue *q);
 int queue_add(struct queue *q, const struct qenv *env, const char *head,
 	      size_t headlen, int infd, struct qentry *e, struct result *r);
 
+/* Whether id has the one shape the queue gives ids
+ * (YYYYMMDDTHHMMSS.uuuuuu.PID.xxxx).  Every id that comes from outside (the
+ * command line, a directory listing, an envelope file) is checked with it
+ * before it names a file; the file name, never the envelope's id line, is a
+ * message's identity. */
+int queue_id_valid(const char *id);
+
 /* Lock message id (in new/, or failed/ when from_failed).  Returns 0 locked,
- * 1 when someone else holds it or it is gone, -1 with r filled. */
+ * 1 when someone else holds it or it is gone, -1 with r filled (EX_USAGE for
+ * a malformed id, EX_SOFTWARE for a damaged entry).  e->env.id is id. */
 int queue_lock(struct queue *q, const char *id, int from_failed,
 	       struct qentry *e, struct result *r);
+
+/* Remove message id from new/ or failed/ under its lock, even when its
+ * envelope is damaged.  0 removed, 1 busy or not there, -1 with r filled. */
+int queue_remove(struct queue *q, const char *id, struct result *r);
 
 /* Write e->env back (atomically) after a try; then release with
  * queue_release.  Returns 0 or -1 (EX_CANTCREAT). */
@@ -86,7 +98,8 @@ int queue_revive(struct queue *q, struct qentry *e, struct result *r);
 void queue_release(struct qentry *e);
 
 /* Every envelope in new/ (or failed/), sorted by id.  *v is malloc'd; free
- * with queue_list_free.  Unreadable entries are skipped. */
+ * with queue_list_free.  Entries whose name is not ID.env with a queue id,
+ * and unreadable or damaged envelopes, are skipped. */
 int queue_list(struct queue *q, int failed, struct qenv **v, size_t *n,
 	       struct result *r);
 void queue_list_free(struct qenv *v, size_t n);

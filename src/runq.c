@@ -298,6 +298,9 @@ int runq_flush(struct queue *q, const struct runq_opts *o, struct runq_stats *st
 	time_t now = time(NULL);
 
 	memset(st, 0, sizeof *st);
+	if (o->only_id && !queue_id_valid(o->only_id))
+		return result_fail(r, EX_USAGE, "bad queue id '%.60s' (see mailq)",
+				   o->only_id);
 	if (queue_list(q, 0, &list, &n, r) < 0)
 		return -1;
 	gs = calloc(n + 1, sizeof *gs);

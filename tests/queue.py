@@ -905,6 +905,117 @@ def tls_failures():
 
 
 # --------------------------------------------------------------------------
+# Queue ids: a message's identity is its file name; an id is never a path.
+
+def snapshot_tree(top):
+    out = {}
+    for d, _, files in os.walk(top):
+        for f in files:
+            p = os.path.join(d, f)
+            with open(p, "rb") as fh:
+                out[os.path.relpath(p, top)] = fh.read()
+    return out
+
+
+def plant(spool, where, qid, env_text, msg):
+    with open(spool.path(where, qid + ".msg"), "wb") as f:
+        f.write(msg)
+    with open(spool.path(where, qid + ".env"), "wb") as f:
+        f.write(env_text)
+
+
+def ids_hostile():
+    name = "ids: traversal id in a crafted envelope"
+    spool = Spool(name)
+    dead = cfg1(t.closed_port(), FAST)
+    q = queue_some(spool, dead, ["victim"])
+    vid = q.get("victim", (None,))[0]
+    if not t.ok(vid, name + ": a message queued"):
+        return
+    env_text = spool.read(vid, "new", "env")
+    msg = spool.read(vid)
+    # short: the old parser took ids of up to 47 bytes
+    outside = os.path.join(t.tmpdir(), "out%d" % _qn)
+    os.makedirs(outside)
+    # precious.env is a valid envelope: the old code would lock and delete it
+    with open(os.path.join(outside, "precious.env"), "wb") as f:
+        f.write(env_text)
+    with open(os.path.join(outside, "precious.msg"), "wb") as f:
+        f.write(msg)
+    before = snapshot_tree(outside)
+    rel = os.path.relpath(os.path.join(outside, "precious"), spool.path("new"))
+    evil = re.sub(rb"(?m)^id .*$", b"id " + rel.encode(), env_text)
+    t.ok(b"id ../" in evil, name + ": crafted envelope has id %s" % rel)
+    cid, fid = "20200101T000000.000000.1.beef", "20200101T000000.000000.2.beef"
+    plant(spool, "new", cid, evil, msg)
+    plant(spool, "failed", fid, evil, msg)
+    wait_due(spool)
+    with ScriptedServer(connections=6) as srv:
+        cfg = cfg1(srv.port)
+        runs = [spool.run(a, cfg) for a in
+                (["-bp"], ["-q"], ["--queue-retry", cid], ["--queue-retry", fid],
+                 ["-q"], ["--queue-delete", cid], ["--queue-delete", fid], ["-bp"])]
+        srv.stop()
+    t.is_eq(snapshot_tree(outside), before, name + ": nothing outside the queue changed",
+            *[x for r in runs for x in r.describe()])
+    t.is_eq(dict(token_counts(srv)), {"victim": 1},
+            name + ": only the genuine message was delivered")
+    t.is_eq(runs[5].rc, EX_OK, name + ": --queue-delete removes the crafted new/ entry",
+            *runs[5].describe())
+    t.is_eq(runs[6].rc, EX_OK, name + ": --queue-delete removes the crafted failed/ entry",
+            *runs[6].describe())
+    t.is_eq([spool.names(d) for d in ("new", "failed")], [[], []],
+            name + ": queue empty afterwards")
+
+    name = "ids: a renamed pair of files"
+    spool = Spool(name)
+    q = queue_some(spool, dead, ["renamed"])
+    old = q.get("renamed", (None,))[0]
+    new_id = "20200101T000000.000000.3.cafe"
+    if old:
+        for ext in ("msg", "env"):
+            os.rename(spool.path("new", "%s.%s" % (old, ext)),
+                      spool.path("new", "%s.%s" % (new_id, ext)))
+    wait_due(spool)
+    with ScriptedServer(connections=4) as srv:
+        cfg = cfg1(srv.port)
+        r1 = spool.run(["-q"], cfg)
+        r2 = spool.run(["-q"], cfg)
+        srv.stop()
+    t.is_eq(dict(token_counts(srv)), {"renamed": 1}, name + ": delivered exactly once",
+            *(r1.describe() + r2.describe()))
+    t.is_eq([spool.names(d) for d in ("new", "failed")], [[], []],
+            name + ": both files removed after delivery")
+    q = queue_some(spool, dead, ["renamed2"])
+    old = q.get("renamed2", (None,))[0]
+    if old:
+        for ext in ("msg", "env"):
+            os.rename(spool.path("new", "%s.%s" % (old, ext)),
+                      spool.path("new", "%s.%s" % (new_id, ext)))
+    res = spool.run(["--queue-delete", new_id], dead)
+    t.is_eq(res.rc, EX_OK, name + ": --queue-delete of the renamed id: exit 0",
+            *res.describe())
+    t.is_eq([spool.names(d) for d in ("new", "failed")], [[], []],
+            name + ": --queue-delete removed the renamed files")
+
+    name = "ids: hostile ids on the command line"
+    spool = Spool(name)
+    q = queue_some(spool, dead, ["keep"])
+    keep = snapshot_tree(spool.dir)
+    above = snapshot_tree(os.path.dirname(spool.dir))
+    for bad in ("..", ".", "../new/x", "x", "../../" + os.path.basename(spool.dir),
+                "20200101T000000.000000.1.beef/../../x", "20200101T000000.000000.1.BEEF",
+                "20200101T000000.000000.1.beef.env", "new", "a" * 200):
+        for opt in ("--queue-delete", "--queue-retry"):
+            res = spool.run([opt, bad], dead)
+            t.is_eq(res.rc, EX_USAGE, "%s: %s %r: exit 64" % (name, opt, bad[:40]),
+                    *res.describe())
+    t.is_eq(snapshot_tree(spool.dir), keep, name + ": the queue is unchanged")
+    t.ok(snapshot_tree(os.path.dirname(spool.dir)) == above,
+         name + ": nothing around the queue changed")
+
+
+# --------------------------------------------------------------------------
 # First run: no configuration at all
 
 NOTICE = None
@@ -1449,6 +1560,7 @@ SECTIONS = [
                       run_interval())),
     ("commands", commands),
     ("tls", tls_failures),
+    ("ids", ids_hostile),
     ("first run", first_run),
     ("refusals", refusals),
     ("crash", crash_safety),
