@@ -83,15 +83,12 @@ static void log_try(const struct account *a, const struct qentry *e,
 	log_delivery(a ? cfg_str(a, K_LOG) : NULL, &lr);
 }
 
-enum runq_outcome runq_record(struct queue *q, struct qentry *e,
-			      const struct runq_policy *pol, const struct result *r)
-{
-	return runq_record_for(q, e, NULL, pol, r);
-}
-
-enum runq_outcome runq_record_for(struct queue *q, struct qentry *e,
-				  const struct account *a,
-				  const struct runq_policy *pol, const struct result *r)
+/* The outcome r for entry e.  counted: r is this message's own try (not a
+ * session failure that stopped the run before the message was tried), so
+ * it counts in tries. */
+static enum runq_outcome record(struct queue *q, struct qentry *e,
+				const struct account *a, const struct runq_policy *pol,
+				const struct result *r, int counted)
 {
 	char why[RESULT_TEXT_MAX + 300];
 	struct result ignored;
@@ -99,7 +96,7 @@ enum runq_outcome runq_record_for(struct queue *q, struct qentry *e,
 
 	result_clear(&ignored);
 	result_describe(r, why, sizeof why);
-	e->env.tries++;
+	e->env.tries += counted;
 	if (runq_is_temporary(r) && now - e->env.created < pol->lifetime) {
 		snprintf(e->env.error, sizeof e->env.error, "%.*s",
 			 (int)sizeof e->env.error - 1, why);
@@ -119,6 +116,19 @@ enum runq_outcome runq_record_for(struct queue *q, struct qentry *e,
 	}
 	log_try(a, e, "failed", e->env.error, r->exitcode);
 	return RUNQ_FAILED;
+}
+
+enum runq_outcome runq_record(struct queue *q, struct qentry *e,
+			      const struct runq_policy *pol, const struct result *r)
+{
+	return record(q, e, NULL, pol, r, 1);
+}
+
+enum runq_outcome runq_record_for(struct queue *q, struct qentry *e,
+				  const struct account *a,
+				  const struct runq_policy *pol, const struct result *r)
+{
+	return record(q, e, a, pol, r, 1);
 }
 
 /* Bare local names (cron's "root") get the account's maildomain now, since
@@ -229,8 +239,13 @@ static void count(struct runq_stats *st, enum runq_outcome oc)
 		st->failed++;
 }
 
-/* One account's messages over one connection; a broken connection is
- * reopened for the next message, a refused open counts as a try for each. */
+/* One account's messages over one connection.  A connection broken by a
+ * message's transaction is reopened for the next message; but once opening
+ * fails (refused, timed out, no greeting or 421, TLS, AUTH), the relay is
+ * down for this run: every other message of the account gets the same
+ * outcome without a try of its own (a relay that accepts and never greets
+ * would otherwise cost a full timeout per message).  Like Postfix, such
+ * messages do not count the try they did not get. */
 static int run_group(struct queue *q, const struct runq_opts *o, struct group *g,
 		     const struct qenv *list, struct runq_stats *st, struct result *r_run)
 {
@@ -238,7 +253,8 @@ static int run_group(struct queue *q, const struct runq_opts *o, struct group *g
 	struct runq_policy pol;
 	struct relay rl;
 	struct result r, open_r;
-	int relay_ok;
+	int relay_ok, down = 0;
+	size_t untried = 0;
 
 	runq_policy_of(g->acct, &pol);
 	result_clear(&open_r);
@@ -256,11 +272,14 @@ static int run_group(struct queue *q, const struct runq_opts *o, struct group *g
 			st->busy++;
 			continue;
 		}
-		if (!ss && relay_ok && relay_auth(&rl, &open_r) == 0)
+		if (!ss && !down && relay_ok && relay_auth(&rl, &open_r) == 0)
 			ss = smtp_open(&rl.p, &open_r);
 		if (!ss) {
-			oc = runq_record_for(q, &e, g->acct, &pol, &open_r);
-			report(&e, oc, &open_r);
+			oc = record(q, &e, g->acct, &pol, &open_r, !down);
+			if (!down || oc != RUNQ_DEFERRED)
+				report(&e, oc, &open_r);
+			untried += down && oc == RUNQ_DEFERRED;
+			down = 1;
 		} else {
 			oc = runq_attempt(q, &e, ss, g->acct, &pol, &r);
 			report(&e, oc, &r);
@@ -272,6 +291,10 @@ static int run_group(struct queue *q, const struct runq_opts *o, struct group *g
 		count(st, oc);
 		queue_release(&e);
 	}
+	if (untried)
+		log_err("account '%s': %zu more message%s deferred without a try, "
+			"after that failure", g->acct->name, untried,
+			untried == 1 ? "" : "s");
 	smtp_close(ss);
 	relay_free(&rl);
 	return 0;

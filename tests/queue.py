@@ -1016,6 +1016,79 @@ def ids_hostile():
 
 
 # --------------------------------------------------------------------------
+# A dead relay costs one timeout per run, not one per message.
+
+class SilentServer:
+    """Accepts connections on 127.0.0.1 and never says a word; counts them.
+    Bounded: at most `limit` connections, `lifetime` seconds."""
+
+    def __init__(self, limit=16, lifetime=60):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(limit)
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        self.limit = limit
+        self.deadline = time.monotonic() + lifetime
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self.stopping.is_set() and time.monotonic() < self.deadline \
+                and len(self.conns) < self.limit:
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            self.conns.append(c)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        self.thread.join(5)
+        for c in self.conns:
+            c.close()
+        self.sock.close()
+
+
+def dead_relay():
+    name = "dead relay: accepts and never greets"
+    tmo = 2
+    spool = Spool(name)
+    dead = cfg1(t.closed_port(), FAST)
+    q = queue_some(spool, dead, ["d%d" % i for i in range(6)])
+    t.is_eq(len(spool.ids()), 6, name + ": six messages queued")
+    before = {i: spool.env_of(i)["tries"] for i in spool.ids()}
+    wait_due(spool)
+    with SilentServer() as srv:
+        res = spool.run(["-q"], cfg1(srv.port, {"queue_retry": "60s"}, timeout=tmo))
+        time.sleep(0.2)
+        seen = len(srv.conns)
+    info = res.describe()
+    t.ok(res.elapsed < 5 * tmo, name + ": the run took about one timeout "
+         "(%.1fs, bound %ds)" % (res.elapsed, 5 * tmo), *info)
+    t.is_eq(seen, 1, name + ": the relay saw exactly one connection", *info)
+    t.is_eq(sorted(spool.ids()), sorted(v[0] for v in q.values()),
+            name + ": all six still in new/")
+    t.is_eq(spool.ids("failed"), [], name + ": nothing in failed/")
+    envs = {i: spool.env_of(i) for i in spool.ids()}
+    t.ok(all(e and "greeting" in e.get("error", "") for e in envs.values()),
+         name + ": every message has the reason",
+         "errors: %s" % [e.get("error") for e in envs.values() if e])
+    counted = sorted(envs[i]["tries"] - before.get(i, 0) for i in envs if envs[i])
+    t.is_eq(counted, [0, 0, 0, 0, 0, 1],
+            name + ": one try counted (the one made), the others not")
+    t.ok(all(e["next"] > time.time() for e in envs.values() if e),
+         name + ": every message backed off")
+
+
+# --------------------------------------------------------------------------
 # First run: no configuration at all
 
 NOTICE = None
@@ -1561,6 +1634,7 @@ SECTIONS = [
     ("commands", commands),
     ("tls", tls_failures),
     ("ids", ids_hostile),
+    ("dead relay", dead_relay),
     ("first run", first_run),
     ("refusals", refusals),
     ("crash", crash_safety),
