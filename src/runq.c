@@ -229,14 +229,19 @@ static void report(const struct qentry *e, enum runq_outcome oc, const struct re
 		"deferred" : "failed, moved to failed/", why);
 }
 
-static void count(struct runq_stats *st, enum runq_outcome oc)
+static void count(struct runq_stats *st, enum runq_outcome oc, const struct result *r)
 {
-	if (oc == RUNQ_DELIVERED)
+	if (oc == RUNQ_DELIVERED) {
 		st->delivered++;
-	else if (oc == RUNQ_DEFERRED)
+	} else if (oc == RUNQ_DEFERRED) {
 		st->deferred++;
-	else
+	} else {
 		st->failed++;
+		/* a message that ran out of queue lifetime failed for good,
+		 * whatever its last (temporary) try said */
+		if (!st->fail_exit)
+			st->fail_exit = runq_is_temporary(r) ? EX_UNAVAILABLE : r->exitcode;
+	}
 }
 
 /* One account's messages over one connection.  A connection broken by a
@@ -280,6 +285,7 @@ static int run_group(struct queue *q, const struct runq_opts *o, struct group *g
 				report(&e, oc, &open_r);
 			untried += down && oc == RUNQ_DEFERRED;
 			down = 1;
+			count(st, oc, &open_r);
 		} else {
 			oc = runq_attempt(q, &e, ss, g->acct, &pol, &r);
 			report(&e, oc, &r);
@@ -287,8 +293,8 @@ static int run_group(struct queue *q, const struct runq_opts *o, struct group *g
 				smtp_close(ss);
 				ss = NULL;
 			}
+			count(st, oc, &r);
 		}
-		count(st, oc);
 		queue_release(&e);
 	}
 	if (untried)

@@ -42,13 +42,19 @@ enum runq_outcome runq_record_for(struct queue *q, struct qentry *e,
 struct runq_opts {
 	const struct config *cfg;
 	const struct relay_overrides *ov;
-	int force;                 /* ignore next_try (--queue-retry, -q with ID) */
-	const char *only_id;       /* one message */
+	/* Ignore next_try: the one-shot -q (like sendmail -q, postqueue -f),
+	 * --queue-retry, -q with an ID.  0: only what is due, with back-off
+	 * honoured (-qINTERVAL, -q --due from the timer, a delivery service,
+	 * the flush after a successful send). */
+	int force;
+	const char *only_id;       /* one message (a queue id, else EX_USAGE) */
 	const char *only_account;  /* one account (after a successful send) */
 };
 
 struct runq_stats {
 	size_t delivered, deferred, failed, busy, unroutable;
+	int fail_exit;             /* the first permanent failure's exit status
+				    * (EX_UNAVAILABLE for "gave up"), 0 if none */
 };
 
 /* Deliver what is due.  Returns 0 (per-message outcomes are in the queue and

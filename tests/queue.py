@@ -196,6 +196,7 @@ def cfg1(port, defaults=None, **keys):
 
 
 FAST = {"queue_retry": "1s", "queue_retry_max": "2s"}
+SUMMARY = b"pushmail: queue run: %d sent, %d deferred, %d failed\n"
 
 
 def delivered(*servers):
@@ -329,7 +330,7 @@ def deliver_pending(pending):
             res = spool.run(["-q"], cfg)
         info = res.describe()
         t.is_eq(res.rc, EX_OK, name + ": -q exits 0", *info)
-        t.is_eq(res.err, b"", name + ": -q quiet on success", *info)
+        t.is_eq(res.err, SUMMARY % (1, 0, 0), name + ": -q says what it did", *info)
         msgs = delivered(srv)
         t.is_eq(len(msgs), 1, name + ": -q delivered it once")
         if msgs:
@@ -513,7 +514,9 @@ def run_grouping():
                         connections=3) as srv:
         res = spool.run(["-q"], cfg1(srv.port, RETRY2))
         srv.stop()
-    t.is_eq(res.rc, EX_OK, name + ": exit 0", *res.describe())
+    t.is_eq(res.rc, EX_TEMPFAIL, name + ": exit 75 (something deferred)", *res.describe())
+    t.ok(res.err.endswith(SUMMARY % (2, 1, 0)), name + ": summary line last",
+         "stderr: %s" % t.show(res.err))
     t.is_eq(srv.accepted, 1, name + ": one connection")
     t.is_eq(sorted(token_counts(srv)), ["m1", "m3"], name + ": the others delivered")
     m2 = q.get("m2", (None,))[0]
@@ -524,17 +527,52 @@ def run_grouping():
     t.ok(m2 and m2.encode() in res.err and b"451" in res.err,
          name + ": -q reports the deferral", "stderr: %s" % t.show(res.err))
 
-    name = "-q: not yet due"
+    # A one-shot -q is a person (or a script) saying "the relay is back":
+    # like sendmail -q and postqueue -f it sends everything now.
+    name = "-q: back-off ignored"
     spool = Spool(name)
     q = queue_some(spool, cfg1(t.closed_port()), ["later"])   # next try in 60 s
     with ScriptedServer(connections=2) as srv:
         res = spool.run(["-q"], cfg1(srv.port))
+        srv.stop()
+    t.is_eq(res.rc, EX_OK, name + ": exit 0", *res.describe())
+    t.is_eq(dict(token_counts(srv)), {"later": 1}, name + ": a message not due is sent")
+    t.is_eq(res.err, SUMMARY % (1, 0, 0), name + ": one summary line on stderr",
+            *res.describe())
+    t.is_eq(spool.ids(), [], name + ": queue empty")
+
+    # The periodic runners (the timer's -q --due, -qINTERVAL) honour it.
+    name = "-q --due: not yet due"
+    spool = Spool(name)
+    q = queue_some(spool, cfg1(t.closed_port()), ["later"])   # next try in 60 s
+    with ScriptedServer(connections=2) as srv:
+        res = spool.run(["-q", "--due"], cfg1(srv.port))
+        p = popen(["-C", cfg1(srv.port), "-q1s"], spool.env)
+        p.stdin.close()
+        p.stdin = None
+        time.sleep(1.5)
+        kill(p)
+        finish(p)
         time.sleep(0.1)
     t.is_eq(res.rc, EX_OK, name + ": exit 0", *res.describe())
-    t.is_eq(srv.accepted, 0, name + ": no connection for a message not due")
+    t.is_eq(res.err, b"", name + ": quiet", *res.describe())
+    t.is_eq(srv.accepted, 0, name + ": no connection for a message not due "
+            "(-q --due, nor -q1s)")
     qid = q.get("later", (None,))[0]
     e = spool.env_of(qid) if qid else None
     t.ok(e and e["tries"] == 1, name + ": still queued, tries unchanged", "env: %s" % e)
+
+    name = "-q: exit status of a run with a permanent failure"
+    spool = Spool(name)
+    q = queue_some(spool, cfg1(t.closed_port()), ["good", "bad", "later"])
+    with ScriptedServer(rules={"RCPT": [None, "550 5.1.1 no such user", None],
+                               "MAIL": [None, None, "451 4.7.1 not now"]},
+                        connections=2) as srv:
+        res = spool.run(["-q"], cfg1(srv.port))
+        srv.stop()
+    t.is_eq(res.rc, EX_NOUSER, name + ": the failure's status (67)", *res.describe())
+    t.ok(res.err.endswith(SUMMARY % (1, 1, 1)), name + ": 1 sent, 1 deferred, 1 failed",
+         "stderr: %s" % t.show(res.err))
 
 
 def run_opportunistic():
@@ -807,9 +845,9 @@ def commands():
             time.sleep(0.2)
         r2 = spool.run(["-q"], cfg)
         srv.stop()
-    t.ok(r1.rc == 0 and still == [qid], name + ": within the lifetime: deferred",
-         *r1.describe())
-    t.is_eq(r2.rc, EX_OK, name + ": -q exits 0", *r2.describe())
+    t.ok(r1.rc == EX_TEMPFAIL and still == [qid],
+         name + ": within the lifetime: deferred (75)", *r1.describe())
+    t.is_eq(r2.rc, EX_UNAVAILABLE, name + ": -q exits 69 (gave up)", *r2.describe())
     t.is_eq((spool.ids(), spool.ids("failed")), ([], [qid]),
             name + ": moved to failed/ after queue_lifetime")
     e = spool.env_of(qid, "failed") if qid else None
@@ -1613,7 +1651,9 @@ def concurrency():
             *[r.describe() for r in results.values() if r.rc][:3])
     t.ok(queued_at_some_point > 0, name + ": some messages were queued first",
          "queued: %d" % queued_at_some_point)
-    t.is_eq(set(flush_rcs), {0}, name + ": every -q exits 0")
+    t.ok(set(flush_rcs) <= {EX_OK, EX_TEMPFAIL},
+         name + ": every -q exits 0 or 75 (something deferred by a flaky relay)",
+         "exit statuses: %s" % sorted(set(flush_rcs), key=str))
     t.is_eq(lost, [], name + ": none lost")
     t.is_eq(dups, {}, name + ": none delivered twice")
     t.is_eq(extra, [], name + ": nothing unexpected delivered")
