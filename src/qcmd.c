@@ -136,7 +136,7 @@ static int flush_once(struct ctx *c, struct queue *q, const char *only_id, int f
  * (a person typed -q) and only with -v otherwise (the timer, cron). */
 static int run_verdict(const struct runq_stats *st, int loud, struct result *r)
 {
-	size_t waiting = st->deferred + st->unroutable;
+	size_t waiting = st->deferred + st->unroutable + st->orphaned;
 
 	if (st->failed || waiting) {
 		result_clear(r);

@@ -194,19 +194,49 @@ struct group {
 	size_t n;
 };
 
-static const struct account *route(const struct config *cfg, const struct qenv *e)
+/* SPEC 6: a queued message keeps its account; only one queued before any
+ * account existed (account "") is routed by the usual choice, now.  NULL
+ * when there is none; *gone when its own account has been removed. */
+static const struct account *route(const struct config *cfg, const struct qenv *e,
+				   int *gone)
 {
+	const struct account *a;
 	struct result ignored;
 
+	*gone = 0;
 	result_clear(&ignored);
 	if (!cfg || cfg->n == 0)
 		return NULL;
-	if (e->account[0]) {
-		const struct account *a = cfg_select(cfg, e->account, NULL, &ignored);
-		if (a)
-			return a;
+	if (!e->account[0])
+		return cfg_select(cfg, NULL, e->from, &ignored);
+	a = cfg_select(cfg, e->account, NULL, &ignored);
+	*gone = a == NULL;
+	return a;
+}
+
+/* Its account is gone: the message waits, with the reason where -bp shows
+ * it.  No try is counted and the next try time is left alone (there was
+ * no try); the envelope is only rewritten when the reason is new. */
+static void note_orphan(struct queue *q, const struct qenv *le, struct runq_stats *st)
+{
+	char why[sizeof le->error];
+	struct qentry e;
+	struct result r;
+
+	result_clear(&r);
+	if (queue_lock(q, le->id, 0, &e, &r) != 0) {
+		st->busy++;
+		return;
 	}
-	return cfg_select(cfg, NULL, e->from, &ignored);
+	snprintf(why, sizeof why, "account '%.200s' is no longer configured; the message "
+		 "waits for it (or use --queue-delete)", e.env.account);
+	if (strcmp(e.env.error, why) != 0) {
+		memcpy(e.env.error, why, sizeof why);
+		queue_update(q, &e, &r);
+	}
+	log_err("%s: waits: %s", e.env.id, why);
+	st->orphaned++;
+	queue_release(&e);
 }
 
 static int wanted(const struct runq_opts *o, const struct qenv *e, time_t now)
@@ -340,11 +370,14 @@ int runq_flush(struct queue *q, const struct runq_opts *o, struct runq_stats *st
 	for (size_t i = 0; i < n; i++) {
 		const struct account *a;
 		struct group *g;
+		int gone;
 		if (!wanted(o, &list[i], now))
 			continue;
-		a = route(o->cfg, &list[i]);
+		a = route(o->cfg, &list[i], &gone);
+		if (gone && !o->only_account)
+			note_orphan(q, &list[i], st);
 		if (!a || (o->only_account && strcmp(a->name, o->only_account) != 0)) {
-			st->unroutable += !a;
+			st->unroutable += !a && !gone;
 			continue;
 		}
 		if ((g = group_of(gs, &ng, a, n)))

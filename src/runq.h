@@ -52,7 +52,11 @@ struct runq_opts {
 };
 
 struct runq_stats {
-	size_t delivered, deferred, failed, busy, unroutable;
+	size_t delivered, deferred, failed, busy;
+	size_t unroutable;         /* queued with no account, and none matches */
+	size_t orphaned;           /* their account is no longer configured:
+				    * they wait (reason recorded), never sent
+				    * through another account's relay */
 	int fail_exit;             /* the first permanent failure's exit status
 				    * (EX_UNAVAILABLE for "gave up"), 0 if none */
 };

@@ -1127,6 +1127,53 @@ def dead_relay():
 
 
 # --------------------------------------------------------------------------
+# A queued message keeps its account (SPEC 6).
+
+def account_removed():
+    name = "account removed"
+    spool = Spool(name)
+    both = config({"a": {"port": t.closed_port(), "from": "a@example.com"},
+                   "b": {"port": t.closed_port(), "from": "b@example.com"}},
+                  FAST, top={"default_account": "b"})
+    q = queue_some(spool, both, ["for-a"], "a")
+    qid = q.get("for-a", (None,))[0]
+    e0 = spool.env_of(qid) if qid else None
+    t.ok(e0 and e0["account"] == "a", name + ": queued under account a", "env: %s" % e0)
+    wait_due(spool)
+    with ScriptedServer(connections=3) as sb:
+        only_b = config({"b": {"port": sb.port, "from": "b@example.com"}}, FAST,
+                        top={"default_account": "b"})
+        res = spool.run(["-q"], only_b)
+        bp = spool.run(["-bp"], only_b)
+        sb.stop()
+    info = res.describe()
+    t.is_eq(sb.accepted, 0, name + ": b's relay saw nothing", *info)
+    t.is_eq(spool.ids(), [qid] if qid else [], name + ": still in new/", *info)
+    t.is_eq(spool.ids("failed"), [], name + ": not in failed/")
+    e = spool.env_of(qid) if qid else None
+    t.ok(e and e["account"] == "a" and e["tries"] == e0["tries"],
+         name + ": account kept, no try counted", "env: %s" % e)
+    why = b"account 'a' is no longer configured"
+    t.ok(why in bp.out, name + ": -bp shows the reason", "stdout: %s" % t.show(bp.out))
+    t.ok(why in res.err and qid and qid.encode() in res.err,
+         name + ": -q says why it waits", *info)
+    t.is_eq(res.rc, EX_TEMPFAIL, name + ": -q exits 75 (something waits)", *info)
+
+    # the account comes back: the message goes through its own relay
+    with ScriptedServer(connections=3) as sa, ScriptedServer(connections=3) as sb:
+        cfg = config({"a": {"port": sa.port, "from": "a@example.com"},
+                      "b": {"port": sb.port, "from": "b@example.com"}}, FAST,
+                     top={"default_account": "b"})
+        res = spool.run(["-q"], cfg)
+        sa.stop()
+        sb.stop()
+    t.is_eq(res.rc, EX_OK, name + ": back: -q exits 0", *res.describe())
+    t.is_eq((dict(token_counts(sa)), sb.accepted), ({"for-a": 1}, 0),
+            name + ": back: sent through a's relay only")
+    t.is_eq(spool.ids(), [], name + ": back: queue empty")
+
+
+# --------------------------------------------------------------------------
 # First run: no configuration at all
 
 NOTICE = None
@@ -1675,6 +1722,7 @@ SECTIONS = [
     ("tls", tls_failures),
     ("ids", ids_hostile),
     ("dead relay", dead_relay),
+    ("account removed", account_removed),
     ("first run", first_run),
     ("refusals", refusals),
     ("crash", crash_safety),
