@@ -200,9 +200,27 @@ void qenv_free(struct qenv *e)
 	memset(e, 0, sizeof *e);
 }
 
+/* A control byte in a value: a line break would forge a field, and the
+ * values end up on a terminal (mailq).  Never written, never accepted. */
+static int has_ctl(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return 1;
+	return 0;
+}
+
 static int has_break(const char *s)
 {
-	return strpbrk(s, "\r\n") != NULL;
+	return has_ctl(s, strlen(s));
+}
+
+void qenv_set_error(struct qenv *e, const char *why)
+{
+	snprintf(e->error, sizeof e->error, "%s", why);
+	for (char *p = e->error; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = ' ';
 }
 
 char *qenv_format(const struct qenv *e)
@@ -211,7 +229,7 @@ char *qenv_format(const struct qenv *e)
 	size_t len = 0;
 	FILE *f;
 
-	/* One value per line: a line break in a value would forge a field. */
+	/* One value per line, printable: see has_ctl. */
 	if (has_break(e->account ? e->account : "") || has_break(e->from ? e->from : "") ||
 	    has_break(e->error) || (e->notify && has_break(e->notify)) ||
 	    (e->ret && has_break(e->ret)) || (e->envid && has_break(e->envid)))
@@ -311,7 +329,7 @@ int qenv_parse(const char *text, size_t len, struct qenv *out)
 	while (p < end) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		size_t n = (size_t)((nl ? nl : end) - p);
-		if (n >= sizeof line || memchr(p, '\0', n))
+		if (n >= sizeof line || has_ctl(p, n))
 			goto bad;
 		memcpy(line, p, n);
 		line[n] = '\0';
@@ -671,11 +689,7 @@ static int move_entry(struct queue *q, struct qentry *e, int to_failed)
 int queue_to_failed(struct queue *q, struct qentry *e, const char *reason,
 		    struct result *r)
 {
-	snprintf(e->env.error, sizeof e->env.error, "%.*s",
-		 (int)sizeof e->env.error - 1, reason);
-	for (char *p = e->env.error; *p; p++)
-		if (*p == '\r' || *p == '\n')
-			*p = ' ';
+	qenv_set_error(&e->env, reason);
 	if (move_entry(q, e, 1) < 0)
 		return result_fail(r, EX_CANTCREAT, "cannot move %s to failed/: %s",
 				   e->env.id, strerror(errno));

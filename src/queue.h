@@ -107,9 +107,17 @@ void queue_list_free(struct qenv *v, size_t n);
 /* Retry delay after `tries` failed tries: min doubled each time, capped. */
 time_t queue_backoff(int tries, long min_s, long max_s);
 
-/* Pure envelope (de)serialisation, for tests and fuzzing. */
+/* Pure envelope (de)serialisation, for tests and fuzzing.  qenv_parse
+ * refuses (-1, out zeroed) a missing magic line, a line over 4 KiB, a
+ * control byte anywhere but the line ends, a malformed number or id, and an
+ * envelope without id, account, from or recipient; unknown keys are
+ * ignored.  qenv_format returns a malloc'd text, or NULL when a value holds
+ * a control byte (or memory ran out); what it writes qenv_parse reads back
+ * as the same envelope (tests/fuzz/fuzz_qenv.c checks both ways). */
 int qenv_parse(const char *text, size_t len, struct qenv *out);
 char *qenv_format(const struct qenv *e);
 void qenv_free(struct qenv *e);
+/* Set e->error to why, truncated, control bytes replaced by spaces. */
+void qenv_set_error(struct qenv *e, const char *why);
 
 #endif

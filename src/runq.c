@@ -98,8 +98,7 @@ static enum runq_outcome record(struct queue *q, struct qentry *e,
 	result_describe(r, why, sizeof why);
 	e->env.tries += counted;
 	if (runq_is_temporary(r) && now - e->env.created < pol->lifetime) {
-		snprintf(e->env.error, sizeof e->env.error, "%.*s",
-			 (int)sizeof e->env.error - 1, why);
+		qenv_set_error(&e->env, why);
 		e->env.next_try = now + queue_backoff(e->env.tries, pol->retry_min,
 						      pol->retry_max);
 		queue_update(q, e, &ignored);
@@ -231,7 +230,7 @@ static void note_orphan(struct queue *q, const struct qenv *le, struct runq_stat
 	snprintf(why, sizeof why, "account '%.200s' is no longer configured; the message "
 		 "waits for it (or use --queue-delete)", e.env.account);
 	if (strcmp(e.env.error, why) != 0) {
-		memcpy(e.env.error, why, sizeof why);
+		qenv_set_error(&e.env, why);
 		queue_update(q, &e, &r);
 	}
 	log_err("%s: waits: %s", e.env.id, why);
