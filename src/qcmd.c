@@ -79,6 +79,16 @@ static void print_entry(const struct qenv *e, time_t now, int failed)
 		printf("    last error: %s\n", e->error);
 }
 
+static void print_damaged(const char *name, void *arg)
+{
+	char safe[2 * QUEUE_ID_MAX];
+
+	result_sanitise(safe, sizeof safe, name, strlen(name));
+	printf("damaged: %s/%s: not a queue envelope pushmail can read; it is not "
+	       "sent (see it, then remove it with --queue-delete or by hand)\n",
+	       (const char *)arg, safe);
+}
+
 int mode_mailq(struct ctx *c, struct result *r)
 {
 	struct queue q;
@@ -101,6 +111,8 @@ int mode_mailq(struct ctx *c, struct result *r)
 	for (int f = 0; f < 2; f++)
 		for (size_t i = 0; i < n[f]; i++)
 			print_entry(&v[f][i], now, f);
+	queue_damaged(&q, 0, print_damaged, "new");
+	queue_damaged(&q, 1, print_damaged, "failed");
 	if (n[0] + n[1])
 		printf("%zu queued, %zu failed in %s\n", n[0], n[1], q.dir);
 	queue_list_free(v[0], n[0]);

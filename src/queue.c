@@ -771,6 +771,37 @@ int queue_list(struct queue *q, int failed, struct qenv **v, size_t *n,
 	return 0;
 }
 
+size_t queue_damaged(struct queue *q, int failed,
+		     void (*fn)(const char *name, void *arg), void *arg)
+{
+	int fd = dup(failed ? q->failed : q->new);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *de;
+	struct qenv e;
+	size_t n = 0;
+
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return 0;
+	}
+	rewinddir(d);
+	while ((de = readdir(d))) {
+		size_t len = strlen(de->d_name);
+		if (len < 5 || strcmp(de->d_name + len - 4, ".env") != 0)
+			continue;
+		if (load_one(dirfd(d), de->d_name, &e) == 0) {
+			qenv_free(&e);
+			continue;
+		}
+		n++;
+		if (fn)
+			fn(de->d_name, arg);
+	}
+	closedir(d);
+	return n;
+}
+
 void queue_list_free(struct qenv *v, size_t n)
 {
 	for (size_t i = 0; i < n; i++)

@@ -104,6 +104,13 @@ int queue_list(struct queue *q, int failed, struct qenv **v, size_t *n,
 	       struct result *r);
 void queue_list_free(struct qenv *v, size_t n);
 
+/* The *.env names in new/ (or failed/) that queue_list skips (a name that
+ * is not a queue id, an unreadable or damaged envelope), so that mailq can
+ * show them: fn (may be NULL) is called with each name, which may hold any
+ * byte but '/' and NUL.  Returns how many. */
+size_t queue_damaged(struct queue *q, int failed,
+		     void (*fn)(const char *name, void *arg), void *arg);
+
 /* Retry delay after `tries` failed tries: min doubled each time, capped. */
 time_t queue_backoff(int tries, long min_s, long max_s);
 

@@ -998,6 +998,10 @@ def ids_hostile():
             *[x for r in runs for x in r.describe()])
     t.is_eq(dict(token_counts(srv)), {"victim": 1},
             name + ": only the genuine message was delivered")
+    t.ok(("damaged: new/%s.env" % cid).encode() in runs[0].out and
+         ("damaged: failed/%s.env" % fid).encode() in runs[0].out and
+         b"../" not in runs[0].out, name + ": -bp lists the crafted entries as damaged",
+         "stdout: %s" % t.show(runs[0].out))
     t.is_eq(runs[5].rc, EX_OK, name + ": --queue-delete removes the crafted new/ entry",
             *runs[5].describe())
     t.is_eq(runs[6].rc, EX_OK, name + ": --queue-delete removes the crafted failed/ entry",
