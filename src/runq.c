@@ -214,8 +214,9 @@ static const struct account *route(const struct config *cfg, const struct qenv *
 }
 
 /* Its account is gone: the message waits, with the reason where -bp shows
- * it.  No try is counted and the next try time is left alone (there was
- * no try); the envelope is only rewritten when the reason is new. */
+ * it.  No try is counted (there was none); the periodic runners look again
+ * after the longest default back-off, so that a timer does not repeat the
+ * notice every few minutes (a -q by hand always looks). */
 static void note_orphan(struct queue *q, const struct qenv *le, struct runq_stats *st)
 {
 	char why[sizeof le->error];
@@ -229,10 +230,9 @@ static void note_orphan(struct queue *q, const struct qenv *le, struct runq_stat
 	}
 	snprintf(why, sizeof why, "account '%.200s' is no longer configured; the message "
 		 "waits for it (or use --queue-delete)", e.env.account);
-	if (strcmp(e.env.error, why) != 0) {
-		qenv_set_error(&e.env, why);
-		queue_update(q, &e, &r);
-	}
+	qenv_set_error(&e.env, why);
+	e.env.next_try = time(NULL) + RETRY_MAX_DEFAULT;
+	queue_update(q, &e, &r);
 	log_err("%s: waits: %s", e.env.id, why);
 	st->orphaned++;
 	queue_release(&e);
