@@ -9,12 +9,24 @@ Sections, in order:
               against a healthy server delivers byte for byte; permanent
               failures -> failed/ with the reason; queue = always / never,
               --no-queue
-  runs        -q: one connection per account, RSET between messages, due
-              messages only; opportunistic flush after a success (and only
+  runs        -q: one connection per account, RSET between messages; a
+              one-shot -q ignores back-off and prints one summary line, its
+              exit status 0/75/the failure's; -q --due and -q1s honour
+              back-off; opportunistic flush after a success (and only
               after a success); a run that fails for local reasons (bad
               option, password_command) leaves the queue alone; -q1s
   commands    mailq (-bp and argv[0] = mailq), --queue-delete, --queue-retry,
               back-off schedule, queue_lifetime expiry
+  tls         no STARTTLS, untrusted or expired certificate, failed
+              handshake: queued mail waits (tries counted, reason in -bp);
+              a direct send still exits 69/76
+  ids         a crafted envelope with a traversal id, a renamed pair,
+              hostile ids on the command line: nothing outside the queue
+              changes, the file name is the identity
+  dead relay  a relay that accepts and never greets: one connection and
+              about one timeout for six messages
+  account removed  a message waits for its own account, never goes out
+              through another one
   first run   no configuration at all: queued with a notice; -q once a
               configuration exists
   refusals    queue directory of another user / mode 0755; a full disk (tmpfs)
