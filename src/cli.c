@@ -74,6 +74,7 @@ static const struct long_opt long_opts[] = {
 	{ "read-envelope-from", L_FLAG, OFF(read_envelope_from), -1 },
 	{ "dry-run", L_FLAG, OFF(dry_run), -1 },
 	{ "no-queue", L_FLAG, OFF(no_queue), -1 },
+	{ "due", L_FLAG, OFF(queue_due), -1 },
 	{ "verbose", L_FLAG, OFF(verbose), -1 },
 	{ "serverinfo", L_FLAG, 0, MODE_SERVERINFO },
 	{ "check", L_FLAG, 0, MODE_CHECK },

@@ -47,6 +47,7 @@ struct options {
 	int dry_run;               /* --dry-run */
 	int read_envelope_from;    /* --read-envelope-from */
 	int no_queue;              /* --no-queue */
+	int queue_due;             /* --due: -q sends only what is due (timer, cron) */
 	int bad_option;            /* parse failed on an unknown/incomplete option */
 	char **rcpt;               /* recipient arguments (point into argv) */
 	int nrcpt;

@@ -116,6 +116,16 @@ static void warn_stale(const struct qenv *v, size_t n, time_t now)
 		       "line from the README)\n", old);
 }
 
+static void print_damaged(const char *name, void *arg)
+{
+	char safe[2 * QUEUE_ID_MAX];
+
+	result_sanitise(safe, sizeof safe, name, strlen(name));
+	printf("damaged: %s/%s: not a queue envelope pushmail can read; it is not "
+	       "sent (see it, then remove it with --queue-delete or by hand)\n",
+	       (const char *)arg, safe);
+}
+
 int mode_mailq(struct ctx *c, struct result *r)
 {
 	struct queue q;
@@ -138,6 +148,8 @@ int mode_mailq(struct ctx *c, struct result *r)
 	for (int f = 0; f < 2; f++)
 		for (size_t i = 0; i < n[f]; i++)
 			print_entry(&v[f][i], now, f);
+	queue_damaged(&q, 0, print_damaged, "new");
+	queue_damaged(&q, 1, print_damaged, "failed");
 	if (n[0] + n[1])
 		printf("%zu queued, %zu failed in %s\n", n[0], n[1], q.dir);
 	print_drops(&q);
@@ -148,32 +160,54 @@ int mode_mailq(struct ctx *c, struct result *r)
 	return 0;
 }
 
-static int flush_once(struct ctx *c, struct queue *q, const char *only_id,
-		      struct result *r)
+/* One queue run.  -1 only when the run itself could not happen (r says
+ * why); what became of the messages is in st. */
+static int flush_once(struct ctx *c, struct queue *q, const char *only_id, int force,
+		      struct runq_stats *st, struct result *r)
 {
 	struct relay_overrides ov;
 	struct runq_opts o = { .cfg = &c->cfg, .ov = &ov, .only_id = only_id,
-			       .force = only_id != NULL };
-	struct runq_stats st;
+			       .force = force || only_id != NULL };
 	int dropfd = pickup_before_run(c, q), rc;
 
 	ctx_overrides(c, &ov);
-	rc = runq_flush(q, &o, &st, r);
+	rc = runq_flush(q, &o, st, r);
 	if (dropfd >= 0)
 		close(dropfd);
 	q->holdfd = -1;
 	if (rc < 0)
 		return -1;
-	if (st.unroutable)
+	if (st->unroutable)
 		log_err("%zu queued message(s) match no account; add one (see "
-			"pushmail.conf(5)) or delete them with --queue-delete", st.unroutable);
+			"pushmail.conf(5)) or delete them with --queue-delete", st->unroutable);
 	log_info("queue run: %zu delivered, %zu deferred, %zu failed, %zu in use",
-		 st.delivered, st.deferred, st.failed, st.busy);
+		 st->delivered, st->deferred, st->failed, st->busy);
+	return 0;
+}
+
+/* The exit status of a one-shot run (pushmail(1) EXIT STATUS): 0 when
+ * nothing failed and nothing is left waiting, else the first permanent
+ * failure's status, else EX_TEMPFAIL.  The summary line is the failure
+ * line main() prints; after a clean run it is printed here when `loud`
+ * (a person typed -q) and only with -v otherwise (the timer, cron). */
+static int run_verdict(const struct runq_stats *st, int loud, struct result *r)
+{
+	size_t waiting = st->deferred + st->unroutable + st->orphaned;
+
+	if (st->failed || waiting) {
+		result_clear(r);
+		return result_fail(r, st->failed ? st->fail_exit : EX_TEMPFAIL,
+				   "queue run: %zu sent, %zu deferred, %zu failed",
+				   st->delivered, waiting, st->failed);
+	}
+	if (loud && st->delivered)
+		log_err("queue run: %zu sent, 0 deferred, 0 failed", st->delivered);
 	return 0;
 }
 
 int mode_runq(struct ctx *c, struct result *r)
 {
+	struct runq_stats st;
 	long every = 0;
 	struct queue q;
 	int rc;
@@ -183,12 +217,22 @@ int mode_runq(struct ctx *c, struct result *r)
 				   "-q30s, -q15m, -q1h)", c->o.queue_interval);
 	if (ctx_load_config(c, 1, r) < 0 || ctx_open_queue(c, &q, r) < 0)
 		return -1;
-	/* -qINTERVAL runs in the foreground until killed (systemd, cron @reboot). */
+	if (!every) {
+		/* -q: everything now, back-off ignored, as sendmail -q and
+		 * postqueue -f; -q --due: only what is due (timer, cron) */
+		rc = flush_once(c, &q, NULL, !c->o.queue_due, &st, r);
+		if (rc == 0)
+			rc = run_verdict(&st, !c->o.queue_due, r);
+		queue_close(&q);
+		return rc;
+	}
+	/* -qINTERVAL runs in the foreground until killed (systemd, cron
+	 * @reboot), honouring back-off; it stops only when a run cannot
+	 * happen at all. */
 	do {
-		rc = flush_once(c, &q, NULL, r);
-		if (every)
-			sleep((unsigned)every);
-	} while (every && rc == 0);
+		rc = flush_once(c, &q, NULL, 0, &st, r);
+		sleep((unsigned)every);
+	} while (rc == 0);
 	queue_close(&q);
 	return rc;
 }
@@ -210,27 +254,34 @@ static int lock_any(struct queue *q, const char *id, struct qentry *e,
 int mode_queue_delete(struct ctx *c, struct result *r)
 {
 	struct queue q;
-	struct qentry e;
 	int rc;
 
+	if (!queue_id_valid(c->o.queue_id))
+		return result_fail(r, EX_USAGE, "bad queue id '%.60s' (see mailq)",
+				   c->o.queue_id);
 	if (ctx_load_config(c, 0, r) < 0 || ctx_open_queue(c, &q, r) < 0)
 		return -1;
-	rc = lock_any(&q, c->o.queue_id, &e, r);
-	if (rc == 0) {
-		queue_done(&q, &e);
+	/* Not queue_lock: a damaged entry must be removable too. */
+	rc = queue_remove(&q, c->o.queue_id, r);
+	if (rc == 1)
+		rc = result_fail(r, EX_NOINPUT, "no queued message %s (or it is being "
+				 "delivered right now)", c->o.queue_id);
+	if (rc == 0)
 		printf("deleted %s\n", c->o.queue_id);
-		queue_release(&e);
-	}
 	queue_close(&q);
 	return rc;
 }
 
 int mode_queue_retry(struct ctx *c, struct result *r)
 {
+	struct runq_stats st;
 	struct queue q;
 	struct qentry e;
 	int rc;
 
+	if (!queue_id_valid(c->o.queue_id))
+		return result_fail(r, EX_USAGE, "bad queue id '%.60s' (see mailq)",
+				   c->o.queue_id);
 	if (ctx_load_config(c, 1, r) < 0 || ctx_open_queue(c, &q, r) < 0)
 		return -1;
 	rc = lock_any(&q, c->o.queue_id, &e, r);
@@ -238,7 +289,8 @@ int mode_queue_retry(struct ctx *c, struct result *r)
 		rc = queue_revive(&q, &e, r);
 	if (rc == 0)
 		queue_release(&e);
-	rc = rc == 0 ? flush_once(c, &q, c->o.queue_id, r) : rc;
+	if (rc == 0 && (rc = flush_once(c, &q, c->o.queue_id, 1, &st, r)) == 0)
+		rc = run_verdict(&st, 0, r);
 	queue_close(&q);
 	return rc;
 }

@@ -186,6 +186,35 @@ void queue_close(struct queue *q)
 	q->dir = NULL;
 }
 
+/* ---- ids ---------------------------------------------------------------------- */
+
+/* strspn bounded to [min, max] characters of set: the end of the run, or
+ * NULL when it is shorter or longer. */
+static const char *run_of(const char *p, const char *set, size_t min, size_t max)
+{
+	size_t n = strspn(p, set);
+
+	return n >= min && n <= max ? p + n : NULL;
+}
+
+/* Exactly what make_id writes: YYYYMMDDTHHMMSS.uuuuuu.PID.xxxx.  An id
+ * becomes a file name under new/ or failed/, so anything else (a '/', "..",
+ * a NUL-less overlong string from a crafted envelope or the command line) is
+ * refused wherever an id comes in. */
+int queue_id_valid(const char *id)
+{
+	static const char dig[] = "0123456789", hex[] = "0123456789abcdef";
+	const char *p = id;
+
+	if (!p || !(p = run_of(p, dig, 8, 8)) || *p++ != 'T' ||
+	    !(p = run_of(p, dig, 6, 6)) || *p++ != '.' ||
+	    !(p = run_of(p, dig, 6, 6)) || *p++ != '.' ||
+	    !(p = run_of(p, dig, 1, 10)) || *p++ != '.' ||
+	    !(p = run_of(p, hex, 4, 4)))
+		return 0;
+	return *p == '\0';
+}
+
 /* ---- envelope files ----------------------------------------------------------- */
 
 void qenv_free(struct qenv *e)
@@ -201,9 +230,27 @@ void qenv_free(struct qenv *e)
 	memset(e, 0, sizeof *e);
 }
 
+/* A control byte in a value: a line break would forge a field, and the
+ * values end up on a terminal (mailq).  Never written, never accepted. */
+static int has_ctl(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return 1;
+	return 0;
+}
+
 static int has_break(const char *s)
 {
-	return strpbrk(s, "\r\n") != NULL;
+	return has_ctl(s, strlen(s));
+}
+
+void qenv_set_error(struct qenv *e, const char *why)
+{
+	snprintf(e->error, sizeof e->error, "%s", why);
+	for (char *p = e->error; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = ' ';
 }
 
 char *qenv_format(const struct qenv *e)
@@ -212,7 +259,7 @@ char *qenv_format(const struct qenv *e)
 	size_t len = 0;
 	FILE *f;
 
-	/* One value per line: a line break in a value would forge a field. */
+	/* One value per line, printable: see has_ctl. */
 	if (has_break(e->account ? e->account : "") || has_break(e->from ? e->from : "") ||
 	    has_break(e->error) || (e->notify && has_break(e->notify)) ||
 	    (e->ret && has_break(e->ret)) || (e->envid && has_break(e->envid)))
@@ -264,8 +311,10 @@ static int parse_line(struct qenv *e, const char *key, const char *v)
 {
 	char *end;
 
+	/* Only a well-formed id is accepted; the loaders then replace it with
+	 * the one the file name gives (the name is the identity). */
 	if (!strcmp(key, "id"))
-		return snprintf(e->id, sizeof e->id, "%s", v) < (int)sizeof e->id ? 0 : -1;
+		return queue_id_valid(v) ? (snprintf(e->id, sizeof e->id, "%s", v), 0) : -1;
 	if (!strcmp(key, "account"))
 		return set_str(&e->account, v);
 	if (!strcmp(key, "from"))
@@ -310,7 +359,7 @@ int qenv_parse(const char *text, size_t len, struct qenv *out)
 	while (p < end) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		size_t n = (size_t)((nl ? nl : end) - p);
-		if (n >= sizeof line || memchr(p, '\0', n))
+		if (n >= sizeof line || has_ctl(p, n))
 			goto bad;
 		memcpy(line, p, n);
 		line[n] = '\0';
@@ -405,9 +454,14 @@ static void make_id(char out[QUEUE_ID_MAX])
 		 (int)getpid(), rnd);
 }
 
-static void name_of(char *out, size_t cap, const char *id, const char *ext)
+/* ID.ext, a name inside one of the queue's directories (always used with
+ * openat and its descriptor); -1 (EINVAL) for anything but a queue id. */
+static int name_of(char *out, size_t cap, const char *id, const char *ext)
 {
+	if (!queue_id_valid(id))
+		return errno = EINVAL, -1;
 	snprintf(out, cap, "%s.%s", id, ext);
+	return 0;
 }
 
 /* ---- spooling ---------------------------------------------------------------------- */
@@ -481,8 +535,11 @@ int queue_add(struct queue *q, const struct qenv *env, const char *head,
 		make_id(e->env.id);
 	e->env.created = time(NULL);
 	e->env.next_try = e->env.created;
-	name_of(msg, sizeof msg, e->env.id, "msg");
-	name_of(envn, sizeof envn, e->env.id, "env");
+	if (name_of(msg, sizeof msg, e->env.id, "msg") < 0 ||
+	    name_of(envn, sizeof envn, e->env.id, "env") < 0) {
+		queue_release(e);
+		return result_fail(r, EX_SOFTWARE, "made a bad queue id %s", e->env.id);
+	}
 	e->msgfd = openat(q->tmp, msg, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	adopt(q, e->msgfd);
 	if (e->msgfd < 0) {
@@ -542,47 +599,82 @@ int queue_exists(const struct queue *q, const char *id)
 {
 	char envn[QUEUE_ID_MAX + 8];
 
-	name_of(envn, sizeof envn, id, "env");
+	if (name_of(envn, sizeof envn, id, "env") < 0)
+		return 0;
 	return faccessat(q->new, envn, F_OK, AT_EACCESS) == 0 ||
 	       faccessat(q->failed, envn, F_OK, AT_EACCESS) == 0;
+}
+
+/* Open and lock DIR/ID.env; e->env holds nothing but the id.  0 locked,
+ * 1 busy or gone, -1 for a bad id (EX_USAGE). */
+static int lock_env(struct queue *q, const char *id, int from_failed,
+		    struct qentry *e, struct result *r)
+{
+	char envn[QUEUE_ID_MAX + 8];
+	struct stat st;
+
+	memset(e, 0, sizeof *e);
+	e->msgfd = e->lockfd = -1;
+	e->where = from_failed;
+	if (name_of(envn, sizeof envn, id, "env") < 0)
+		return result_fail(r, EX_USAGE, "bad queue id '%.60s' (ids look like "
+				   "20261206T141808.123456.4242.9f3c; see mailq)", id);
+	if (queue_held(q, id))
+		return 1;
+	e->lockfd = openat(from_failed ? q->failed : q->new, envn,
+			   O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (e->lockfd < 0)
+		return 1;
+	/* Busy, or unlinked/replaced by its holder after we opened it. */
+	if (flock(e->lockfd, LOCK_EX | LOCK_NB) < 0 || fstat(e->lockfd, &st) < 0 ||
+	    st.st_nlink == 0 || !S_ISREG(st.st_mode)) {
+		queue_release(e);
+		return 1;
+	}
+	snprintf(e->env.id, sizeof e->env.id, "%s", id);
+	return 0;
 }
 
 int queue_lock(struct queue *q, const char *id, int from_failed,
 	       struct qentry *e, struct result *r)
 {
-	int dir = from_failed ? q->failed : q->new;
-	char msg[QUEUE_ID_MAX + 8], envn[QUEUE_ID_MAX + 8];
-	struct stat st;
+	char msg[QUEUE_ID_MAX + 8];
 	char *text;
 	size_t len;
+	int rc = lock_env(q, id, from_failed, e, r);
 
-	memset(e, 0, sizeof *e);
-	e->msgfd = -1;
-	e->where = from_failed;
-	if (strchr(id, '/') || strlen(id) >= QUEUE_ID_MAX)
-		return result_fail(r, EX_USAGE, "bad queue id '%s'", id);
+	if (rc != 0)
+		return rc;
 	name_of(msg, sizeof msg, id, "msg");
-	name_of(envn, sizeof envn, id, "env");
-	if (queue_held(q, id))
-		return 1;
-	e->lockfd = openat(dir, envn, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-	if (e->lockfd < 0)
-		return 1;
-	/* Busy, or unlinked/replaced by its holder after we opened it. */
-	if (flock(e->lockfd, LOCK_EX | LOCK_NB) < 0 || fstat(e->lockfd, &st) < 0 ||
-	    st.st_nlink == 0) {
-		queue_release(e);
-		return 1;
-	}
 	text = read_small(e->lockfd, &len);
 	if (!text || qenv_parse(text, len, &e->env) < 0 ||
-	    (e->msgfd = openat(dir, msg, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {
+	    (e->msgfd = openat(from_failed ? q->failed : q->new, msg,
+			       O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {
 		free(text);
 		queue_release(e);
 		return result_fail(r, EX_SOFTWARE, "queue entry %s is damaged", id);
 	}
 	free(text);
+	/* The file name is the message's identity, whatever the id line says
+	 * (a renamed or crafted envelope must not name another file). */
+	snprintf(e->env.id, sizeof e->env.id, "%s", id);
 	return 0;
+}
+
+int queue_remove(struct queue *q, const char *id, struct result *r)
+{
+	struct qentry e;
+	int rc = lock_env(q, id, 0, &e, r);
+
+	if (rc == 1)
+		rc = lock_env(q, id, 1, &e, r);
+	if (rc != 0)
+		return rc;
+	rc = queue_done(q, &e) < 0 ?
+		result_fail(r, EX_CANTCREAT, "cannot remove queue entry %s: %s", id,
+			    strerror(errno)) : 0;
+	queue_release(&e);
+	return rc;
 }
 
 /* Replace DIR/ID.env with e->env, written in tmp/ first. */
@@ -591,8 +683,9 @@ static int rewrite_env(struct queue *q, struct qentry *e, int dir)
 	char envn[QUEUE_ID_MAX + 16], tmpn[QUEUE_ID_MAX + 16];
 	int fd;
 
-	name_of(envn, sizeof envn, e->env.id, "env");
-	name_of(tmpn, sizeof tmpn, e->env.id, "env.new");
+	if (name_of(envn, sizeof envn, e->env.id, "env") < 0 ||
+	    name_of(tmpn, sizeof tmpn, e->env.id, "env.new") < 0)
+		return -1;
 	fd = write_env_tmp(q, &e->env, tmpn);
 	if (fd < 0)
 		return -1;
@@ -617,8 +710,9 @@ int queue_done(struct queue *q, struct qentry *e)
 	char msg[QUEUE_ID_MAX + 8], envn[QUEUE_ID_MAX + 8];
 	int dir = e->where ? q->failed : q->new;
 
-	name_of(msg, sizeof msg, e->env.id, "msg");
-	name_of(envn, sizeof envn, e->env.id, "env");
+	if (name_of(msg, sizeof msg, e->env.id, "msg") < 0 ||
+	    name_of(envn, sizeof envn, e->env.id, "env") < 0)
+		return -1;
 	/* The envelope first: without it the message is no longer queued. */
 	if (unlinkat(dir, envn, 0) < 0)
 		return -1;
@@ -635,8 +729,9 @@ static int move_entry(struct queue *q, struct qentry *e, int to_failed)
 	char msg[QUEUE_ID_MAX + 8], envn[QUEUE_ID_MAX + 8];
 	int from = to_failed ? q->new : q->failed, to = to_failed ? q->failed : q->new;
 
-	name_of(msg, sizeof msg, e->env.id, "msg");
-	name_of(envn, sizeof envn, e->env.id, "env");
+	if (name_of(msg, sizeof msg, e->env.id, "msg") < 0 ||
+	    name_of(envn, sizeof envn, e->env.id, "env") < 0)
+		return -1;
 	if (linkat(from, msg, to, msg, 0) < 0 && errno != EEXIST)
 		return -1;
 	if (rewrite_env(q, e, to) < 0)
@@ -651,11 +746,7 @@ static int move_entry(struct queue *q, struct qentry *e, int to_failed)
 int queue_to_failed(struct queue *q, struct qentry *e, const char *reason,
 		    struct result *r)
 {
-	snprintf(e->env.error, sizeof e->env.error, "%.*s",
-		 (int)sizeof e->env.error - 1, reason);
-	for (char *p = e->env.error; *p; p++)
-		if (*p == '\r' || *p == '\n')
-			*p = ' ';
+	qenv_set_error(&e->env, reason);
 	if (move_entry(q, e, 1) < 0)
 		return result_fail(r, EX_CANTCREAT, "cannot move %s to failed/: %s",
 				   e->env.id, strerror(errno));
@@ -678,19 +769,27 @@ static int cmp_env(const void *a, const void *b)
 	return strcmp(((const struct qenv *)a)->id, ((const struct qenv *)b)->id);
 }
 
+/* NAME is "ID.env" with ID a queue id; the id comes from the name. */
 static int load_one(int dir, const char *name, struct qenv *out)
 {
-	int fd = openat(dir, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	size_t len;
+	char id[QUEUE_ID_MAX];
+	size_t len = strlen(name);
 	char *text;
-	int rc;
+	int fd, rc;
 
-	if (fd < 0)
+	if (len < 5 || len - 4 >= sizeof id || strcmp(name + len - 4, ".env") != 0)
+		return -1;
+	memcpy(id, name, len - 4);
+	id[len - 4] = '\0';
+	if (!queue_id_valid(id) ||
+	    (fd = openat(dir, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
 		return -1;
 	text = read_small(fd, &len);
 	close(fd);
 	rc = text ? qenv_parse(text, len, out) : -1;
 	free(text);
+	if (rc == 0)
+		snprintf(out->id, sizeof out->id, "%s", id);
 	return rc;
 }
 
@@ -727,6 +826,37 @@ int queue_list(struct queue *q, int failed, struct qenv **v, size_t *n,
 	if (*n)
 		qsort(*v, *n, sizeof **v, cmp_env);
 	return 0;
+}
+
+size_t queue_damaged(struct queue *q, int failed,
+		     void (*fn)(const char *name, void *arg), void *arg)
+{
+	int fd = dup(failed ? q->failed : q->new);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *de;
+	struct qenv e;
+	size_t n = 0;
+
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return 0;
+	}
+	rewinddir(d);
+	while ((de = readdir(d))) {
+		size_t len = strlen(de->d_name);
+		if (len < 5 || strcmp(de->d_name + len - 4, ".env") != 0)
+			continue;
+		if (load_one(dirfd(d), de->d_name, &e) == 0) {
+			qenv_free(&e);
+			continue;
+		}
+		n++;
+		if (fn)
+			fn(de->d_name, arg);
+	}
+	closedir(d);
+	return n;
 }
 
 void queue_list_free(struct qenv *v, size_t n)

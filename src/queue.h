@@ -70,13 +70,25 @@ void queue_close(struct queue *q);
 int queue_add(struct queue *q, const struct qenv *env, const char *head,
 	      size_t headlen, int infd, struct qentry *e, struct result *r);
 
+/* Whether id has the one shape the queue gives ids
+ * (YYYYMMDDTHHMMSS.uuuuuu.PID.xxxx).  Every id that comes from outside (the
+ * command line, a directory listing, an envelope file) is checked with it
+ * before it names a file; the file name, never the envelope's id line, is a
+ * message's identity. */
+int queue_id_valid(const char *id);
+
 /* Lock message id (in new/, or failed/ when from_failed).  Returns 0 locked,
- * 1 when someone else holds it or it is gone, -1 with r filled. */
+ * 1 when someone else holds it or it is gone, -1 with r filled (EX_USAGE for
+ * a malformed id, EX_SOFTWARE for a damaged entry).  e->env.id is id. */
 int queue_lock(struct queue *q, const char *id, int from_failed,
 	       struct qentry *e, struct result *r);
 
 /* 1 when message id is in new/ or failed/. */
 int queue_exists(const struct queue *q, const char *id);
+
+/* Remove message id from new/ or failed/ under its lock, even when its
+ * envelope is damaged.  0 removed, 1 busy or not there, -1 with r filled. */
+int queue_remove(struct queue *q, const char *id, struct result *r);
 
 /* Write e->env back (atomically) after a try; then release with
  * queue_release.  Returns 0 or -1 (EX_CANTCREAT). */
@@ -95,17 +107,33 @@ int queue_revive(struct queue *q, struct qentry *e, struct result *r);
 void queue_release(struct qentry *e);
 
 /* Every envelope in new/ (or failed/), sorted by id.  *v is malloc'd; free
- * with queue_list_free.  Unreadable entries are skipped. */
+ * with queue_list_free.  Entries whose name is not ID.env with a queue id,
+ * and unreadable or damaged envelopes, are skipped. */
 int queue_list(struct queue *q, int failed, struct qenv **v, size_t *n,
 	       struct result *r);
 void queue_list_free(struct qenv *v, size_t n);
 
+/* The *.env names in new/ (or failed/) that queue_list skips (a name that
+ * is not a queue id, an unreadable or damaged envelope), so that mailq can
+ * show them: fn (may be NULL) is called with each name, which may hold any
+ * byte but '/' and NUL.  Returns how many. */
+size_t queue_damaged(struct queue *q, int failed,
+		     void (*fn)(const char *name, void *arg), void *arg);
+
 /* Retry delay after `tries` failed tries: min doubled each time, capped. */
 time_t queue_backoff(int tries, long min_s, long max_s);
 
-/* Pure envelope (de)serialisation, for tests and fuzzing. */
+/* Pure envelope (de)serialisation, for tests and fuzzing.  qenv_parse
+ * refuses (-1, out zeroed) a missing magic line, a line over 4 KiB, a
+ * control byte anywhere but the line ends, a malformed number or id, and an
+ * envelope without id, account, from or recipient; unknown keys are
+ * ignored.  qenv_format returns a malloc'd text, or NULL when a value holds
+ * a control byte (or memory ran out); what it writes qenv_parse reads back
+ * as the same envelope (tests/fuzz/fuzz_qenv.c checks both ways). */
 int qenv_parse(const char *text, size_t len, struct qenv *out);
 char *qenv_format(const struct qenv *e);
 void qenv_free(struct qenv *e);
+/* Set e->error to why, truncated, control bytes replaced by spaces. */
+void qenv_set_error(struct qenv *e, const char *why);
 
 #endif

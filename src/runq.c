@@ -23,6 +23,14 @@ void runq_policy_of(const struct account *a, struct runq_policy *pol)
 
 int runq_is_temporary(const struct result *r)
 {
+	/* TLS trouble (STARTTLS no longer offered, a certificate that expired
+	 * or is not trusted, a failed handshake) says nothing final about the
+	 * message: it is a relay misconfiguration or someone in the middle
+	 * stripping STARTTLS or presenting their own certificate, and either
+	 * must not make mail undeliverable.  Postfix defers such mail too.
+	 * (A direct send still exits with the TLS failure's own status.) */
+	if (r->phase == PHASE_STARTTLS || r->phase == PHASE_TLS)
+		return 1;
 	switch (r->exitcode) {
 	case EX_TEMPFAIL:
 		return 1;
@@ -75,15 +83,12 @@ static void log_try(const struct account *a, const struct qentry *e,
 	log_delivery(a ? cfg_str(a, K_LOG) : NULL, &lr);
 }
 
-enum runq_outcome runq_record(struct queue *q, struct qentry *e,
-			      const struct runq_policy *pol, const struct result *r)
-{
-	return runq_record_for(q, e, NULL, pol, r);
-}
-
-enum runq_outcome runq_record_for(struct queue *q, struct qentry *e,
-				  const struct account *a,
-				  const struct runq_policy *pol, const struct result *r)
+/* The outcome r for entry e.  counted: r is this message's own try (not a
+ * session failure that stopped the run before the message was tried), so
+ * it counts in tries. */
+static enum runq_outcome record(struct queue *q, struct qentry *e,
+				const struct account *a, const struct runq_policy *pol,
+				const struct result *r, int counted)
 {
 	char why[RESULT_TEXT_MAX + 300];
 	struct result ignored;
@@ -91,10 +96,9 @@ enum runq_outcome runq_record_for(struct queue *q, struct qentry *e,
 
 	result_clear(&ignored);
 	result_describe(r, why, sizeof why);
-	e->env.tries++;
+	e->env.tries += counted;
 	if (runq_is_temporary(r) && now - e->env.created < pol->lifetime) {
-		snprintf(e->env.error, sizeof e->env.error, "%.*s",
-			 (int)sizeof e->env.error - 1, why);
+		qenv_set_error(&e->env, why);
 		e->env.next_try = now + queue_backoff(e->env.tries, pol->retry_min,
 						      pol->retry_max);
 		queue_update(q, e, &ignored);
@@ -111,6 +115,19 @@ enum runq_outcome runq_record_for(struct queue *q, struct qentry *e,
 	}
 	log_try(a, e, "failed", e->env.error, r->exitcode);
 	return RUNQ_FAILED;
+}
+
+enum runq_outcome runq_record(struct queue *q, struct qentry *e,
+			      const struct runq_policy *pol, const struct result *r)
+{
+	return record(q, e, NULL, pol, r, 1);
+}
+
+enum runq_outcome runq_record_for(struct queue *q, struct qentry *e,
+				  const struct account *a,
+				  const struct runq_policy *pol, const struct result *r)
+{
+	return record(q, e, a, pol, r, 1);
 }
 
 /* Bare local names (cron's "root") get the account's maildomain now, since
@@ -176,19 +193,49 @@ struct group {
 	size_t n;
 };
 
-static const struct account *route(const struct config *cfg, const struct qenv *e)
+/* SPEC 6: a queued message keeps its account; only one queued before any
+ * account existed (account "") is routed by the usual choice, now.  NULL
+ * when there is none; *gone when its own account has been removed. */
+static const struct account *route(const struct config *cfg, const struct qenv *e,
+				   int *gone)
 {
+	const struct account *a;
 	struct result ignored;
 
+	*gone = 0;
 	result_clear(&ignored);
 	if (!cfg || cfg->n == 0)
 		return NULL;
-	if (e->account[0]) {
-		const struct account *a = cfg_select(cfg, e->account, NULL, &ignored);
-		if (a)
-			return a;
+	if (!e->account[0])
+		return cfg_select(cfg, NULL, e->from, &ignored);
+	a = cfg_select(cfg, e->account, NULL, &ignored);
+	*gone = a == NULL;
+	return a;
+}
+
+/* Its account is gone: the message waits, with the reason where -bp shows
+ * it.  No try is counted (there was none); the periodic runners look again
+ * after the longest default back-off, so that a timer does not repeat the
+ * notice every few minutes (a -q by hand always looks). */
+static void note_orphan(struct queue *q, const struct qenv *le, struct runq_stats *st)
+{
+	char why[sizeof le->error];
+	struct qentry e;
+	struct result r;
+
+	result_clear(&r);
+	if (queue_lock(q, le->id, 0, &e, &r) != 0) {
+		st->busy++;
+		return;
 	}
-	return cfg_select(cfg, NULL, e->from, &ignored);
+	snprintf(why, sizeof why, "account '%.200s' is no longer configured; the message "
+		 "waits for it (or use --queue-delete)", e.env.account);
+	qenv_set_error(&e.env, why);
+	e.env.next_try = time(NULL) + RETRY_MAX_DEFAULT;
+	queue_update(q, &e, &r);
+	log_err("%s: waits: %s", e.env.id, why);
+	st->orphaned++;
+	queue_release(&e);
 }
 
 static int wanted(const struct runq_opts *o, const struct qenv *e, time_t now)
@@ -211,18 +258,28 @@ static void report(const struct qentry *e, enum runq_outcome oc, const struct re
 		"deferred" : "failed, moved to failed/", why);
 }
 
-static void count(struct runq_stats *st, enum runq_outcome oc)
+static void count(struct runq_stats *st, enum runq_outcome oc, const struct result *r)
 {
-	if (oc == RUNQ_DELIVERED)
+	if (oc == RUNQ_DELIVERED) {
 		st->delivered++;
-	else if (oc == RUNQ_DEFERRED)
+	} else if (oc == RUNQ_DEFERRED) {
 		st->deferred++;
-	else
+	} else {
 		st->failed++;
+		/* a message that ran out of queue lifetime failed for good,
+		 * whatever its last (temporary) try said */
+		if (!st->fail_exit)
+			st->fail_exit = runq_is_temporary(r) ? EX_UNAVAILABLE : r->exitcode;
+	}
 }
 
-/* One account's messages over one connection; a broken connection is
- * reopened for the next message, a refused open counts as a try for each. */
+/* One account's messages over one connection.  A connection broken by a
+ * message's transaction is reopened for the next message; but once opening
+ * fails (refused, timed out, no greeting or 421, TLS, AUTH), the relay is
+ * down for this run: every other message of the account gets the same
+ * outcome without a try of its own (a relay that accepts and never greets
+ * would otherwise cost a full timeout per message).  Like Postfix, such
+ * messages do not count the try they did not get. */
 static int run_group(struct queue *q, const struct runq_opts *o, struct group *g,
 		     const struct qenv *list, struct runq_stats *st, struct result *r_run)
 {
@@ -230,7 +287,8 @@ static int run_group(struct queue *q, const struct runq_opts *o, struct group *g
 	struct runq_policy pol;
 	struct relay rl;
 	struct result r, open_r;
-	int relay_ok;
+	int relay_ok, down = 0;
+	size_t untried = 0;
 
 	runq_policy_of(g->acct, &pol);
 	result_clear(&open_r);
@@ -248,11 +306,15 @@ static int run_group(struct queue *q, const struct runq_opts *o, struct group *g
 			st->busy++;
 			continue;
 		}
-		if (!ss && relay_ok && relay_auth(&rl, &open_r) == 0)
+		if (!ss && !down && relay_ok && relay_auth(&rl, &open_r) == 0)
 			ss = smtp_open(&rl.p, &open_r);
 		if (!ss) {
-			oc = runq_record_for(q, &e, g->acct, &pol, &open_r);
-			report(&e, oc, &open_r);
+			oc = record(q, &e, g->acct, &pol, &open_r, !down);
+			if (!down || oc != RUNQ_DEFERRED)
+				report(&e, oc, &open_r);
+			untried += down && oc == RUNQ_DEFERRED;
+			down = 1;
+			count(st, oc, &open_r);
 		} else {
 			oc = runq_attempt(q, &e, ss, g->acct, &pol, &r);
 			report(&e, oc, &r);
@@ -260,10 +322,14 @@ static int run_group(struct queue *q, const struct runq_opts *o, struct group *g
 				smtp_close(ss);
 				ss = NULL;
 			}
+			count(st, oc, &r);
 		}
-		count(st, oc);
 		queue_release(&e);
 	}
+	if (untried)
+		log_err("account '%s': %zu more message%s deferred without a try, "
+			"after that failure", g->acct->name, untried,
+			untried == 1 ? "" : "s");
 	smtp_close(ss);
 	relay_free(&rl);
 	return 0;
@@ -290,6 +356,9 @@ int runq_flush(struct queue *q, const struct runq_opts *o, struct runq_stats *st
 	time_t now = time(NULL);
 
 	memset(st, 0, sizeof *st);
+	if (o->only_id && !queue_id_valid(o->only_id))
+		return result_fail(r, EX_USAGE, "bad queue id '%.60s' (see mailq)",
+				   o->only_id);
 	if (queue_list(q, 0, &list, &n, r) < 0)
 		return -1;
 	gs = calloc(n + 1, sizeof *gs);
@@ -300,11 +369,14 @@ int runq_flush(struct queue *q, const struct runq_opts *o, struct runq_stats *st
 	for (size_t i = 0; i < n; i++) {
 		const struct account *a;
 		struct group *g;
+		int gone;
 		if (!wanted(o, &list[i], now))
 			continue;
-		a = route(o->cfg, &list[i]);
+		a = route(o->cfg, &list[i], &gone);
+		if (gone && !o->only_account)
+			note_orphan(q, &list[i], st);
 		if (!a || (o->only_account && strcmp(a->name, o->only_account) != 0)) {
-			st->unroutable += !a;
+			st->unroutable += !a && !gone;
 			continue;
 		}
 		if ((g = group_of(gs, &ng, a, n)))

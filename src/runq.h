@@ -18,8 +18,9 @@ void runq_policy_of(const struct account *a, struct runq_policy *pol);
 
 enum runq_outcome { RUNQ_DELIVERED, RUNQ_DEFERRED, RUNQ_FAILED };
 
-/* A temporary failure (4xx, lost connection, timeout) or a local one that a
- * fix can cure (configuration, password source, memory) keeps a message in
+/* A temporary failure (4xx, lost connection, timeout, any STARTTLS or TLS
+ * handshake/certificate failure) or a local one that a fix can cure
+ * (configuration, password source, memory) keeps a message in
  * new/ for another try; the relay's permanent verdicts and unusable messages
  * move it to failed/ with the reason (kept, never dropped). */
 int runq_is_temporary(const struct result *r);
@@ -41,14 +42,24 @@ enum runq_outcome runq_record_for(struct queue *q, struct qentry *e,
 struct runq_opts {
 	const struct config *cfg;
 	const struct relay_overrides *ov;
-	int force;                 /* ignore next_try (--queue-retry, -q with ID) */
-	const char *only_id;       /* one message */
+	/* Ignore next_try: the one-shot -q (like sendmail -q, postqueue -f),
+	 * --queue-retry, -q with an ID.  0: only what is due, with back-off
+	 * honoured (-qINTERVAL, -q --due from the timer, a delivery service,
+	 * the flush after a successful send). */
+	int force;
+	const char *only_id;       /* one message (a queue id, else EX_USAGE) */
 	const char *only_account;  /* one account (after a successful send) */
 	int (*stop)(void);         /* optional: 1 = stop after the message in flight */
 };
 
 struct runq_stats {
-	size_t delivered, deferred, failed, busy, unroutable;
+	size_t delivered, deferred, failed, busy;
+	size_t unroutable;         /* queued with no account, and none matches */
+	size_t orphaned;           /* their account is no longer configured:
+				    * they wait (reason recorded), never sent
+				    * through another account's relay */
+	int fail_exit;             /* the first permanent failure's exit status
+				    * (EX_UNAVAILABLE for "gave up"), 0 if none */
 };
 
 /* Deliver what is due.  Returns 0 (per-message outcomes are in the queue and

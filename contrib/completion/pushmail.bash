@@ -20,7 +20,7 @@
 _pushmail_short_opts='-t -i -v -m -n -G -U -f -r -F -C -a -N -R -V -L -X -h -A -O
  -oi -oem -odi -odb -B8BITMIME -BBINARYMIME -bm -bp -bs -bi -q'
 _pushmail_long_opts='--config --account --host --port --tls --auth --user --from
- --timeout --read-envelope-from --serverinfo --check --dry-run --no-queue
+ --timeout --read-envelope-from --serverinfo --check --dry-run --no-queue --due
  --verbose --queue-delete --queue-retry --import-msmtprc --version --help'
 _pushmail_auth_values='auto off plain login cram-md5 scram-sha-1 scram-sha-256
  scram-sha-1-plus scram-sha-256-plus xoauth2 oauthbearer external gssapi'
