@@ -299,6 +299,11 @@ CASES = [
     dict(name="553 to RCPT",
          server=S(rules={"RCPT": "553 5.1.3 bad address syntax"}),
          exit=EX_NOUSER, err=["553", "5.1.3"], quit=True, delivered=False),
+    # OpenSMTPD's unknown recipient: the basic code says little, the
+    # enhanced status (X.2.4, like X.1.x) says "no such recipient"
+    dict(name="524 5.2.4 to RCPT (OpenSMTPD)",
+         server=S(rules={"RCPT": "524 5.2.4 Invalid recipient"}),
+         exit=EX_NOUSER, err=["524", "5.2.4"], quit=True, delivered=False),
     dict(name="451 to RCPT",
          server=S(rules={"RCPT": "451 4.3.0 try again later"}),
          exit=EX_TEMPFAIL, err=["451", "4.3.0"], quit=True, delivered=False),
