@@ -23,7 +23,7 @@ struct smtp_session {
 	int dead;          /* the connection is unusable: send nothing more */
 	int in_data;       /* a 354 was received and the data is unfinished */
 	size_t accepted;   /* recipients accepted in this transaction */
-	int quit_sent;     /* QUIT went out (with the last end of data) */
+	int quit_sent;     /* QUIT went out (after the last end of data's reply) */
 	int transactions;  /* MAIL transactions started on this connection */
 	int own_conn;      /* smtp_close closes c */
 	int dsn_warned;    /* said once that the relay ignores DSN requests */
@@ -63,7 +63,6 @@ int ss_do_auth(struct smtp_session *s);
 int ss_send_mail(struct smtp_session *s, const struct smtp_envelope *env);
 int ss_send_rcpt(struct smtp_session *s, const struct smtp_envelope *env, size_t i);
 int ss_bdat_transaction(struct smtp_session *s, const struct smtp_envelope *env,
-			const struct smtp_message *msg, int last,
-			struct smtp_outcome *out);
+			const struct smtp_message *msg, struct smtp_outcome *out);
 
 #endif

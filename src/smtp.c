@@ -411,13 +411,11 @@ static int body_to_conn(void *ctx, const char *p, size_t n)
 	return put_body(k->s, &k->bf, p, n);
 }
 
-/* DATA content, the final dot, and (with PIPELINING) QUIT in the same write:
- * the 221 is never waited for (RFC 2920 3.1 allows QUIT after the dot). */
-static int do_data(struct smtp_session *s, const struct smtp_message *m, int last,
+/* DATA content and the final dot.  QUIT is not in the same write: it waits
+ * for the reply to the dot (smtp_transaction), see there. */
+static int do_data(struct smtp_session *s, const struct smtp_message *m,
 		   struct smtp_outcome *out)
 {
-	int pipe_quit = last && (s->caps.flags & CAP_PIPELINING);
-
 	struct body_sink k = { .s = s };
 	struct body_filter *bfp = &k.bf;
 	char tail[16];
@@ -447,9 +445,6 @@ static int do_data(struct smtp_session *s, const struct smtp_message *m, int las
 		return ss_conn_failed(s, PHASE_DATA);
 	s->in_data = 0;
 	log_proto("->", "[message]", 9);
-	if (pipe_quit && ss_send_cmd(s, "QUIT") < 0)
-		return -1;
-	s->quit_sent = pipe_quit;
 	if (ss_flush(s, PHASE_EOD, T_BLOCK) < 0 ||
 	    ss_expect(s, PHASE_EOD, T_EOD, 2) < 0)
 		return -1;
@@ -527,11 +522,26 @@ struct smtp_session *smtp_open(const struct smtp_params *p, struct result *r)
 	return ss;
 }
 
+static int one_transaction(struct smtp_session *s, const struct smtp_envelope *env,
+			   const struct smtp_message *msg, struct smtp_outcome *out)
+{
+	/* RFC 3030 BDAT, pipelined (RFC 2920): no dot-stuffing, fewer round trips */
+	if ((s->caps.flags & (CAP_CHUNKING | CAP_PIPELINING)) ==
+	    (CAP_CHUNKING | CAP_PIPELINING))
+		return ss_bdat_transaction(s, env, msg, out);
+	if (do_envelope(s, env) < 0)
+		return -1;
+	if (out)
+		out->accepted = s->accepted;
+	return do_data(s, msg, out);
+}
+
 int smtp_transaction(struct smtp_session *ss, const struct smtp_envelope *env,
 		     const struct smtp_message *msg, int last,
 		     struct smtp_outcome *out, struct result *r)
 {
 	struct smtp_session *s = ss;
+	int rc;
 
 	s->r = r;
 	if (s->dead || s->in_data || s->quit_sent) {
@@ -541,15 +551,14 @@ int smtp_transaction(struct smtp_session *ss, const struct smtp_envelope *env,
 	s->accepted = 0;
 	if (check_size(s, env) < 0)
 		return -1;
-	/* RFC 3030 BDAT, pipelined (RFC 2920): no dot-stuffing, fewer round trips */
-	if ((s->caps.flags & (CAP_CHUNKING | CAP_PIPELINING)) ==
-	    (CAP_CHUNKING | CAP_PIPELINING))
-		return ss_bdat_transaction(s, env, msg, last, out);
-	if (do_envelope(s, env) < 0)
-		return -1;
-	if (out)
-		out->accepted = s->accepted;
-	return do_data(s, msg, last, out);
+	rc = one_transaction(s, env, msg, out);
+	/* QUIT only after the verdict on the end of data, never in the same
+	 * write: Haraka answers a QUIT pipelined after the dot with 503
+	 * "pipelined after end of DATA".  It costs no round trip, since the
+	 * 221 is not waited for. */
+	if (last)
+		quit_quietly(s);
+	return rc;
 }
 
 int smtp_usable(const struct smtp_session *ss)

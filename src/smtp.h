@@ -2,8 +2,9 @@
  *
  * smtp_send connects, reads the greeting, says EHLO (HELO when EHLO gets a
  * 5xx), sends MAIL/RCPT/DATA (in one write when PIPELINING is offered), streams
- * the message through the body filter, sends QUIT together with the end of data
- * and maps the outcome into a struct result.  It uses the transport (conn.h)
+ * the message through the body filter, sends QUIT once the end of data is
+ * answered (without waiting for the 221) and maps the outcome into a struct
+ * result.  It uses the transport (conn.h)
  * and never touches sockets or TLS itself.
  */
 #ifndef PUSHMAIL_SMTP_H
@@ -67,8 +68,8 @@ int smtp_send(const struct smtp_params *p, const struct smtp_envelope *env,
 
 /* A session that carries several messages (the queue runner): smtp_open
  * connects and does greeting, EHLO, TLS and AUTH; each smtp_transaction sends
- * one message (RSET before every one after the first; with last set and
- * PIPELINING, QUIT rides with the end of data); smtp_close says QUIT if it
+ * one message (RSET before every one after the first; with last set, QUIT
+ * follows the reply to its end of data at once); smtp_close says QUIT if it
  * has not gone out and closes.  After a failed transaction smtp_usable tells
  * whether another can follow on the same connection.  NULL/-1 with r filled. */
 struct smtp_session;

@@ -2,8 +2,8 @@
  *
  * No dot-stuffing and no end-of-data scan on the server: the body goes out in
  * chunks of up to BDAT_CHUNK normalised bytes.  With one recipient (or with
- * partial_delivery) everything rides in one flight: MAIL, RCPT, every BDAT,
- * the LAST one and QUIT, then the replies are read in order.  A refused lone
+ * partial_delivery) everything rides in one flight: MAIL, RCPT, every BDAT
+ * and the LAST one, then the replies are read in order.  A refused lone
  * recipient leaves the LAST chunk with no recipient, so nothing is delivered.
  * With several recipients and all-or-nothing delivery, the RCPT verdicts are
  * read before the first chunk: a LAST that reached the relay would deliver to
@@ -131,9 +131,10 @@ static int read_chunks(struct smtp_session *s, const struct bdat_sink *k,
 	return 0;
 }
 
-/* The body, then LAST, then (for the last message) QUIT, all queued. */
+/* The body, then LAST, all queued.  (QUIT waits for the verdict on LAST:
+ * see smtp_transaction.) */
 static int send_chunks(struct smtp_session *s, const struct smtp_message *msg,
-		       struct bdat_sink *k, int last)
+		       struct bdat_sink *k)
 {
 	if (ss_for_each_block(msg, bdat_put, k, s->r) < 0)
 		return -1;
@@ -148,17 +149,11 @@ static int send_chunks(struct smtp_session *s, const struct smtp_message *msg,
 	if (emit(k, 1) < 0)
 		return -1;
 	log_proto("->", "[message]", 9);
-	if (last) {
-		if (ss_send_cmd(s, "QUIT") < 0)
-			return -1;
-		s->quit_sent = 1;
-	}
 	return ss_flush(s, PHASE_BDAT, T_BLOCK);
 }
 
 int ss_bdat_transaction(struct smtp_session *s, const struct smtp_envelope *env,
-			const struct smtp_message *msg, int last,
-			struct smtp_outcome *out)
+			const struct smtp_message *msg, struct smtp_outcome *out)
 {
 	struct bdat_sink k = { .s = s };
 	struct rcpt_tally t = { 0 };
@@ -180,7 +175,7 @@ int ss_bdat_transaction(struct smtp_session *s, const struct smtp_envelope *env,
 	if (!one_flight && (ss_flush(s, PHASE_MAIL, T_MAIL) < 0 ||
 			    read_envelope(s, env, rset, &t) < 0 || ss_check_tally(s, &t) < 0))
 		goto out;
-	if (send_chunks(s, msg, &k, last) < 0) {
+	if (send_chunks(s, msg, &k) < 0) {
 		if (!s->dead && s->r->exitcode == EX_DATAERR)
 			drain(s, k.chunks + (one_flight ? rset + 1 + env->nrcpt : 0));
 		goto out;

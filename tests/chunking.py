@@ -117,12 +117,20 @@ def _pump(conn, until, secs):
     return False
 
 
+def _last_chunk_in(buf):
+    """True when buf holds a whole 'BDAT n LAST' chunk."""
+    m = None
+    for m in re.finditer(rb"BDAT (\d+) LAST\r\n", buf):
+        pass
+    return m is not None and len(buf) >= m.end() + int(m.group(1))
+
+
 def hold(then=None, secs=3.0):
-    """MAIL action: hold the reply until the client's bytes end with QUIT
-    (or secs pass), note what had arrived, then perform `then`."""
+    """MAIL action: hold the reply until the client's bytes hold the whole
+    LAST chunk (or secs pass), note what had arrived, then perform `then`."""
     def fn(conn, line):
         t0 = time.monotonic()
-        got = _pump(conn, lambda b: b.endswith(b"QUIT\r\n"), secs)
+        got = _pump(conn, lambda b: _last_chunk_in(bytes(b)), secs)
         buf = bytes(conn.buf)
         conn.rec.events.append(("hold", got, re.search(rb"BDAT \d+ LAST\r\n", buf)
                                 is not None, len(buf), time.monotonic() - t0))
@@ -208,7 +216,7 @@ def check_delivered(name, rec, sent, rcpts=(RCPT,)):
 def check_hold(name, rec):
     ev = events(rec, "hold")
     t.ok(ev and ev[0][1] and ev[0][2],
-         name + ": one flight: MAIL, RCPT, every BDAT, LAST and QUIT sent before "
+         name + ": one flight: MAIL, RCPT, every BDAT and LAST sent before "
          "any reply was read",
          "hold events (saw QUIT, saw LAST, bytes, seconds): %s" % t.show(ev),
          "commands: %s" % t.show(rec.commands if rec else None))
@@ -252,6 +260,20 @@ def ck_flight_order(name, res, srv):
     t.ok(re.search(rb"\r\nRCPT TO:<rcpt@example\.org>\r\nBDAT \d+", seg) is not None,
          name + ": MAIL, RCPT and the first BDAT in one segment",
          "segment: %s" % t.show(seg[:300]))
+    check_quit_after_last(name, rec)
+
+
+def check_quit_after_last(name, rec):
+    """QUIT waits for the reply to LAST (issue 14: Haraka answers a QUIT
+    pipelined after the end of data with 503).  The server answers LAST only
+    after reading the chunk, so a QUIT sent after that reply comes in a
+    later recv() than the chunk's last byte."""
+    j = rec.segment_with(b"QUIT\r\n") if rec else -1
+    seg = rec.segments[j] if j >= 0 else b""
+    before = b"".join(rec.segments[:j]) if j > 0 else b""
+    t.ok(seg.startswith(b"QUIT\r\n") and _last_chunk_in(before),
+         name + ": QUIT in its own segment after the LAST chunk, not with it",
+         "QUIT segment: %s" % t.show(seg[-120:]), "before it: %s" % t.show(before[-80:]))
 
 
 def ck_empty_body(name, res, srv):
