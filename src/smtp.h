@@ -32,12 +32,18 @@ struct smtp_params {
 	int partial_delivery;    /* 1: deliver to accepted recipients when some are refused */
 };
 
+enum { SMTP_8BIT_UNKNOWN = 2 };
+
 struct smtp_envelope {
 	const char *from;            /* "" for the null sender */
 	const char *const *rcpt;
 	size_t nrcpt;
-	unsigned long long size;     /* size estimate for SIZE=, 0 when unknown */
-	int eightbit;                /* the message has 8-bit bytes: BODY=8BITMIME */
+	unsigned long long size;     /* SIZE=: the message with CRLF line ends and
+					no dot-stuffing (RFC 1870), 0 when unknown */
+	int eightbit;                /* 1: the message has 8-bit bytes, so
+					BODY=8BITMIME; SMTP_8BIT_UNKNOWN: a stream
+					not seen before MAIL, BODY=8BITMIME where
+					offered (RFC 6152 allows it for 7-bit) */
 	int binary;                  /* NUL bytes or -BBINARYMIME: needs BINARYMIME
 					and CHUNKING (RFC 3030), else EX_DATAERR */
 	const char *dsn_notify;      /* RFC 3461 NOTIFY value ("FAILURE,DELAY",

@@ -99,7 +99,7 @@ int ss_send_mail(struct smtp_session *s, const struct smtp_envelope *env)
 		ADD(" BODY=BINARYMIME");
 	else if ((env->eightbit || utf8) && (s->caps.flags & CAP_8BITMIME))
 		ADD(" BODY=8BITMIME");
-	else if (env->eightbit)
+	else if (env->eightbit == 1)
 		log_info("%s does not offer 8BITMIME; sending the 8-bit message as it is",
 			 s->p->host);
 	if (utf8)

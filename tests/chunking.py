@@ -306,6 +306,14 @@ def ck_eight(todo=None):
     return ck
 
 
+def ck_no_body_param(name, res, srv):
+    txn = data_txns(srv.record)
+    mail = txn[0].mail if txn else None
+    t.ok(mail is not None and b" BODY=" not in mail,
+         name + ": MAIL declares no BODY= for a 7-bit message known in advance",
+         "MAIL: %s" % t.show(mail))
+
+
 def ck_multi_ok(name, res, srv):
     rec = srv.record
     check_quiet(name, rec)
@@ -434,10 +442,16 @@ CASES = [
     dict(name="empty input", server=S(), stdin=b"", exit=EX_OK, check=[ck_empty_input]),
     dict(name="8-bit body, spooled first (queue = on-failure)", server=S(),
          stdin=EIGHT_MSG, queue_dir="queue-8bit", exit=EX_OK, check=[ck_eight()]),
+    # the body of a stream cannot be scanned before MAIL: BODY=8BITMIME is
+    # declared whenever the relay offers it (RFC 6152 allows it for 7-bit)
     dict(name="8-bit body, streamed (queue = never)", server=S(), stdin=EIGHT_MSG,
-         exit=EX_OK, check=[ck_eight(todo="queue = never streams the body: only the "
-                                     "header block is scanned for 8-bit bytes "
-                                     "(submit.c eightbit = head.has_8bit)")]),
+         exit=EX_OK, check=[ck_eight()]),
+    dict(name="8-bit body, from a regular file (queue = never)", server=S(),
+         stdin_file=lambda: msg_file("chunking-8bit.eml", EIGHT_MSG),
+         exit=EX_OK, check=[ck_eight()]),
+    dict(name="7-bit body, from a regular file (queue = never): no BODY=", server=S(),
+         stdin_file=lambda: msg_file("chunking-7bit.eml", MSG),
+         exit=EX_OK, check=[ck_msg(MSG), ck_no_body_param]),
     dict(name="partial_delivery, one of two refused: one flight",
          server=S(rules={"MAIL": hold(), "RCPT": ["250 2.1.5 Ok", NOT_550]}),
          cfg={"partial_delivery": "yes"}, args=[A, B], exit=EX_OK, hold=True,
@@ -773,6 +787,101 @@ def test_binarymime():
          name + ": the NUL byte arrives", todo=why)
 
 
+# --------------------------------------------------------------------------
+# SIZE= is the size on the wire (issue 14)
+
+def lines_body(n, end):
+    return b"".join(b"line %05d of a body with various line ends" % i + end
+                    for i in range(n))
+
+
+SIZE_BODIES = [("LF", lines_body(20000, b"\n")),
+               ("CRLF", lines_body(20000, b"\r\n")),
+               ("mixed", mixed_body(300 * 1024, 4) + b"no final newline")]
+
+
+def size_declared(mail):
+    m = re.search(rb" SIZE=(\d+)", mail or b"")
+    return int(m.group(1)) if m else None
+
+
+def run_size(name, data, server, queued, from_file):
+    """One message; returns (res, srv)."""
+    with ScriptedServer(**server) as srv:
+        keys, kw = {}, {}
+        if queued:
+            keys["queue"] = "on-failure"
+            kw["env"] = t.base_env(PUSHMAIL_QUEUE_DIR=os.path.join(
+                t.tmpdir(), "queue-size-" + re.sub(r"\W", "-", name)))
+        cfg = t.write_config(port=srv.port, **keys)
+        if from_file:
+            kw["stdin_file"] = msg_file("size-%s.eml" % re.sub(r"\W", "-", name), data)
+        else:
+            kw["stdin"] = data
+        res = t.run_pushmail(["-C", cfg, RCPT], **kw)
+    return res, srv
+
+
+def test_size_exact():
+    """RFC 1870: SIZE= is the message as it goes on the wire, CRLF line ends
+    included (not the raw input: a 20,000-line LF file was declared 760146
+    and sent as BDAT 780152).  With BDAT that is the sum of the chunks."""
+    for label, body in SIZE_BODIES:
+        msg = HEAD + body
+        want = len(t.normalise(msg))
+        for queued, from_file, how in ((True, False, "queued"),
+                                       (False, True, "queue = never, file stdin")):
+            name = "SIZE= for %s input, %s" % (label, how)
+            res, srv = run_size(name, msg, S(), queued, from_file)
+            rec = srv.record
+            done = data_txns(rec)
+            t.is_eq(res.rc, EX_OK, name + ": exit status", *res.describe())
+            if not t.is_eq(len(done), 1, name + ": delivered"):
+                continue
+            txn = done[0]
+            sent = sum(n for n, _ in txn.bdat_chunks)
+            t.is_eq((size_declared(txn.mail), sent), (want, want),
+                    name + ": SIZE= equals the bytes sent with BDAT",
+                    "MAIL: %s" % t.show(txn.mail))
+    # DATA (no CHUNKING): the normalised size, without the dot-stuffing
+    msg = HEAD + SIZE_BODIES[2][1]
+    name = "SIZE= with DATA, mixed input, queue = never, file stdin"
+    res, srv = run_size(name, msg, dict(extensions=EXT[:1] + EXT[2:]), False, True)
+    done = data_txns(srv.record)
+    t.is_eq(res.rc, EX_OK, name + ": exit status", *res.describe())
+    if t.is_eq(len(done), 1, name + ": delivered"):
+        t.is_eq(size_declared(done[0].mail), len(done[0].message),
+                name + ": SIZE= is the message without dot-stuffing",
+                "MAIL: %s" % t.show(done[0].mail))
+    # a stream whose size is unknown declares none
+    name = "SIZE= for a piped stream, queue = never"
+    res, srv = run_size(name, msg, S(), False, False)
+    done = data_txns(srv.record)
+    t.is_eq(res.rc, EX_OK, name + ": exit status", *res.describe())
+    t.ok(done and size_declared(done[0].mail) is None, name + ": no SIZE= declared",
+         "MAIL: %s" % t.show(done[0].mail if done else None))
+
+
+def test_size_early_refusal():
+    """The relay's limit lies between the raw size and the wire size: the
+    message is refused before MAIL (SPEC 4), a permanent failure (SPEC 3:
+    69), whether it was queued first or not."""
+    msg = HEAD + SIZE_BODIES[0][1]
+    raw, wire = len(msg), len(t.normalise(msg))
+    limit = (raw + wire) // 2
+    ext = ["PIPELINING", "CHUNKING", "SIZE %d" % limit, "ENHANCEDSTATUSCODES"]
+    for queued, from_file, how in ((True, False, "queued"),
+                                   (False, True, "queue = never, file stdin")):
+        name = "SIZE limit between raw (%d) and wire (%d) size, %s" % (raw, wire, how)
+        res, srv = run_size(name, msg, S(extensions=ext), queued, from_file)
+        rec = srv.record
+        t.is_eq(res.rc, EX_UNAVAILABLE, name + ": exit status", *res.describe())
+        t.ok(b"%d" % limit in res.err, name + ": stderr names the limit",
+             "stderr: %s" % t.show(res.err))
+        t.is_eq([x for x in (rec.commands if rec else []) if x.startswith(b"MAIL")], [],
+                name + ": no MAIL sent")
+
+
 def main():
     t.require_pushmail()
     only = os.environ.get("CHUNKING_ONLY")
@@ -789,6 +898,10 @@ def main():
         test_queue_mixed()
     if not only or only in "NUL bytes with BINARYMIME offered":
         test_binarymime()
+    if not only or only in "SIZE= exact":
+        test_size_exact()
+    if not only or only in "SIZE early refusal":
+        test_size_early_refusal()
     t.diag("chunking.py ran in %.1fs" % (time.monotonic() - t0))
     return t.done()
 
