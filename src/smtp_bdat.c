@@ -97,6 +97,37 @@ static void drain(struct smtp_session *s, size_t n)
 	*s->r = keep;
 }
 
+int ss_bdat_ok(const struct smtp_session *s)
+{
+	unsigned both = CAP_CHUNKING | CAP_PIPELINING;
+
+	return (s->caps.flags & both) == both && !s->no_bdat;
+}
+
+/* RFC 5321 4.2.4: 500, 502 and 504 say "command not recognised / not
+ * implemented".  As the reply to the first BDAT of a relay that offered
+ * CHUNKING they mean it does not do BDAT after all (aiosmtpd with CHUNKING
+ * added to its EHLO reply answers 500 and reads the chunk as command
+ * lines).  Other refusals keep their meaning. */
+static int not_recognised(const struct smtp_session *s)
+{
+	return s->rp.code == 500 || s->rp.code == 502 || s->rp.code == 504;
+}
+
+/* Replies and commands are out of step now (the relay may be reading our
+ * chunk as commands): nothing more on this connection.  A refused recipient
+ * says more than the BDAT refusal; otherwise the caller may try DATA. */
+static int bdat_refused(struct smtp_session *s, const struct rcpt_tally *t)
+{
+	s->dead = 1;
+	if (t && ss_check_tally(s, t) < 0)
+		return -1;
+	s->no_bdat = 1;
+	result_reply(s->r, PHASE_BDAT, s->rp.code, s->rp.enh, s->rp.text);
+	s->r->exitcode = EX_TEMPFAIL;   /* not delivered, and DATA may do */
+	return -1;
+}
+
 /* One reply per chunk, then the verdict on the whole message. */
 static int read_chunks(struct smtp_session *s, const struct bdat_sink *k,
 		       const struct rcpt_tally *t, struct smtp_outcome *out)
@@ -108,6 +139,8 @@ static int read_chunks(struct smtp_session *s, const struct bdat_sink *k,
 	for (size_t i = 0; i < k->chunks; i++) {
 		if (ss_read_reply(s, PHASE_BDAT, T_BLOCK) < 0)
 			return -1;
+		if (i == 0 && not_recognised(s))
+			return bdat_refused(s, t);
 		if (!failed && s->rp.code / 100 != 2) {
 			failed = 1;
 			result_reply(&first, PHASE_BDAT, s->rp.code, s->rp.enh, s->rp.text);
@@ -115,6 +148,8 @@ static int read_chunks(struct smtp_session *s, const struct bdat_sink *k,
 	}
 	if (ss_read_reply(s, PHASE_EOD, T_EOD) < 0)
 		return -1;
+	if (k->chunks == 0 && not_recognised(s))
+		return bdat_refused(s, t);
 	if (t && ss_check_tally(s, t) < 0)
 		return -1;
 	if (failed) {

@@ -34,7 +34,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import taplib as t  # noqa: E402
 from smtpserver import (ScriptedServer, close, drop_after_data,  # noqa: E402
-                        handler, stall)
+                        handler, not_recognised, seq, stall)
 
 EX_OK, EX_DATAERR, EX_NOUSER, EX_UNAVAILABLE = 0, 65, 67, 69
 EX_TEMPFAIL, EX_PROTOCOL = 75, 76
@@ -882,6 +882,118 @@ def test_size_early_refusal():
                 name + ": no MAIL sent")
 
 
+# --------------------------------------------------------------------------
+# A relay that offers CHUNKING but refuses BDAT (issue 14)
+
+# aiosmtpd with CHUNKING in its EHLO reply: 500 to BDAT, the chunk read as
+# command lines (500 each), and after five unknown commands 502 and close.
+AIOSMTPD = {"BDAT": not_recognised(), "EOD": not_recognised(),
+            "UNKNOWN": ['500 Error: command "X" not recognized'] * 4 +
+                       [seq("502 5.5.1 Too many unrecognized commands, goodbye.",
+                            close())]}
+
+
+def bdat_refused_case(name, rules, data, queued, from_file, exit_, connections=2):
+    with ScriptedServer(extensions=EXT, rules=[rules, {}], connections=connections,
+                        accept_timeout=5) as srv:
+        keys, kw = {}, {}
+        if queued:
+            keys["queue"] = "on-failure"
+            kw["env"] = t.base_env(PUSHMAIL_QUEUE_DIR=os.path.join(
+                t.tmpdir(), "queue-bdat-" + re.sub(r"\W", "-", name)))
+        cfg = t.write_config(port=srv.port, **keys)
+        if from_file:
+            kw["stdin_file"] = msg_file("bdat-%s.eml" % re.sub(r"\W", "-", name), data)
+        else:
+            kw["stdin"] = data
+        res = t.run_pushmail(["-C", cfg, RCPT], **kw)
+        srv.stop()
+    info = res.describe() + ["connection %d: %s, end %s" % (
+        i, t.show([x[:50] for x in r.commands]), r.end) for i, r in enumerate(srv.records)]
+    t.is_eq(res.rc, exit_, name + ": exit status", *info)
+    t.is_eq(srv.errors, [], name + ": scripted server ran cleanly")
+    first = srv.record
+    t.ok(first is not None and bdat_commands(first) and b"DATA" not in first.commands,
+         name + ": BDAT tried first, no DATA on that connection", *info)
+    return res, srv, info
+
+
+def check_data_again(name, srv, data, info):
+    """The second connection carries the message with DATA: dot-stuffed,
+    intact, and no BDAT."""
+    if not t.is_eq(srv.accepted, 2, name + ": a new connection for DATA", *info):
+        return
+    rec = srv.records[1]
+    done = data_txns(rec)
+    t.is_eq(bdat_commands(rec), [], name + ": no BDAT on the new connection")
+    if t.is_eq(len(done), 1, name + ": delivered once, with DATA", *info):
+        want = t.normalise(data)
+        t.ok_intact(name, done[0].message, want)
+        t.is_eq(done[0].data_raw, t.dot_stuff(want), name + ": DATA dot-stuffed")
+
+
+def test_bdat_refused():
+    for queued, from_file, how in ((False, True, "queue = never, file stdin"),
+                                   (True, False, "queued")):
+        name = "BDAT not recognised (aiosmtpd), %s" % how
+        res, srv, info = bdat_refused_case(name, AIOSMTPD, MSG, queued, from_file, EX_OK)
+        check_data_again(name, srv, MSG, info)
+        t.is_eq(res.err, b"", name + ": nothing on stderr")
+    # a stream that went out in BDAT chunks cannot be read again
+    name = "BDAT not recognised (aiosmtpd), queue = never, piped stream"
+    res, srv, info = bdat_refused_case(name, AIOSMTPD, MSG, False, False, EX_TEMPFAIL,
+                                       connections=1)
+    err = res.err.strip()
+    t.ok(err and b"\n" not in err and b"BDAT" in err and b"500" in err and
+         b"127.0.0.1" in err, name + ": one line on stderr naming the host, BDAT, 500",
+         "stderr: %s" % t.show(res.err))
+    t.is_eq(len(data_txns(srv.record)), 0, name + ": nothing delivered")
+    # a relay that reads the chunks but will not take them: 502 / 504 (RFC
+    # 5321 "not implemented"), three chunks
+    for code in (502, 504):
+        name = "BDAT answered %d on every chunk, queued" % code
+        refuse = "%d 5.5.1 BDAT not implemented" % code
+        res, srv, info = bdat_refused_case(name, {"BDAT": refuse, "EOD": refuse},
+                                           MID_MSG, True, False, EX_OK)
+        check_data_again(name, srv, MID_MSG, info)
+
+
+def test_bdat_refused_queue_run():
+    """Several queued messages: after the first refusal the session sends
+    DATA for all of them (RSET between), on one new connection."""
+    name = "queue run, BDAT not recognised"
+    env = t.base_env(PUSHMAIL_QUEUE_DIR=os.path.join(t.tmpdir(), "queue-bdat-run"))
+    msgs = [HEAD.replace(b"chunking test", b"run %d" % i) + b"message %d\n.dot\n" % i
+            for i in range(3)]
+    with ScriptedServer(extensions=EXT, connections=len(msgs),
+                        rules={"MAIL": "451 4.7.1 greylisted"}) as first:
+        cfg1 = queue_config(first.port)
+        runs = [t.run_pushmail(["-C", cfg1, RCPT], stdin=m, env=env) for m in msgs]
+        sent_at = time.monotonic()
+    t.is_eq([r.rc for r in runs], [EX_OK] * len(msgs), name + ": all queued",
+            *[x for r in runs for x in r.describe()])
+    time.sleep(max(0.0, sent_at + 2.1 - time.monotonic()))
+    with ScriptedServer(extensions=EXT, connections=3, accept_timeout=3,
+                        rules=[AIOSMTPD, {}]) as srv:
+        cfg2 = queue_config(srv.port)
+        res = t.run_pushmail(["-C", cfg2, "-q"], env=env)
+    info = res.describe() + ["connection %d: %s" % (i, t.show([x[:40] for x in r.commands]))
+                             for i, r in enumerate(srv.records)]
+    t.is_eq(res.rc, EX_OK, name + ": pushmail -q exit status", *info)
+    t.is_eq(srv.accepted, 2, name + ": two connections: BDAT refused, then DATA", *info)
+    if srv.accepted < 2:
+        return
+    t.is_eq(len(bdat_commands(srv.records[0])), 1, name + ": one BDAT, on the first")
+    v = srv.records[1].verbs()
+    t.is_eq((v.count("MAIL"), v.count("DATA"), v.count("RSET"), v.count("BDAT")),
+            (3, 3, 2, 0), name + ": then MAIL/RCPT/DATA for each, RSET between, no BDAT",
+            "verbs: %s" % v)
+    got = sorted(x.message for x in data_txns(srv.records[1]))
+    t.ok(got == sorted(t.normalise(m) for m in msgs), name + ": all three delivered intact")
+    lst = t.run_pushmail(["-C", cfg2, "-bp"], env=env)
+    t.ok(b"empty" in lst.out, name + ": queue empty afterwards", *lst.describe())
+
+
 def main():
     t.require_pushmail()
     only = os.environ.get("CHUNKING_ONLY")
@@ -898,6 +1010,10 @@ def main():
         test_queue_mixed()
     if not only or only in "NUL bytes with BINARYMIME offered":
         test_binarymime()
+    if not only or only in "BDAT refused":
+        test_bdat_refused()
+    if not only or only in "queue run, BDAT not recognised":
+        test_bdat_refused_queue_run()
     if not only or only in "SIZE= exact":
         test_size_exact()
     if not only or only in "SIZE early refusal":
