@@ -77,7 +77,11 @@ int smtp_send(const struct smtp_params *p, const struct smtp_envelope *env,
  * one message (RSET before every one after the first; with last set, QUIT
  * follows the reply to its end of data at once); smtp_close says QUIT if it
  * has not gone out and closes.  After a failed transaction smtp_usable tells
- * whether another can follow on the same connection.  NULL/-1 with r filled. */
+ * whether another can follow on the same connection.  A relay that offers
+ * CHUNKING but does not recognise BDAT gets the message again with DATA on a
+ * new connection (smtp_open sessions, and only when msg->fd can be read
+ * again from where it stood), and DATA for the rest of the session.
+ * NULL/-1 with r filled. */
 struct smtp_session;
 struct smtp_session *smtp_open(const struct smtp_params *p, struct result *r);
 struct smtp_session *smtp_open_conn(struct conn *c, const struct smtp_params *p,
