@@ -111,3 +111,46 @@ size_t body_finish(struct body_filter *bf, char *out)
 	bf->out_total += (unsigned long long)(o - out);
 	return (size_t)(o - out);
 }
+
+/* ---- scanning ahead ------------------------------------------------------ */
+
+void body_scan_init(struct body_scan *z)
+{
+	memset(z, 0, sizeof *z);
+	z->last = -1;
+}
+
+/* Every line end becomes CRLF: a lone LF and a lone CR each gain one byte,
+ * a CRLF stays as it is.  A CR at the end of a block is judged when the
+ * next block (or the end) shows whether an LF follows it. */
+void body_scan_feed(struct body_scan *z, const char *in, size_t n)
+{
+	const char *p, *end = in + n;
+
+	if (n == 0)
+		return;
+	if (!z->nul && memchr(in, '\0', n))
+		z->nul = 1;
+	if (!z->eightbit && has_high_bit(in, n))
+		z->eightbit = 1;
+	z->raw += n;
+	z->wire += n;
+	if (z->last == '\r' && in[0] != '\n')
+		z->wire++;   /* the CR that ended the previous block was lone */
+	for (p = in; (p = memchr(p, '\n', (size_t)(end - p))); p++)
+		if ((p > in ? p[-1] : z->last) != '\r')
+			z->wire++;
+	for (p = in; (p = memchr(p, '\r', (size_t)(end - p))); p++)
+		if (p + 1 < end && p[1] != '\n')
+			z->wire++;
+	z->last = (unsigned char)end[-1];
+}
+
+unsigned long long body_scan_wire(const struct body_scan *z)
+{
+	if (z->last == '\r')
+		return z->wire + 1;   /* a final lone CR becomes CRLF */
+	if (z->last >= 0 && z->last != '\n')
+		return z->wire + 2;   /* body_finish adds the missing CRLF */
+	return z->wire;
+}

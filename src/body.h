@@ -36,4 +36,21 @@ size_t body_feed(struct body_filter *bf, const char *in, size_t inlen, char *out
  * dotstuff, the ".\r\n" terminator.  out needs 8 bytes.  Returns bytes written. */
 size_t body_finish(struct body_filter *bf, char *out);
 
+/* What a message is, learnt without sending it (the queue while spooling,
+ * a direct send from a regular file): its size on the wire -- exactly what
+ * body_feed and body_finish produce without dot-stuffing, which is the sum of
+ * the BDAT chunks and RFC 1870's SIZE for DATA too -- and whether it has
+ * 8-bit or NUL bytes.  Feed it any split of the input. */
+struct body_scan {
+	unsigned long long raw;   /* input bytes */
+	unsigned long long wire;  /* CRLF-normalised bytes, final CRLF not counted */
+	int last;                 /* last input byte, -1 before any */
+	int eightbit, nul;
+};
+
+void body_scan_init(struct body_scan *z);
+void body_scan_feed(struct body_scan *z, const char *in, size_t n);
+/* The wire size of everything fed so far, as if the input ended here. */
+unsigned long long body_scan_wire(const struct body_scan *z);
+
 #endif

@@ -1,6 +1,7 @@
 /* queue.c - the crash-safe local spool (see queue.h). */
 #include "config.h"
 #include "queue.h"
+#include "body.h"
 #include "cfg.h"
 
 #include <dirent.h>
@@ -283,6 +284,8 @@ char *qenv_format(const struct qenv *e)
 		fprintf(f, "ret %s\n", e->ret);
 	if (e->envid)
 		fprintf(f, "envid %s\n", e->envid);
+	if (e->wire)
+		fprintf(f, "wire %llu\n", e->wire);
 	if (fclose(f) != 0) {
 		free(buf);
 		return NULL;
@@ -341,6 +344,8 @@ static int parse_line(struct qenv *e, const char *key, const char *v)
 		e->tries = n > 1000000 ? 1000000 : (int)n;
 	else if (!strcmp(key, "size"))
 		e->size = (unsigned long long)n;
+	else if (!strcmp(key, "wire"))
+		e->wire = (unsigned long long)n;
 	else if (!strcmp(key, "eightbit"))
 		e->eightbit = n != 0;
 	else if (!strcmp(key, "nul"))
@@ -466,38 +471,36 @@ static int name_of(char *out, size_t cap, const char *id, const char *ext)
 
 /* ---- spooling ---------------------------------------------------------------------- */
 
-/* Copy head + the rest of infd into fd, noting 8-bit and NUL bytes. */
+/* Copy head + the rest of infd into fd, noting the size on the wire (for
+ * SIZE=) and 8-bit and NUL bytes. */
 static int spool_body(int fd, const char *head, size_t headlen, int infd,
 		      struct qenv *e, struct result *r)
 {
 	static char block[SPOOL_BLOCK];
+	struct body_scan z;
 	ssize_t n;
 
+	body_scan_init(&z);
 	if (write_all(fd, head, headlen) < 0)
 		return result_fail(r, EX_CANTCREAT, "writing the queue: %s", strerror(errno));
-	e->size = headlen;
-	e->eightbit = e->nul = 0;
-	for (size_t i = 0; i < headlen; i++) {
-		e->eightbit |= (unsigned char)head[i] >= 0x80;
-		e->nul |= head[i] == '\0';
-	}
+	body_scan_feed(&z, head, headlen);
 	while (infd >= 0 && (n = read(infd, block, sizeof block)) != 0) {
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
 			return result_fail(r, EX_IOERR, "reading the message: %s",
 					   strerror(errno));
-		if (!e->nul && memchr(block, '\0', (size_t)n))
-			e->nul = 1;
-		for (ssize_t i = 0; !e->eightbit && i < n; i++)
-			e->eightbit = (unsigned char)block[i] >= 0x80;
+		body_scan_feed(&z, block, (size_t)n);
 		if (write_all(fd, block, (size_t)n) < 0)
 			return result_fail(r, EX_CANTCREAT, "writing the queue: %s",
 					   strerror(errno));
-		e->size += (unsigned long long)n;
 	}
 	if (fsync(fd) < 0)
 		return result_fail(r, EX_CANTCREAT, "writing the queue: %s", strerror(errno));
+	e->size = z.raw;
+	e->wire = body_scan_wire(&z);
+	e->eightbit = z.eightbit;
+	e->nul = z.nul;
 	return 0;
 }
 

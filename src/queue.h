@@ -39,6 +39,8 @@ struct qenv {
 	time_t created, next_try;
 	int tries;
 	unsigned long long size;   /* bytes in ID.msg */
+	unsigned long long wire;   /* the same with every line end CRLF, as sent
+				      (SIZE=); 0 when spooled by an older pushmail */
 	int eightbit, nul;     /* what the body holds (found while spooling) */
 	char error[512];       /* the last failure, sanitised, "" if none */
 	char *notify, *ret, *envid;  /* DSN requests (RFC 3461), or NULL */
@@ -64,7 +66,7 @@ int queue_open(struct queue *q, const char *dir, struct result *r);
 void queue_close(struct queue *q);
 
 /* Spool head[0..headlen) followed by everything left on infd; env's id,
- * created, size, eightbit and nul are filled in.  On success e holds the
+ * created, size, wire, eightbit and nul are filled in.  On success e holds the
  * locked entry.  A full disk or any write error removes what was written and
  * is EX_CANTCREAT (nothing kept); a read error on infd is EX_IOERR. */
 int queue_add(struct queue *q, const struct qenv *env, const char *head,

@@ -24,30 +24,59 @@ static const char *const phase_names[PHASE__COUNT] = {
 	[PHASE_QUIT] = "QUIT",
 };
 
-/* SPEC section 3.  Special cases first, keyed by phase and exact code; then
- * the reply class decides: 4xx is temporary everywhere, 5xx is a permanent
- * refusal.  A code of 0 in the table matches any 5xx of that phase. */
+/* SPEC section 3.  Special cases first, keyed by phase, reply code and
+ * enhanced status; the first row that matches wins.  Then the reply class
+ * decides: 4xx is temporary everywhere, 5xx is a permanent refusal.
+ * code: an exact reply code, or 5 for any 5xx.  enh: NULL for any; else the
+ * enhanced status must equal it, or start with it when it ends in '.'. */
 static const struct {
 	enum smtp_phase phase;
 	int code;
+	const char *enh;
 	int exitcode;
 } exit_table[] = {
-	{ PHASE_RCPT, 550, EX_NOUSER },    /* mailbox unavailable */
-	{ PHASE_RCPT, 551, EX_NOUSER },    /* user not local */
-	{ PHASE_RCPT, 553, EX_NOUSER },    /* mailbox name not allowed */
-	{ PHASE_AUTH, 530, EX_NOPERM },    /* RFC 4954: authentication required */
-	{ PHASE_AUTH, 534, EX_NOPERM },    /* mechanism too weak */
-	{ PHASE_AUTH, 535, EX_NOPERM },    /* credentials invalid */
-	{ PHASE_AUTH, 538, EX_NOPERM },    /* encryption required */
-	{ PHASE_MAIL, 530, EX_NOPERM },    /* relay wants AUTH first */
-	{ PHASE_RCPT, 530, EX_NOPERM },
-	{ PHASE_AUTH, 432, EX_TEMPFAIL },  /* password transition needed */
+	{ PHASE_RCPT, 550, NULL, EX_NOUSER },    /* mailbox unavailable */
+	{ PHASE_RCPT, 551, NULL, EX_NOUSER },    /* user not local */
+	{ PHASE_RCPT, 553, NULL, EX_NOUSER },    /* mailbox name not allowed */
+	{ PHASE_RCPT, 530, NULL, EX_NOPERM },
+	/* RFC 3463 X.1.x (addressing) and X.2.4 (mailing list expansion) say
+	 * "no such recipient" whatever the basic code: OpenSMTPD answers an
+	 * unknown recipient with 524 5.2.4.  X.1.7 and X.1.8 are about the
+	 * sender's address (Postfix checks it at RCPT time), not the recipient. */
+	{ PHASE_RCPT, 5, "5.1.7", EX_UNAVAILABLE },
+	{ PHASE_RCPT, 5, "5.1.8", EX_UNAVAILABLE },
+	{ PHASE_RCPT, 5, "5.1.", EX_NOUSER },
+	{ PHASE_RCPT, 5, "5.2.4", EX_NOUSER },
+	{ PHASE_AUTH, 530, NULL, EX_NOPERM },    /* RFC 4954: authentication required */
+	{ PHASE_AUTH, 534, NULL, EX_NOPERM },    /* mechanism too weak */
+	{ PHASE_AUTH, 535, NULL, EX_NOPERM },    /* credentials invalid */
+	{ PHASE_AUTH, 538, NULL, EX_NOPERM },    /* encryption required */
+	{ PHASE_MAIL, 530, NULL, EX_NOPERM },    /* relay wants AUTH first */
+	{ PHASE_AUTH, 432, NULL, EX_TEMPFAIL },  /* password transition needed */
 };
 
-int result_exit_for_reply(enum smtp_phase phase, int code)
+static int enh_matches(const char *want, const char *enh)
+{
+	size_t n;
+
+	if (!want)
+		return 1;
+	if (!enh)
+		return 0;
+	n = strlen(want);
+	return want[n - 1] == '.' ? strncmp(enh, want, n) == 0 : strcmp(enh, want) == 0;
+}
+
+static int code_matches(int want, int code)
+{
+	return want < 10 ? code / 100 == want : code == want;
+}
+
+int result_exit_for_reply(enum smtp_phase phase, int code, const char *enh)
 {
 	for (size_t i = 0; i < sizeof exit_table / sizeof exit_table[0]; i++)
-		if (exit_table[i].phase == phase && exit_table[i].code == code)
+		if (exit_table[i].phase == phase && code_matches(exit_table[i].code, code) &&
+		    enh_matches(exit_table[i].enh, enh))
 			return exit_table[i].exitcode;
 	if (code >= 200 && code < 400)
 		return EX_OK;
@@ -146,7 +175,7 @@ int result_fail(struct result *r, int exitcode, const char *fmt, ...)
 int result_reply(struct result *r, enum smtp_phase phase, int code,
 		 const char *enh, const char *text)
 {
-	r->exitcode = result_exit_for_reply(phase, code);
+	r->exitcode = result_exit_for_reply(phase, code, enh);
 	/* Only called for a reply that is not the success the step needs: a
 	 * 2xx/3xx there (354 to RCPT, 250 where 354 belongs) is out of protocol,
 	 * never a success. */

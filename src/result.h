@@ -60,8 +60,9 @@ int result_reply(struct result *r, enum smtp_phase phase, int code,
 		 const char *enh, const char *text);
 
 /* The exit table itself (pure): the sysexits value for an SMTP reply `code`
+ * with enhanced status `enh` ("5.1.1"; "" or NULL when the reply had none)
  * received in `phase`.  Returns EX_OK for 2xx/3xx. */
-int result_exit_for_reply(enum smtp_phase phase, int code);
+int result_exit_for_reply(enum smtp_phase phase, int code, const char *enh);
 
 /* One line describing r for humans, e.g. "RCPT TO:<a@b>: 550 5.1.1 no such
  * user" or "connect: connection refused".  Writes at most cap bytes. */

@@ -159,7 +159,7 @@ enum runq_outcome runq_attempt(struct queue *q, struct qentry *e,
 			       const struct runq_policy *pol, struct result *r)
 {
 	struct smtp_envelope env = { .from = e->env.from, .nrcpt = e->env.nrcpt,
-				     .size = e->env.size, .eightbit = e->env.eightbit,
+				     .size = e->env.wire, .eightbit = e->env.eightbit,
 				     .dsn_notify = e->env.notify, .dsn_ret = e->env.ret,
 				     .dsn_envid = e->env.envid, .binary = e->env.nul };
 	struct smtp_message msg = { .fd = e->msgfd };

@@ -23,11 +23,13 @@ struct smtp_session {
 	int dead;          /* the connection is unusable: send nothing more */
 	int in_data;       /* a 354 was received and the data is unfinished */
 	size_t accepted;   /* recipients accepted in this transaction */
-	int quit_sent;     /* QUIT went out (with the last end of data) */
+	int quit_sent;     /* QUIT went out (after the last end of data's reply) */
 	int transactions;  /* MAIL transactions started on this connection */
 	int own_conn;      /* smtp_close closes c */
 	int dsn_warned;    /* said once that the relay ignores DSN requests */
 	int binary;        /* this transaction declared BODY=BINARYMIME */
+	int no_bdat;       /* the relay offered CHUNKING but refused BDAT as not
+			      recognised: DATA for the rest of the session */
 	struct reply rp;
 	char line[REPLY_LINE_MAX + 1];
 };
@@ -62,8 +64,12 @@ int ss_for_each_block(const struct smtp_message *m,
 int ss_do_auth(struct smtp_session *s);
 int ss_send_mail(struct smtp_session *s, const struct smtp_envelope *env);
 int ss_send_rcpt(struct smtp_session *s, const struct smtp_envelope *env, size_t i);
+/* BDAT (RFC 3030) goes pipelined only, and not after the relay refused it. */
+int ss_bdat_ok(const struct smtp_session *s);
+/* -1 with s->no_bdat newly set when the relay did not recognise BDAT (500,
+ * 502, 504): the connection is then out of step (s->dead) and the caller may
+ * send the message again with DATA on a new one. */
 int ss_bdat_transaction(struct smtp_session *s, const struct smtp_envelope *env,
-			const struct smtp_message *msg, int last,
-			struct smtp_outcome *out);
+			const struct smtp_message *msg, struct smtp_outcome *out);
 
 #endif

@@ -411,13 +411,11 @@ static int body_to_conn(void *ctx, const char *p, size_t n)
 	return put_body(k->s, &k->bf, p, n);
 }
 
-/* DATA content, the final dot, and (with PIPELINING) QUIT in the same write:
- * the 221 is never waited for (RFC 2920 3.1 allows QUIT after the dot). */
-static int do_data(struct smtp_session *s, const struct smtp_message *m, int last,
+/* DATA content and the final dot.  QUIT is not in the same write: it waits
+ * for the reply to the dot (smtp_transaction), see there. */
+static int do_data(struct smtp_session *s, const struct smtp_message *m,
 		   struct smtp_outcome *out)
 {
-	int pipe_quit = last && (s->caps.flags & CAP_PIPELINING);
-
 	struct body_sink k = { .s = s };
 	struct body_filter *bfp = &k.bf;
 	char tail[16];
@@ -447,9 +445,6 @@ static int do_data(struct smtp_session *s, const struct smtp_message *m, int las
 		return ss_conn_failed(s, PHASE_DATA);
 	s->in_data = 0;
 	log_proto("->", "[message]", 9);
-	if (pipe_quit && ss_send_cmd(s, "QUIT") < 0)
-		return -1;
-	s->quit_sent = pipe_quit;
 	if (ss_flush(s, PHASE_EOD, T_BLOCK) < 0 ||
 	    ss_expect(s, PHASE_EOD, T_EOD, 2) < 0)
 		return -1;
@@ -510,13 +505,18 @@ struct smtp_session *smtp_open_conn(struct conn *c, const struct smtp_params *p,
 	return s;
 }
 
+static int connect_ms(const struct smtp_params *p)
+{
+	return (p->timeout_s > 0 && p->timeout_s < T_CONNECT ? p->timeout_s : T_CONNECT) *
+	       1000;
+}
+
 struct smtp_session *smtp_open(const struct smtp_params *p, struct result *r)
 {
-	int secs = p->timeout_s > 0 && p->timeout_s < T_CONNECT ? p->timeout_s : T_CONNECT;
 	struct smtp_session *ss;
 	struct conn *c;
 
-	if (conn_connect(&c, p->host, p->port, secs * 1000, r) < 0)
+	if (conn_connect(&c, p->host, p->port, connect_ms(p), r) < 0)
 		return NULL;
 	ss = smtp_open_conn(c, p, r);
 	if (!ss) {
@@ -527,11 +527,80 @@ struct smtp_session *smtp_open(const struct smtp_params *p, struct result *r)
 	return ss;
 }
 
+static int data_transaction(struct smtp_session *s, const struct smtp_envelope *env,
+			    const struct smtp_message *msg, struct smtp_outcome *out)
+{
+	if (do_envelope(s, env) < 0)
+		return -1;
+	if (out)
+		out->accepted = s->accepted;
+	return do_data(s, msg, out);
+}
+
+/* A new connection in place of one that is out of step: greeting, EHLO,
+ * TLS and AUTH again.  What the session learnt (no_bdat) stays. */
+static int reconnect(struct smtp_session *s)
+{
+	conn_close(s->c);
+	s->c = NULL;
+	s->dead = 1;
+	if (conn_connect(&s->c, s->p->host, s->p->port, connect_ms(s->p), s->r) < 0)
+		return -1;
+	s->dead = s->in_data = s->quit_sent = 0;
+	s->transactions = 0;
+	return session_start(s);
+}
+
+/* The relay offered CHUNKING, then did not recognise BDAT (smtp_bdat.c):
+ * the message goes again with DATA on a new connection, the old one being
+ * out of step.  That needs the message again from `start`: a queued message
+ * or a regular file can be read again; a pipe whose bytes went out in BDAT
+ * chunks cannot, so that one is a temporary failure (not delivered). */
+static int data_again(struct smtp_session *s, const struct smtp_envelope *env,
+		      const struct smtp_message *msg, struct smtp_outcome *out,
+		      off_t start)
+{
+	size_t n = strlen(s->r->text);
+
+	if (start < 0 || !s->own_conn) {
+		snprintf(s->r->text + n, sizeof s->r->text - n, " (the relay offers CHUNKING "
+			 "but does not take BDAT; the message %s, so it could not be "
+			 "sent again with DATA: not delivered)", start < 0 ?
+			 "was read from a pipe" : "came on a connection of the caller's");
+		return -1;
+	}
+	log_info("%s offers CHUNKING but does not take BDAT: sending with DATA on a "
+		 "new connection", s->p->host);
+	if (reconnect(s) < 0)
+		return -1;
+	if (msg->fd >= 0 && lseek(msg->fd, start, SEEK_SET) < 0) {
+		s->r->phase = PHASE_DATA;
+		return result_fail(s->r, EX_IOERR, "reading the message again: %s",
+				   strerror(errno));
+	}
+	return data_transaction(s, env, msg, out);
+}
+
+static int one_transaction(struct smtp_session *s, const struct smtp_envelope *env,
+			   const struct smtp_message *msg, struct smtp_outcome *out)
+{
+	off_t start;
+
+	/* RFC 3030 BDAT, pipelined (RFC 2920): no dot-stuffing, fewer round trips */
+	if (!ss_bdat_ok(s))
+		return data_transaction(s, env, msg, out);
+	start = msg->fd >= 0 ? lseek(msg->fd, 0, SEEK_CUR) : 0;
+	if (ss_bdat_transaction(s, env, msg, out) == 0)
+		return 0;
+	return s->no_bdat ? data_again(s, env, msg, out, start) : -1;
+}
+
 int smtp_transaction(struct smtp_session *ss, const struct smtp_envelope *env,
 		     const struct smtp_message *msg, int last,
 		     struct smtp_outcome *out, struct result *r)
 {
 	struct smtp_session *s = ss;
+	int rc;
 
 	s->r = r;
 	if (s->dead || s->in_data || s->quit_sent) {
@@ -541,15 +610,14 @@ int smtp_transaction(struct smtp_session *ss, const struct smtp_envelope *env,
 	s->accepted = 0;
 	if (check_size(s, env) < 0)
 		return -1;
-	/* RFC 3030 BDAT, pipelined (RFC 2920): no dot-stuffing, fewer round trips */
-	if ((s->caps.flags & (CAP_CHUNKING | CAP_PIPELINING)) ==
-	    (CAP_CHUNKING | CAP_PIPELINING))
-		return ss_bdat_transaction(s, env, msg, last, out);
-	if (do_envelope(s, env) < 0)
-		return -1;
-	if (out)
-		out->accepted = s->accepted;
-	return do_data(s, msg, last, out);
+	rc = one_transaction(s, env, msg, out);
+	/* QUIT only after the verdict on the end of data, never in the same
+	 * write: Haraka answers a QUIT pipelined after the dot with 503
+	 * "pipelined after end of DATA".  It costs no round trip, since the
+	 * 221 is not waited for. */
+	if (last)
+		quit_quietly(s);
+	return rc;
 }
 
 int smtp_usable(const struct smtp_session *ss)

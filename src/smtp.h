@@ -2,8 +2,9 @@
  *
  * smtp_send connects, reads the greeting, says EHLO (HELO when EHLO gets a
  * 5xx), sends MAIL/RCPT/DATA (in one write when PIPELINING is offered), streams
- * the message through the body filter, sends QUIT together with the end of data
- * and maps the outcome into a struct result.  It uses the transport (conn.h)
+ * the message through the body filter, sends QUIT once the end of data is
+ * answered (without waiting for the 221) and maps the outcome into a struct
+ * result.  It uses the transport (conn.h)
  * and never touches sockets or TLS itself.
  */
 #ifndef PUSHMAIL_SMTP_H
@@ -31,12 +32,18 @@ struct smtp_params {
 	int partial_delivery;    /* 1: deliver to accepted recipients when some are refused */
 };
 
+enum { SMTP_8BIT_UNKNOWN = 2 };
+
 struct smtp_envelope {
 	const char *from;            /* "" for the null sender */
 	const char *const *rcpt;
 	size_t nrcpt;
-	unsigned long long size;     /* size estimate for SIZE=, 0 when unknown */
-	int eightbit;                /* the message has 8-bit bytes: BODY=8BITMIME */
+	unsigned long long size;     /* SIZE=: the message with CRLF line ends and
+					no dot-stuffing (RFC 1870), 0 when unknown */
+	int eightbit;                /* 1: the message has 8-bit bytes, so
+					BODY=8BITMIME; SMTP_8BIT_UNKNOWN: a stream
+					not seen before MAIL, BODY=8BITMIME where
+					offered (RFC 6152 allows it for 7-bit) */
 	int binary;                  /* NUL bytes or -BBINARYMIME: needs BINARYMIME
 					and CHUNKING (RFC 3030), else EX_DATAERR */
 	const char *dsn_notify;      /* RFC 3461 NOTIFY value ("FAILURE,DELAY",
@@ -67,10 +74,14 @@ int smtp_send(const struct smtp_params *p, const struct smtp_envelope *env,
 
 /* A session that carries several messages (the queue runner): smtp_open
  * connects and does greeting, EHLO, TLS and AUTH; each smtp_transaction sends
- * one message (RSET before every one after the first; with last set and
- * PIPELINING, QUIT rides with the end of data); smtp_close says QUIT if it
+ * one message (RSET before every one after the first; with last set, QUIT
+ * follows the reply to its end of data at once); smtp_close says QUIT if it
  * has not gone out and closes.  After a failed transaction smtp_usable tells
- * whether another can follow on the same connection.  NULL/-1 with r filled. */
+ * whether another can follow on the same connection.  A relay that offers
+ * CHUNKING but does not recognise BDAT gets the message again with DATA on a
+ * new connection (smtp_open sessions, and only when msg->fd can be read
+ * again from where it stood), and DATA for the rest of the session.
+ * NULL/-1 with r filled. */
 struct smtp_session;
 struct smtp_session *smtp_open(const struct smtp_params *p, struct result *r);
 struct smtp_session *smtp_open_conn(struct conn *c, const struct smtp_params *p,

@@ -2,8 +2,8 @@
  *
  * No dot-stuffing and no end-of-data scan on the server: the body goes out in
  * chunks of up to BDAT_CHUNK normalised bytes.  With one recipient (or with
- * partial_delivery) everything rides in one flight: MAIL, RCPT, every BDAT,
- * the LAST one and QUIT, then the replies are read in order.  A refused lone
+ * partial_delivery) everything rides in one flight: MAIL, RCPT, every BDAT
+ * and the LAST one, then the replies are read in order.  A refused lone
  * recipient leaves the LAST chunk with no recipient, so nothing is delivered.
  * With several recipients and all-or-nothing delivery, the RCPT verdicts are
  * read before the first chunk: a LAST that reached the relay would deliver to
@@ -97,6 +97,37 @@ static void drain(struct smtp_session *s, size_t n)
 	*s->r = keep;
 }
 
+int ss_bdat_ok(const struct smtp_session *s)
+{
+	unsigned both = CAP_CHUNKING | CAP_PIPELINING;
+
+	return (s->caps.flags & both) == both && !s->no_bdat;
+}
+
+/* RFC 5321 4.2.4: 500, 502 and 504 say "command not recognised / not
+ * implemented".  As the reply to the first BDAT of a relay that offered
+ * CHUNKING they mean it does not do BDAT after all (aiosmtpd with CHUNKING
+ * added to its EHLO reply answers 500 and reads the chunk as command
+ * lines).  Other refusals keep their meaning. */
+static int not_recognised(const struct smtp_session *s)
+{
+	return s->rp.code == 500 || s->rp.code == 502 || s->rp.code == 504;
+}
+
+/* Replies and commands are out of step now (the relay may be reading our
+ * chunk as commands): nothing more on this connection.  A refused recipient
+ * says more than the BDAT refusal; otherwise the caller may try DATA. */
+static int bdat_refused(struct smtp_session *s, const struct rcpt_tally *t)
+{
+	s->dead = 1;
+	if (t && ss_check_tally(s, t) < 0)
+		return -1;
+	s->no_bdat = 1;
+	result_reply(s->r, PHASE_BDAT, s->rp.code, s->rp.enh, s->rp.text);
+	s->r->exitcode = EX_TEMPFAIL;   /* not delivered, and DATA may do */
+	return -1;
+}
+
 /* One reply per chunk, then the verdict on the whole message. */
 static int read_chunks(struct smtp_session *s, const struct bdat_sink *k,
 		       const struct rcpt_tally *t, struct smtp_outcome *out)
@@ -108,6 +139,8 @@ static int read_chunks(struct smtp_session *s, const struct bdat_sink *k,
 	for (size_t i = 0; i < k->chunks; i++) {
 		if (ss_read_reply(s, PHASE_BDAT, T_BLOCK) < 0)
 			return -1;
+		if (i == 0 && not_recognised(s))
+			return bdat_refused(s, t);
 		if (!failed && s->rp.code / 100 != 2) {
 			failed = 1;
 			result_reply(&first, PHASE_BDAT, s->rp.code, s->rp.enh, s->rp.text);
@@ -115,6 +148,8 @@ static int read_chunks(struct smtp_session *s, const struct bdat_sink *k,
 	}
 	if (ss_read_reply(s, PHASE_EOD, T_EOD) < 0)
 		return -1;
+	if (k->chunks == 0 && not_recognised(s))
+		return bdat_refused(s, t);
 	if (t && ss_check_tally(s, t) < 0)
 		return -1;
 	if (failed) {
@@ -131,9 +166,10 @@ static int read_chunks(struct smtp_session *s, const struct bdat_sink *k,
 	return 0;
 }
 
-/* The body, then LAST, then (for the last message) QUIT, all queued. */
+/* The body, then LAST, all queued.  (QUIT waits for the verdict on LAST:
+ * see smtp_transaction.) */
 static int send_chunks(struct smtp_session *s, const struct smtp_message *msg,
-		       struct bdat_sink *k, int last)
+		       struct bdat_sink *k)
 {
 	if (ss_for_each_block(msg, bdat_put, k, s->r) < 0)
 		return -1;
@@ -148,17 +184,11 @@ static int send_chunks(struct smtp_session *s, const struct smtp_message *msg,
 	if (emit(k, 1) < 0)
 		return -1;
 	log_proto("->", "[message]", 9);
-	if (last) {
-		if (ss_send_cmd(s, "QUIT") < 0)
-			return -1;
-		s->quit_sent = 1;
-	}
 	return ss_flush(s, PHASE_BDAT, T_BLOCK);
 }
 
 int ss_bdat_transaction(struct smtp_session *s, const struct smtp_envelope *env,
-			const struct smtp_message *msg, int last,
-			struct smtp_outcome *out)
+			const struct smtp_message *msg, struct smtp_outcome *out)
 {
 	struct bdat_sink k = { .s = s };
 	struct rcpt_tally t = { 0 };
@@ -180,7 +210,7 @@ int ss_bdat_transaction(struct smtp_session *s, const struct smtp_envelope *env,
 	if (!one_flight && (ss_flush(s, PHASE_MAIL, T_MAIL) < 0 ||
 			    read_envelope(s, env, rset, &t) < 0 || ss_check_tally(s, &t) < 0))
 		goto out;
-	if (send_chunks(s, msg, &k, last) < 0) {
+	if (send_chunks(s, msg, &k) < 0) {
 		if (!s->dead && s->r->exitcode == EX_DATAERR)
 			drain(s, k.chunks + (one_flight ? rset + 1 + env->nrcpt : 0));
 		goto out;

@@ -84,13 +84,13 @@ int ss_send_mail(struct smtp_session *s, const struct smtp_envelope *env)
 
 	if (check_utf8(s, env) < 0)
 		return -1;
-	s->binary = env->binary && (s->caps.flags & CAP_BINARYMIME) &&
-		    (s->caps.flags & CAP_CHUNKING) && (s->caps.flags & CAP_PIPELINING);
+	s->binary = env->binary && (s->caps.flags & CAP_BINARYMIME) && ss_bdat_ok(s);
 	if (env->binary && !s->binary) {
 		s->r->phase = PHASE_MAIL;
 		return result_fail(s->r, EX_DATAERR, "the message contains NUL bytes (or "
-				   "was given as -BBINARYMIME) and %s does not offer "
-				   "BINARYMIME with CHUNKING", s->p->host);
+				   "was given as -BBINARYMIME) and %s does not %s", s->p->host,
+				   s->no_bdat ? "take BDAT, which BINARYMIME needs" :
+				   "offer BINARYMIME with CHUNKING");
 	}
 #define ADD(...) (o += (size_t)snprintf(params + o, sizeof params - o, __VA_ARGS__))
 	if ((s->caps.flags & CAP_SIZE) && env->size > 0)
@@ -99,7 +99,7 @@ int ss_send_mail(struct smtp_session *s, const struct smtp_envelope *env)
 		ADD(" BODY=BINARYMIME");
 	else if ((env->eightbit || utf8) && (s->caps.flags & CAP_8BITMIME))
 		ADD(" BODY=8BITMIME");
-	else if (env->eightbit)
+	else if (env->eightbit == 1)
 		log_info("%s does not offer 8BITMIME; sending the 8-bit message as it is",
 			 s->p->host);
 	if (utf8)

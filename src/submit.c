@@ -4,6 +4,7 @@
 #include "config.h"
 #include "address.h"
 #include "aliases.h"
+#include "body.h"
 #include "idn.h"
 #include "log.h"
 #include "message.h"
@@ -13,6 +14,7 @@
 #include "sysmode.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -303,16 +305,38 @@ static int build_msgbuf(struct job *j, struct result *r)
 	return 0;
 }
 
-/* SIZE= estimate for a direct send: known only when stdin is a regular file. */
-static unsigned long long size_estimate(const struct job *j)
+/* What a direct send declares before MAIL.  A regular file is read ahead
+ * (pread: the offset stays) for its size on the wire (SIZE=) and its 8-bit
+ * bytes.  A stream cannot be: no SIZE=, and its body may be 8-bit. */
+static void scan_ahead(const struct job *j, struct smtp_envelope *env)
 {
+	static char block[64 * 1024];
+	struct body_scan z;
 	struct stat st;
 	int fd = j->req->infd;
 	off_t pos = lseek(fd, 0, SEEK_CUR);
+	ssize_t n;
 
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || pos < 0 || st.st_size < pos)
-		return 0;
-	return j->msglen + (unsigned long long)(st.st_size - pos);
+	body_scan_init(&z);
+	body_scan_feed(&z, j->msgbuf, j->msglen);
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || pos < 0) {
+		env->size = 0;
+		env->eightbit = z.eightbit ? 1 : SMTP_8BIT_UNKNOWN;
+		return;
+	}
+	while ((n = pread(fd, block, sizeof block, pos)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {   /* the send will report it */
+			env->size = 0;
+			env->eightbit = SMTP_8BIT_UNKNOWN;
+			return;
+		}
+		body_scan_feed(&z, block, (size_t)n);
+		pos += n;
+	}
+	env->size = body_scan_wire(&z);
+	env->eightbit = z.eightbit;
 }
 
 static const char **rcpt_vector(const struct job *j)
@@ -355,8 +379,7 @@ static int body_type_is(const struct job *j, const char *type)
 static int send_direct(struct job *j, const char **rcpt, struct result *r)
 {
 	struct smtp_envelope env = { .from = j->from, .rcpt = rcpt,
-				     .nrcpt = j->rcpts.n, .size = size_estimate(j),
-				     .eightbit = j->head.has_8bit,
+				     .nrcpt = j->rcpts.n,
 				     .binary = body_type_is(j, "BINARYMIME") };
 	struct smtp_message m = { .head = j->msgbuf, .headlen = j->msglen,
 				  .fd = j->req->infd };
@@ -364,6 +387,7 @@ static int send_direct(struct job *j, const char **rcpt, struct result *r)
 	struct relay_overrides ov;
 
 	set_dsn(j, &env);
+	scan_ahead(j, &env);
 	struct relay rl;
 	int rc;
 

@@ -34,7 +34,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import taplib as t  # noqa: E402
 from smtpserver import (ScriptedServer, close, drop_after_data,  # noqa: E402
-                        handler, stall)
+                        handler, not_recognised, seq, stall)
 
 EX_OK, EX_DATAERR, EX_NOUSER, EX_UNAVAILABLE = 0, 65, 67, 69
 EX_TEMPFAIL, EX_PROTOCOL = 75, 76
@@ -117,12 +117,20 @@ def _pump(conn, until, secs):
     return False
 
 
+def _last_chunk_in(buf):
+    """True when buf holds a whole 'BDAT n LAST' chunk."""
+    m = None
+    for m in re.finditer(rb"BDAT (\d+) LAST\r\n", buf):
+        pass
+    return m is not None and len(buf) >= m.end() + int(m.group(1))
+
+
 def hold(then=None, secs=3.0):
-    """MAIL action: hold the reply until the client's bytes end with QUIT
-    (or secs pass), note what had arrived, then perform `then`."""
+    """MAIL action: hold the reply until the client's bytes hold the whole
+    LAST chunk (or secs pass), note what had arrived, then perform `then`."""
     def fn(conn, line):
         t0 = time.monotonic()
-        got = _pump(conn, lambda b: b.endswith(b"QUIT\r\n"), secs)
+        got = _pump(conn, lambda b: _last_chunk_in(bytes(b)), secs)
         buf = bytes(conn.buf)
         conn.rec.events.append(("hold", got, re.search(rb"BDAT \d+ LAST\r\n", buf)
                                 is not None, len(buf), time.monotonic() - t0))
@@ -208,7 +216,7 @@ def check_delivered(name, rec, sent, rcpts=(RCPT,)):
 def check_hold(name, rec):
     ev = events(rec, "hold")
     t.ok(ev and ev[0][1] and ev[0][2],
-         name + ": one flight: MAIL, RCPT, every BDAT, LAST and QUIT sent before "
+         name + ": one flight: MAIL, RCPT, every BDAT and LAST sent before "
          "any reply was read",
          "hold events (saw QUIT, saw LAST, bytes, seconds): %s" % t.show(ev),
          "commands: %s" % t.show(rec.commands if rec else None))
@@ -252,6 +260,20 @@ def ck_flight_order(name, res, srv):
     t.ok(re.search(rb"\r\nRCPT TO:<rcpt@example\.org>\r\nBDAT \d+", seg) is not None,
          name + ": MAIL, RCPT and the first BDAT in one segment",
          "segment: %s" % t.show(seg[:300]))
+    check_quit_after_last(name, rec)
+
+
+def check_quit_after_last(name, rec):
+    """QUIT waits for the reply to LAST (issue 14: Haraka answers a QUIT
+    pipelined after the end of data with 503).  The server answers LAST only
+    after reading the chunk, so a QUIT sent after that reply comes in a
+    later recv() than the chunk's last byte."""
+    j = rec.segment_with(b"QUIT\r\n") if rec else -1
+    seg = rec.segments[j] if j >= 0 else b""
+    before = b"".join(rec.segments[:j]) if j > 0 else b""
+    t.ok(seg.startswith(b"QUIT\r\n") and _last_chunk_in(before),
+         name + ": QUIT in its own segment after the LAST chunk, not with it",
+         "QUIT segment: %s" % t.show(seg[-120:]), "before it: %s" % t.show(before[-80:]))
 
 
 def ck_empty_body(name, res, srv):
@@ -282,6 +304,14 @@ def ck_eight(todo=None):
              name + ": MAIL declares BODY=8BITMIME (SPEC 4)", "MAIL: %s" % t.show(mail),
              todo=todo)
     return ck
+
+
+def ck_no_body_param(name, res, srv):
+    txn = data_txns(srv.record)
+    mail = txn[0].mail if txn else None
+    t.ok(mail is not None and b" BODY=" not in mail,
+         name + ": MAIL declares no BODY= for a 7-bit message known in advance",
+         "MAIL: %s" % t.show(mail))
 
 
 def ck_multi_ok(name, res, srv):
@@ -412,10 +442,16 @@ CASES = [
     dict(name="empty input", server=S(), stdin=b"", exit=EX_OK, check=[ck_empty_input]),
     dict(name="8-bit body, spooled first (queue = on-failure)", server=S(),
          stdin=EIGHT_MSG, queue_dir="queue-8bit", exit=EX_OK, check=[ck_eight()]),
+    # the body of a stream cannot be scanned before MAIL: BODY=8BITMIME is
+    # declared whenever the relay offers it (RFC 6152 allows it for 7-bit)
     dict(name="8-bit body, streamed (queue = never)", server=S(), stdin=EIGHT_MSG,
-         exit=EX_OK, check=[ck_eight(todo="queue = never streams the body: only the "
-                                     "header block is scanned for 8-bit bytes "
-                                     "(submit.c eightbit = head.has_8bit)")]),
+         exit=EX_OK, check=[ck_eight()]),
+    dict(name="8-bit body, from a regular file (queue = never)", server=S(),
+         stdin_file=lambda: msg_file("chunking-8bit.eml", EIGHT_MSG),
+         exit=EX_OK, check=[ck_eight()]),
+    dict(name="7-bit body, from a regular file (queue = never): no BODY=", server=S(),
+         stdin_file=lambda: msg_file("chunking-7bit.eml", MSG),
+         exit=EX_OK, check=[ck_msg(MSG), ck_no_body_param]),
     dict(name="partial_delivery, one of two refused: one flight",
          server=S(rules={"MAIL": hold(), "RCPT": ["250 2.1.5 Ok", NOT_550]}),
          cfg={"partial_delivery": "yes"}, args=[A, B], exit=EX_OK, hold=True,
@@ -752,6 +788,213 @@ def test_binarymime():
          name + ": the NUL byte arrives", todo=why)
 
 
+# --------------------------------------------------------------------------
+# SIZE= is the size on the wire (issue 14)
+
+def lines_body(n, end):
+    return b"".join(b"line %05d of a body with various line ends" % i + end
+                    for i in range(n))
+
+
+SIZE_BODIES = [("LF", lines_body(20000, b"\n")),
+               ("CRLF", lines_body(20000, b"\r\n")),
+               ("mixed", mixed_body(300 * 1024, 4) + b"no final newline")]
+
+
+def size_declared(mail):
+    m = re.search(rb" SIZE=(\d+)", mail or b"")
+    return int(m.group(1)) if m else None
+
+
+def run_size(name, data, server, queued, from_file):
+    """One message; returns (res, srv)."""
+    with ScriptedServer(**server) as srv:
+        keys, kw = {}, {}
+        if queued:
+            keys["queue"] = "on-failure"
+            kw["env"] = t.base_env(PUSHMAIL_QUEUE_DIR=os.path.join(
+                t.tmpdir(), "queue-size-" + re.sub(r"\W", "-", name)))
+        cfg = t.write_config(port=srv.port, **keys)
+        if from_file:
+            kw["stdin_file"] = msg_file("size-%s.eml" % re.sub(r"\W", "-", name), data)
+        else:
+            kw["stdin"] = data
+        res = t.run_pushmail(["-C", cfg, RCPT], **kw)
+    return res, srv
+
+
+def test_size_exact():
+    """RFC 1870: SIZE= is the message as it goes on the wire, CRLF line ends
+    included (not the raw input: a 20,000-line LF file was declared 760146
+    and sent as BDAT 780152).  With BDAT that is the sum of the chunks."""
+    for label, body in SIZE_BODIES:
+        msg = HEAD + body
+        want = len(t.normalise(msg))
+        for queued, from_file, how in ((True, False, "queued"),
+                                       (False, True, "queue = never, file stdin")):
+            name = "SIZE= for %s input, %s" % (label, how)
+            res, srv = run_size(name, msg, S(), queued, from_file)
+            rec = srv.record
+            done = data_txns(rec)
+            t.is_eq(res.rc, EX_OK, name + ": exit status", *res.describe())
+            if not t.is_eq(len(done), 1, name + ": delivered"):
+                continue
+            txn = done[0]
+            sent = sum(n for n, _ in txn.bdat_chunks)
+            t.is_eq((size_declared(txn.mail), sent), (want, want),
+                    name + ": SIZE= equals the bytes sent with BDAT",
+                    "MAIL: %s" % t.show(txn.mail))
+    # DATA (no CHUNKING): the normalised size, without the dot-stuffing
+    msg = HEAD + SIZE_BODIES[2][1]
+    name = "SIZE= with DATA, mixed input, queue = never, file stdin"
+    res, srv = run_size(name, msg, dict(extensions=EXT[:1] + EXT[2:]), False, True)
+    done = data_txns(srv.record)
+    t.is_eq(res.rc, EX_OK, name + ": exit status", *res.describe())
+    if t.is_eq(len(done), 1, name + ": delivered"):
+        t.is_eq(size_declared(done[0].mail), len(done[0].message),
+                name + ": SIZE= is the message without dot-stuffing",
+                "MAIL: %s" % t.show(done[0].mail))
+    # a stream whose size is unknown declares none
+    name = "SIZE= for a piped stream, queue = never"
+    res, srv = run_size(name, msg, S(), False, False)
+    done = data_txns(srv.record)
+    t.is_eq(res.rc, EX_OK, name + ": exit status", *res.describe())
+    t.ok(done and size_declared(done[0].mail) is None, name + ": no SIZE= declared",
+         "MAIL: %s" % t.show(done[0].mail if done else None))
+
+
+def test_size_early_refusal():
+    """The relay's limit lies between the raw size and the wire size: the
+    message is refused before MAIL (SPEC 4), a permanent failure (SPEC 3:
+    69), whether it was queued first or not."""
+    msg = HEAD + SIZE_BODIES[0][1]
+    raw, wire = len(msg), len(t.normalise(msg))
+    limit = (raw + wire) // 2
+    ext = ["PIPELINING", "CHUNKING", "SIZE %d" % limit, "ENHANCEDSTATUSCODES"]
+    for queued, from_file, how in ((True, False, "queued"),
+                                   (False, True, "queue = never, file stdin")):
+        name = "SIZE limit between raw (%d) and wire (%d) size, %s" % (raw, wire, how)
+        res, srv = run_size(name, msg, S(extensions=ext), queued, from_file)
+        rec = srv.record
+        t.is_eq(res.rc, EX_UNAVAILABLE, name + ": exit status", *res.describe())
+        t.ok(b"%d" % limit in res.err, name + ": stderr names the limit",
+             "stderr: %s" % t.show(res.err))
+        t.is_eq([x for x in (rec.commands if rec else []) if x.startswith(b"MAIL")], [],
+                name + ": no MAIL sent")
+
+
+# --------------------------------------------------------------------------
+# A relay that offers CHUNKING but refuses BDAT (issue 14)
+
+# aiosmtpd with CHUNKING in its EHLO reply: 500 to BDAT, the chunk read as
+# command lines (500 each), and after five unknown commands 502 and close.
+AIOSMTPD = {"BDAT": not_recognised(), "EOD": not_recognised(),
+            "UNKNOWN": ['500 Error: command "X" not recognized'] * 4 +
+                       [seq("502 5.5.1 Too many unrecognized commands, goodbye.",
+                            close())]}
+
+
+def bdat_refused_case(name, rules, data, queued, from_file, exit_, connections=2):
+    with ScriptedServer(extensions=EXT, rules=[rules, {}], connections=connections,
+                        accept_timeout=5) as srv:
+        keys, kw = {}, {}
+        if queued:
+            keys["queue"] = "on-failure"
+            kw["env"] = t.base_env(PUSHMAIL_QUEUE_DIR=os.path.join(
+                t.tmpdir(), "queue-bdat-" + re.sub(r"\W", "-", name)))
+        cfg = t.write_config(port=srv.port, **keys)
+        if from_file:
+            kw["stdin_file"] = msg_file("bdat-%s.eml" % re.sub(r"\W", "-", name), data)
+        else:
+            kw["stdin"] = data
+        res = t.run_pushmail(["-C", cfg, RCPT], **kw)
+        srv.stop()
+    info = res.describe() + ["connection %d: %s, end %s" % (
+        i, t.show([x[:50] for x in r.commands]), r.end) for i, r in enumerate(srv.records)]
+    t.is_eq(res.rc, exit_, name + ": exit status", *info)
+    t.is_eq(srv.errors, [], name + ": scripted server ran cleanly")
+    first = srv.record
+    t.ok(first is not None and bdat_commands(first) and b"DATA" not in first.commands,
+         name + ": BDAT tried first, no DATA on that connection", *info)
+    return res, srv, info
+
+
+def check_data_again(name, srv, data, info):
+    """The second connection carries the message with DATA: dot-stuffed,
+    intact, and no BDAT."""
+    if not t.is_eq(srv.accepted, 2, name + ": a new connection for DATA", *info):
+        return
+    rec = srv.records[1]
+    done = data_txns(rec)
+    t.is_eq(bdat_commands(rec), [], name + ": no BDAT on the new connection")
+    if t.is_eq(len(done), 1, name + ": delivered once, with DATA", *info):
+        want = t.normalise(data)
+        t.ok_intact(name, done[0].message, want)
+        t.is_eq(done[0].data_raw, t.dot_stuff(want), name + ": DATA dot-stuffed")
+
+
+def test_bdat_refused():
+    for queued, from_file, how in ((False, True, "queue = never, file stdin"),
+                                   (True, False, "queued")):
+        name = "BDAT not recognised (aiosmtpd), %s" % how
+        res, srv, info = bdat_refused_case(name, AIOSMTPD, MSG, queued, from_file, EX_OK)
+        check_data_again(name, srv, MSG, info)
+        t.is_eq(res.err, b"", name + ": nothing on stderr")
+    # a stream that went out in BDAT chunks cannot be read again
+    name = "BDAT not recognised (aiosmtpd), queue = never, piped stream"
+    res, srv, info = bdat_refused_case(name, AIOSMTPD, MSG, False, False, EX_TEMPFAIL,
+                                       connections=1)
+    err = res.err.strip()
+    t.ok(err and b"\n" not in err and b"BDAT" in err and b"500" in err and
+         b"127.0.0.1" in err, name + ": one line on stderr naming the host, BDAT, 500",
+         "stderr: %s" % t.show(res.err))
+    t.is_eq(len(data_txns(srv.record)), 0, name + ": nothing delivered")
+    # a relay that reads the chunks but will not take them: 502 / 504 (RFC
+    # 5321 "not implemented"), three chunks
+    for code in (502, 504):
+        name = "BDAT answered %d on every chunk, queued" % code
+        refuse = "%d 5.5.1 BDAT not implemented" % code
+        res, srv, info = bdat_refused_case(name, {"BDAT": refuse, "EOD": refuse},
+                                           MID_MSG, True, False, EX_OK)
+        check_data_again(name, srv, MID_MSG, info)
+
+
+def test_bdat_refused_queue_run():
+    """Several queued messages: after the first refusal the session sends
+    DATA for all of them (RSET between), on one new connection."""
+    name = "queue run, BDAT not recognised"
+    env = t.base_env(PUSHMAIL_QUEUE_DIR=os.path.join(t.tmpdir(), "queue-bdat-run"))
+    msgs = [HEAD.replace(b"chunking test", b"run %d" % i) + b"message %d\n.dot\n" % i
+            for i in range(3)]
+    with ScriptedServer(extensions=EXT, connections=len(msgs),
+                        rules={"MAIL": "451 4.7.1 greylisted"}) as first:
+        cfg1 = queue_config(first.port)
+        runs = [t.run_pushmail(["-C", cfg1, RCPT], stdin=m, env=env) for m in msgs]
+        sent_at = time.monotonic()
+    t.is_eq([r.rc for r in runs], [EX_OK] * len(msgs), name + ": all queued",
+            *[x for r in runs for x in r.describe()])
+    time.sleep(max(0.0, sent_at + 2.1 - time.monotonic()))
+    with ScriptedServer(extensions=EXT, connections=3, accept_timeout=3,
+                        rules=[AIOSMTPD, {}]) as srv:
+        cfg2 = queue_config(srv.port)
+        res = t.run_pushmail(["-C", cfg2, "-q"], env=env)
+    info = res.describe() + ["connection %d: %s" % (i, t.show([x[:40] for x in r.commands]))
+                             for i, r in enumerate(srv.records)]
+    t.is_eq(res.rc, EX_OK, name + ": pushmail -q exit status", *info)
+    t.is_eq(srv.accepted, 2, name + ": two connections: BDAT refused, then DATA", *info)
+    if srv.accepted < 2:
+        return
+    t.is_eq(len(bdat_commands(srv.records[0])), 1, name + ": one BDAT, on the first")
+    v = srv.records[1].verbs()
+    t.is_eq((v.count("MAIL"), v.count("DATA"), v.count("RSET"), v.count("BDAT")),
+            (3, 3, 2, 0), name + ": then MAIL/RCPT/DATA for each, RSET between, no BDAT",
+            "verbs: %s" % v)
+    got = sorted(x.message for x in data_txns(srv.records[1]))
+    t.ok(got == sorted(t.normalise(m) for m in msgs), name + ": all three delivered intact")
+    lst = t.run_pushmail(["-C", cfg2, "-bp"], env=env)
+    t.ok(b"empty" in lst.out, name + ": queue empty afterwards", *lst.describe())
+
+
 def main():
     t.require_pushmail()
     only = os.environ.get("CHUNKING_ONLY")
@@ -768,6 +1011,14 @@ def main():
         test_queue_mixed()
     if not only or only in "NUL bytes with BINARYMIME offered":
         test_binarymime()
+    if not only or only in "BDAT refused":
+        test_bdat_refused()
+    if not only or only in "queue run, BDAT not recognised":
+        test_bdat_refused_queue_run()
+    if not only or only in "SIZE= exact":
+        test_size_exact()
+    if not only or only in "SIZE early refusal":
+        test_size_early_refusal()
     t.diag("chunking.py ran in %.1fs" % (time.monotonic() - t0))
     return t.done()
 

@@ -78,6 +78,16 @@ EHLO = b"EHLO client.example"
 MAIL = b"MAIL FROM:<sender@example.com>"
 RCPT_LINE = b"RCPT TO:<%s>" % RCPT.encode()
 ENVELOPE = [MAIL, RCPT_LINE, b"DATA", b"QUIT"]
+
+
+def streamed(cmds, srv, rec):
+    """A piped message with queue = never is not seen before MAIL, so it is
+    declared BODY=8BITMIME wherever the relay offers 8BITMIME (RFC 6152
+    allows it for 7-bit content; pushmail(1))."""
+    # what the server said, since some scripts write the EHLO reply themselves
+    if rec is None or b"8BITMIME" not in b"".join(rec.replies):
+        return cmds
+    return [x + b" BODY=8BITMIME" if x == MAIL else x for x in cmds]
 AFTER_EHLO = ("MAIL", "RCPT", "DATA", "BDAT", "AUTH")
 NO_PIPE = ["SIZE 10485760", "8BITMIME", "ENHANCEDSTATUSCODES"]
 ESC_2J = "\x1b[2J"
@@ -1145,8 +1155,8 @@ def check_case(c, res, srv, k):
     cmds = rec.commands if rec else []
     verbs = [x.split(b" ")[0].split(b":")[0].upper().decode("latin-1") for x in cmds]
     if "commands" in c:
-        t.is_eq(cmds, c["commands"], name + ": exactly these commands reached the server",
-                *info)
+        t.is_eq(cmds, streamed(c["commands"], srv, rec),
+                name + ": exactly these commands reached the server", *info)
     if c.get("forbid"):
         bad = [x for x, v in zip(cmds, verbs) if v in c["forbid"]]
         t.is_eq(bad, [], name + ": none of %s reached the server" % "/".join(c["forbid"]),

@@ -382,6 +382,7 @@ def main():
             except Exception:
                 t.ok(False, "%s raised" % case.__name__, traceback.format_exc())
         t.is_eq(pf.queue_count(), 0, "Postfix queue empty at the end")
+        postfixlib.check_sessions_closed(pf, t)
     finally:
         pf.stop()
         failed = t._failed > failed_before

@@ -81,6 +81,7 @@ import pwd
 import grp
 import shutil
 import signal
+import re
 import socket
 import subprocess
 import time
@@ -496,6 +497,22 @@ class PostfixInstance:
         except OSError as e:
             return "(no maillog: %s)" % e
 
+    def session_ends(self):
+        """(smtpd 'disconnect from' lines of sessions that sent MAIL, lines
+        that say a session did not end cleanly after its message: lost
+        connection after the data or QUIT, improper command pipelining).
+        Sessions refused before MAIL (an untrusted certificate) may well
+        end without QUIT."""
+        try:
+            with open(self.maillog, "rb") as f:
+                log = f.read()
+        except OSError:
+            return [], [b"(no maillog)"]
+        disc = re.findall(rb"smtpd\[\d+\]: disconnect from [^\n]* mail=[^\n]*", log)
+        bad = re.findall(rb"[^\n]*(?:lost connection after (?:END-OF-MESSAGE|DATA|BDAT|"
+                         rb"QUIT|RSET)|improper command pipelining)[^\n]*", log)
+        return disc, bad
+
     def maildir(self, user="user"):
         return os.path.join(self.mail_base, self.domain, user)
 
@@ -859,3 +876,14 @@ class DovecotAuth:
             except OSError:
                 pass
         return "\n".join(text[-n:]) or "(no dovecot output)"
+
+
+def check_sessions_closed(pf, t):
+    """TAP checks (t: taplib): every smtpd session that sent MAIL ended with
+    QUIT, which pushmail sends after the end-of-data reply, not with it
+    (issue 14), and none was lost after its data or pipelined improperly."""
+    disc, bad = pf.session_ends()
+    t.ok(disc and all(b" quit=1" in d for d in disc),
+         "every smtpd session with MAIL ended with QUIT (%d sessions)" % len(disc),
+         "without quit=1: %s" % t.show([d for d in disc if b" quit=1" not in d][:5]))
+    t.is_eq(bad[:5], [], "no lost connection or improper pipelining in the maillog")

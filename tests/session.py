@@ -14,8 +14,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import taplib as t  # noqa: E402
 from smtpserver import (ScriptedServer, close, delay, drop_after_data,  # noqa: E402
-                        endless_continuation, endless_line, raw, slow,
-                        stall)
+                        endless_continuation, endless_line, handler, raw,
+                        slow, stall)
 
 EX_OK, EX_USAGE, EX_NOUSER, EX_UNAVAILABLE = 0, 64, 67, 69
 EX_TEMPFAIL, EX_PROTOCOL = 75, 76
@@ -100,12 +100,36 @@ def ck_pipelining(name, res, srv):
          name + ": MAIL, every RCPT and DATA in one segment", "segment: %s" % t.show(seg))
     t.is_eq(sum(1 for s in rec.segments if b"EHLO" in s and b"MAIL" in s), 0,
             name + ": EHLO waited for its reply")
-    j = rec.segment_with(b"QUIT\r\n")
-    last = rec.segments[j] if j >= 0 else b""
-    t.ok(last.endswith(b"\r\n.\r\nQUIT\r\n"),
-         name + ": QUIT in the same segment as the final dot",
-         "segment: %s" % t.show(last[-200:]))
+    check_quit_after_eod(name, rec)
     check_message(name, rec, MSG)
+
+
+def check_quit_after_eod(name, rec):
+    """QUIT goes out only after the reply to the final dot (issue 14: Haraka
+    answers a QUIT that came in the same write as the dot with 503 'pipelined
+    after end of DATA').  The server replies to the dot only once it has read
+    it, so a QUIT sent after that reply arrives in a later recv()."""
+    j = rec.segment_with(b"QUIT\r\n") if rec else -1
+    seg = rec.segments[j] if j >= 0 else b""
+    before = b"".join(rec.segments[:j]) if j > 0 else b""
+    t.ok(seg.startswith(b"QUIT\r\n") and before.endswith(b"\r\n.\r\n"),
+         name + ": QUIT in its own segment after the final dot, not with it",
+         "QUIT segment: %s" % t.show(seg[-200:]),
+         "before it: %s" % t.show(before[-80:]))
+
+
+def haraka_quit(conn, line):
+    """Haraka's answer to a QUIT pipelined after the end of data."""
+    if not conn.rec.segments[-1].startswith(b"QUIT"):
+        return "503 5.5.0 Command pipelined after end of DATA"
+    return None
+
+
+def ck_quit_after_eod(name, res, srv):
+    rec = srv.record
+    check_quit_after_eod(name, rec)
+    check_message(name, rec, MSG)
+    t.is_eq(rec.verbs()[-1:], ["QUIT"], name + ": QUIT sent")
 
 
 def ck_no_pipelining(name, res, srv):
@@ -236,7 +260,7 @@ def S(**kw):
 
 CASES = [
     dict(name="success", server=S(), exit=EX_OK, check=ck_success),
-    dict(name="pipelining: one segment, QUIT with the dot", server=S(),
+    dict(name="pipelining: one segment, QUIT after the dot's reply", server=S(),
          args=["a@example.org", "b@example.org", "c@example.org"], exit=EX_OK,
          check=ck_pipelining),
     dict(name="no PIPELINING: one command per reply",
@@ -299,6 +323,11 @@ CASES = [
     dict(name="553 to RCPT",
          server=S(rules={"RCPT": "553 5.1.3 bad address syntax"}),
          exit=EX_NOUSER, err=["553", "5.1.3"], quit=True, delivered=False),
+    # OpenSMTPD's unknown recipient: the basic code says little, the
+    # enhanced status (X.2.4, like X.1.x) says "no such recipient"
+    dict(name="524 5.2.4 to RCPT (OpenSMTPD)",
+         server=S(rules={"RCPT": "524 5.2.4 Invalid recipient"}),
+         exit=EX_NOUSER, err=["524", "5.2.4"], quit=True, delivered=False),
     dict(name="451 to RCPT",
          server=S(rules={"RCPT": "451 4.3.0 try again later"}),
          exit=EX_TEMPFAIL, err=["451", "4.3.0"], quit=True, delivered=False),
@@ -332,6 +361,13 @@ CASES = [
     dict(name="final reply stalls (timeout = 2)",
          server=S(rules={"EOD": stall(30)}), cfg={"timeout": "2"},
          exit=EX_TEMPFAIL, max_time=10, check=ck_after_dot),
+    dict(name="QUIT after the end-of-data reply (Haraka)",
+         server=S(rules={"QUIT": handler(haraka_quit)}), exit=EX_OK,
+         check=ck_quit_after_eod),
+    dict(name="221 to QUIT comes late", server=S(rules={"QUIT": delay(2, "221 2.0.0 Bye")}),
+         exit=EX_OK, check=ck_quit_after_eod),
+    dict(name="QUIT answered by closing", server=S(rules={"QUIT": close()}),
+         exit=EX_OK, check=ck_quit_after_eod),
     dict(name="slow but valid final reply",
          server=S(rules={"EOD": delay(1, "250 2.0.0 Ok")}), exit=EX_OK,
          check=ck_bare_code),

@@ -41,6 +41,10 @@ An action is one of:
   drop_after_data(k, reply='354 ...')
                         as the DATA (or BDAT) reply: accept, read k bytes of
                         content, then close without a reply
+  not_recognised(reply='500 ...')
+                        as the BDAT (or EOD) action: a server that offers
+                        CHUNKING but does not know BDAT (aiosmtpd): `reply` to
+                        the BDAT line, then the chunk is read as command lines
   seq(a, b, ...)        several actions in a row (e.g. raw(...) then close())
   handler(fn)           computed at run time: fn(conn, line) returns one of the
                         actions above (or None for the default reply).  `line`
@@ -61,7 +65,8 @@ In a JSON script the same actions are written as: "250 text", {"raw": "..."}
 (latin-1), {"slow": "...", "delay": 0.01}, {"close": true},
 {"stall": 5, "then": ACTION}, {"delay": 1, "then": ACTION},
 {"endless_line": 1048576}, {"endless_continuation": 100000, "final": false},
-{"drop_after_data": 1000}, {"seq": [ACTION, ...]}, null.  A script file is
+{"drop_after_data": 1000}, {"not_recognised": "500 ..."}, {"seq": [ACTION, ...]},
+null.  A script file is
 {"rules": {...} or [{...}, ...], "extensions": [...], "connections": N,
 "hostname": "...", "tls": "starttls"|"implicit"}.
 
@@ -288,6 +293,19 @@ class DropAfterData(Action):
         return {"drop_after_data": self.k, "reply": self.reply}
 
 
+class NotRecognised(Action):
+    """Meaningful as the BDAT or EOD action; elsewhere just the reply."""
+
+    def __init__(self, reply='500 Error: command "BDAT" not recognized'):
+        self.reply = Reply(reply)
+
+    def run(self, conn, **kw):
+        return self.reply.run(conn, **kw)
+
+    def to_json(self):
+        return {"not_recognised": self.reply.text}
+
+
 class Seq(Action):
     def __init__(self, *actions):
         self.actions = [_action(a) for a in actions]
@@ -352,6 +370,10 @@ def drop_after_data(k, reply="354 End data with <CR><LF>.<CR><LF>"):
     return DropAfterData(k, reply)
 
 
+def not_recognised(reply='500 Error: command "BDAT" not recognized'):
+    return NotRecognised(reply)
+
+
 def seq(*actions):
     return Seq(*actions)
 
@@ -387,6 +409,8 @@ def _action(x):
         if "drop_after_data" in x:
             return DropAfterData(x["drop_after_data"],
                                  x.get("reply", DEFAULTS["DATA"]))
+        if "not_recognised" in x:
+            return NotRecognised(x["not_recognised"])
         if "seq" in x:
             return Seq(*x["seq"])
     raise ValueError("unknown action: %r" % (x,))
@@ -739,6 +763,9 @@ class _Conn:
         if isinstance(action, DropAfterData):
             self.read_chunk(txn, min(size, action.k))
             raise _ServerClose("dropped after %d bytes of BDAT" % action.k)
+        if isinstance(action, NotRecognised):
+            self.perform(action)   # the chunk stays, to be read as commands
+            return
         if size > self.server.max_data:
             self.send(b"552 5.3.4 Error: chunk too large for the test server\r\n")
             raise _ServerClose("BDAT over max_data")

@@ -153,11 +153,68 @@ static void test_random(void)
 	free(out);
 }
 
+/* The scan's wire size is what the BDAT filter produces, for every case of
+ * the table and every split into three blocks; and on the random input. */
+static unsigned long long scan_split(const char *in, size_t n, size_t a, size_t b)
+{
+	struct body_scan z;
+
+	body_scan_init(&z);
+	body_scan_feed(&z, in, a);
+	body_scan_feed(&z, in + a, b - a);
+	body_scan_feed(&z, in + b, n - b);
+	return body_scan_wire(&z);
+}
+
+static void test_scan(void)
+{
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct body_case c = cases[i];
+		struct body_filter bf;
+		size_t outlen, bad = 0;
+		char *out;
+
+		c.dotstuff = 0;
+		out = run(&c, c.inlen, NULL, 0, &outlen, &bf);
+		for (size_t a = 0; a <= c.inlen; a++)
+			for (size_t b = a; b <= c.inlen; b++)
+				bad += scan_split(c.in, c.inlen, a, b) != outlen;
+		ok(bad == 0, "%s: scanned wire size %zu for every split", c.name, outlen);
+		free(out);
+	}
+
+	size_t n = 1 << 20, o = 0;
+	char *in = malloc(n), *out = malloc(BODY_OUT_MAX(n) + 8);
+	const char alphabet[] = "ab\r\n\n\r\r\n\xe9";
+	unsigned s = 777;
+	struct body_filter bf;
+	struct body_scan z;
+
+	for (size_t i = 0; i < n; i++) {
+		s = s * 1103515245u + 12345u;
+		in[i] = alphabet[(s >> 16) % (sizeof alphabet - 1)];
+	}
+	body_init(&bf, 0);
+	body_scan_init(&z);
+	for (size_t off = 0, step = 1; off < n; off += step, step = step * 5 % 4091 + 1) {
+		size_t len = off + step > n ? n - off : step;
+		o += body_feed(&bf, in + off, len, out + o);
+		body_scan_feed(&z, in + off, len);
+	}
+	o += body_finish(&bf, out + o);
+	is_int(body_scan_wire(&z), o, "1 MiB random input: scanned wire size = BDAT bytes");
+	is_int(z.raw, n, "raw size counted");
+	ok(z.eightbit && !z.nul, "8-bit noticed, no NUL");
+	free(in);
+	free(out);
+}
+
 int main(void)
 {
 	test_table();
 	test_splits();
 	test_flags();
 	test_random();
+	test_scan();
 	return tap_done();
 }

@@ -10,7 +10,8 @@
  * missing final CRLF is added; ".\r\n" ends DATA); independently, every CR
  * is followed by LF and every LF preceded by CR, and "\r\n.\r\n" occurs only
  * as the terminator; un-stuffing gives the normalised input back; the nul,
- * eight and out_total counters agree. */
+ * eight and out_total counters agree; body_scan, fed the same blocks, gives
+ * the normalised size (SIZE=) and the same flags. */
 #include "config.h"
 #include "fuzz.h"
 #include "body.h"
@@ -102,6 +103,7 @@ static void check_unstuff(const struct buf *o, const struct buf *norm)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct body_filter bf;
+	struct body_scan z;
 	struct buf got = { 0 }, norm = { 0 }, want = { 0 };
 	size_t nsplit, pos, cap;
 	const char *in;
@@ -123,6 +125,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	CHECK(got.p && norm.p && want.p);
 
 	body_init(&bf, dotstuff);
+	body_scan_init(&z);
 	pos = 0;
 	for (size_t s = 0; s <= nsplit; s++) {
 		size_t n = s < nsplit ? data[1 + s] : size - pos;
@@ -134,6 +137,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		out = malloc(BODY_OUT_MAX(n));
 		CHECK(block && out);
 		memcpy(block, in + pos, n);
+		body_scan_feed(&z, block, n);
 		size_t m = body_feed(&bf, block, n, out);
 		CHECK(m <= BODY_OUT_MAX(n));
 		put(&got, out, m);
@@ -156,6 +160,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	CHECK(bf.out_total == got.n);
 
 	normalise(in, size, &norm);
+	CHECK(body_scan_wire(&z) == norm.n && z.raw == size);
+	CHECK(z.nul == nul && z.eightbit == eight);
 	reference(&norm, dotstuff, &want);
 	CHECK(got.n == want.n && memcmp(got.p, want.p, got.n) == 0);
 	check_shape(&got, dotstuff);
