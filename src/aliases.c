@@ -13,6 +13,7 @@
  */
 #include "config.h"
 #include "aliases.h"
+#include "trust.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -671,6 +672,9 @@ int aliases_load_file(struct aliases **out, const char *path,
 		result_fail(r, EX_NOINPUT, "%s: not a regular file", path);
 		goto out;
 	}
+	/* whoever can change it chooses where mail goes (SPEC 7) */
+	if (trust_check("aliases", path, &st, 0, r) < 0)
+		goto out;
 	if (st.st_size > (off_t)ALIASES_FILE_MAX) {
 		result_fail(r, EX_DATAERR, "%s: larger than %u bytes", path,
 			    ALIASES_FILE_MAX);

@@ -14,6 +14,7 @@
 #define _GNU_SOURCE 1   /* FNM_CASEFOLD; autoconf's config.h normally sets it */
 #endif
 #include "cfg.h"
+#include "trust.h"
 #include "sbuf.h"
 
 #include <ctype.h>
@@ -975,39 +976,10 @@ static int syntax_error(struct parse *p, int line)
 
 /* ---- loading ------------------------------------------------------------ */
 
-/* The delivery service's group (SPEC 9): the system file may be readable by it. */
-static int service_group(gid_t gid)
-{
-	struct group *gr = getgrnam(SYSTEM_USER);
-
-	return gr && gr->gr_gid == gid;
-}
-
-/* SPEC 2, 7 and ssh's rule for its own files: a configuration runs commands
- * (password_command) and names files that are read or written, so whoever
- * can change it can act as the user who reads it.  It must belong to that
- * user or to root and be writable by nobody else.  One holding a secret is
- * readable by nobody else either, except a root-owned system file readable
- * by the delivery service's group (root:SYSTEM_USER 0640). */
 int cfg_check_file(const char *file, const struct stat *st, int secret,
 		   struct result *r)
 {
-	if (st->st_uid != geteuid() && st->st_uid != 0)
-		return result_fail(r, EX_CONFIG, "%s: owned by uid %u, neither you "
-				   "(uid %u) nor root; refusing it, since its owner "
-				   "could make pushmail act as you", file,
-				   (unsigned)st->st_uid, (unsigned)geteuid());
-	if (st->st_mode & 022)
-		return result_fail(r, EX_CONFIG, "%s: writable by group or others "
-				   "(mode %04o); chmod go-w %s", file,
-				   (unsigned)(st->st_mode & 07777), file);
-	if (!secret || !(st->st_mode & 077))
-		return 0;
-	if (st->st_uid == 0 && !(st->st_mode & 007) && service_group(st->st_gid))
-		return 0;
-	return result_fail(r, EX_CONFIG, "%s: holds a password but is readable by "
-			   "group/others (mode %04o); chmod 600 %s", file,
-			   (unsigned)(st->st_mode & 07777), file);
+	return trust_check("", file, st, secret, r);
 }
 
 static int load_buffer(struct config *c, const char *buf, size_t len,

@@ -1,6 +1,7 @@
 /* relay.c - from an account to session parameters (see relay.h). */
 #include "config.h"
 #include "relay.h"
+#include "trust.h"
 #include "secret.h"
 
 #include <netdb.h>
@@ -93,10 +94,30 @@ int relay_init(struct relay *rl, const struct account *a,
 	return 0;
 }
 
+/* SPEC 7: the files that decide what is trusted must be the caller's or
+ * root's (trust.h), checked before anything is sent. */
+static int check_tls_files(const struct relay *rl, struct result *r)
+{
+	const struct tls_params *tp = &rl->tp;
+	const char *key = tp->key_file ? tp->key_file : tp->cert_file;
+
+	if (rl->p.tls == SMTP_TLS_OFF)
+		return 0;
+	if (tp->trust_file && strcmp(tp->trust_file, "system") != 0 &&
+	    trust_check_path("tls_trust_file", tp->trust_file, 0, r) < 0)
+		return -1;
+	if (tp->cert_file && (trust_check_path("tls_cert_file", tp->cert_file, 0, r) < 0 ||
+			      trust_check_path("tls_key_file", key, 0, r) < 0))
+		return -1;
+	return 0;
+}
+
 int relay_auth(struct relay *rl, struct result *r)
 {
 	const char *mech = rl->ap.mech;
 
+	if (check_tls_files(rl, r) < 0)
+		return -1;
 	if (strcmp(mech, "off") == 0 || rl->p.auth)
 		return 0;
 	/* Known before connecting: no secret goes over a clear connection. */
