@@ -13,6 +13,7 @@
  */
 #include "config.h"
 #include "aliases.h"
+#include "idn.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -259,7 +260,7 @@ static int add_escaped(struct loader *l, const char *p, size_t n,
 		return lfail(l, line, "alias '%s': address too long", alias);
 	memcpy(mbox, p + 1, n - 1);
 	mbox[n - 1] = '\0';
-	if (!*mbox || !addr_valid_mailbox(mbox))
+	if (!*mbox || !idn_valid_envelope(mbox))
 		return lfail(l, line, "alias '%s': '%s' is not a valid local "
 			     "name", alias, show(ex, sizeof ex, p, n));
 	return add_value(l, addr_domain(mbox) ? V_ADDR : V_LOCAL, mbox,
@@ -284,7 +285,8 @@ static int add_addresses(struct loader *l, const char *p, size_t n,
 	for (size_t i = 0; i < al.n; i++) {
 		const char *m = al.v[i].mailbox;
 
-		if (!*m || !addr_valid_mailbox(m)) {
+		/* fit for RCPT TO once its domain is in A-labels (issue 13) */
+		if (!*m || !idn_valid_envelope(m)) {
 			lfail(l, line, "alias '%s': '%s' is not a valid "
 			      "recipient", alias, show(ex, sizeof ex, p, n));
 			goto out;

@@ -7,6 +7,7 @@
  */
 #include "config.h"
 #include "address.h"
+#include "idn.h"
 #include "log.h"
 #include "modes.h"
 
@@ -22,6 +23,9 @@
 #define BSMTP_LINE_MAX 1000                  /* RFC 5321 4.5.3.1.6 text line */
 #define BSMTP_SIZE_MAX (100ull * 1024 * 1024)
 #define BSMTP_RCPT_MAX 1000
+/* What the relay would be sent is checked here, so that the client hears
+ * the refusal at once and not after DATA (issue 13). */
+#define IDN_REFUSAL "the domain is not a valid internationalised name"
 
 struct reader {
 	int fd;
@@ -165,6 +169,11 @@ static void cmd_mail(struct bsmtp *b, const char *arg)
 		{ reply(b, "503 5.5.1 Nested MAIL command"); return; }
 	if (!(from = path_arg(arg, "FROM:", &params)))
 		{ reply(b, "501 5.1.7 Bad sender address syntax"); return; }
+	if (!idn_valid_envelope(from)) {
+		free(from);
+		reply(b, "553 5.1.7 Bad sender address: %s", IDN_REFUSAL);
+		return;
+	}
 	if (size_param(params) > BSMTP_SIZE_MAX) {
 		free(from);
 		reply(b, "552 5.3.4 Message size exceeds fixed limit");
@@ -186,6 +195,11 @@ static void cmd_rcpt(struct bsmtp *b, const char *arg)
 	if (!(to = path_arg(arg, "TO:", &params)) || !*to) {
 		free(to);
 		reply(b, "501 5.1.3 Bad recipient address syntax");
+		return;
+	}
+	if (!idn_valid_envelope(to)) {
+		free(to);
+		reply(b, "553 5.1.3 Bad recipient address: %s", IDN_REFUSAL);
 		return;
 	}
 	b->rcpt[b->nrcpt++] = to;
