@@ -40,11 +40,34 @@ static char *to_alabels(const char *domain)
 	return std3;
 }
 
+/* RFC 5321 4.1.2 Domain: letters, digits and hyphens in dot-separated
+ * labels (and '_', which real names have), U-labels for SMTPUTF8, or an
+ * address literal of letters, digits, '.', ':' and '-'.  RFC 5322's dot-atom would also let '=', '/', '+' ...
+ * through, none of which is in any host name. */
+static int domain_chars_ok(const char *d)
+{
+	int literal = *d == '[';
+
+	/* a literal is IPv4, "IPv6:..." or "tag:..." (RFC 5321 4.1.3); the
+	 * brackets themselves were checked by addr_valid_mailbox */
+	for (d += literal; *d && !(literal && *d == ']'); d++) {
+		unsigned char c = (unsigned char)*d;
+		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || c == '-' || c == '.')
+			continue;
+		if (literal ? c != ':' : c < 0x80 && c != '_')
+			return 0;
+	}
+	return 1;
+}
+
 /* A converted domain goes through the same gate as the original address:
  * every address that reaches the wire is a mailbox after every change. */
 static char *checked(char *out)
 {
-	if (out && !addr_valid_mailbox(out)) {
+	const char *dom = out ? addr_domain(out) : NULL;
+
+	if (out && (!addr_valid_mailbox(out) || (dom && !domain_chars_ok(dom)))) {
 		free(out);
 		return NULL;
 	}
@@ -57,7 +80,7 @@ char *idn_envelope_address(const char *mbox)
 	char *alabel, *out = NULL;
 	size_t local;
 
-	if (!addr_valid_mailbox(mbox))
+	if (!addr_valid_mailbox(mbox) || (dom && !domain_chars_ok(dom)))
 		return NULL;
 	if (!dom || ascii(dom, strlen(dom)))
 		return strdup(mbox);

@@ -10,7 +10,7 @@
  * The conversion uses the STD3 rules and the result must pass
  * addr_valid_mailbox, so no mapping can produce '>', ' ', '=', ... on the
  * wire (issue 13).  NULL when mbox is not a valid mailbox, the domain is
- * not a valid IDN, or memory runs out. */
+ * not a valid IDN or not an RFC 5321 domain, or memory runs out. */
 char *idn_envelope_address(const char *mbox);
 
 /* 1 when idn_envelope_address(mbox) would succeed. */

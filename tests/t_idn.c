@@ -28,6 +28,9 @@ static const struct {
 	{ "bob@ex\xe2\x80\x8b" "ample.test", "bob@example.test" },
 	{ "", "" },
 	{ "root", "root" },
+	{ "a@under_score.example", "a@under_score.example" },
+	{ "a@[192.0.2.1]", "a@[192.0.2.1]" },
+	{ "a+tag=x@example.test", "a+tag=x@example.test" },
 };
 
 /* Refused: each of these maps to a byte that would end the path or start an
@@ -51,6 +54,12 @@ static const char *const bad[] = {
 	 * for SMTPUTF8, but still checked as a name) */
 	"jöe@example.test\xef\xbc\x9e\xe3\x80\x80notify\xef\xbc\x9dsuccess",
 	"jöe@ex\xef\xbc\xa0" "evil.test",
+	/* not an RFC 5321 domain, even in ASCII */
+	"bob@ex=ample.test",
+	"bob@ex+ample.test",
+	"j\xc3\xb6" "e@le.xn--=",
+	"c@[555>]",
+	"c@[1.2.3.4=x]",
 	/* not a mailbox to begin with */
 	"bob@exa mple.test",
 	"bob@example.test>",
