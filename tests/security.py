@@ -162,11 +162,13 @@ def test_bs():
                 name + ": one transaction in the -bs session",
                 "stdout: %s" % t.show(res.out))
         txns = [x for r in srv.records for x in r.transactions]
-        t.is_eq([x.mail for x in txns], [b"MAIL FROM:<app@example.com>"],
+        t.is_eq([x.mail.split(b" ")[0] for x in txns], [b"MAIL"],
                 name + ": exactly one message reached the relay", *info)
         if not txns:
             continue
         x = txns[0]
+        t.ok(x.mail.startswith(b"MAIL FROM:<app@example.com>"), name + ": its sender",
+             "MAIL: %s" % t.show(x.mail))
         t.is_eq([r[0] for r in x.rcpts], [b"RCPT TO:<user@example.org>"],
                 name + ": its only recipient")
         t.ok(x.data_complete, name + ": its data complete")
@@ -356,7 +358,7 @@ def test_dedupe():
 
 def main():
     t.require_pushmail()
-    groups = sys.argv[1:] or ["idn"]
+    groups = sys.argv[1:] or ["idn", "bs"]
     for g in groups:
         globals()["test_" + g]()
     return t.done()
