@@ -269,6 +269,11 @@ int conn_write(struct conn *c, const void *buf, size_t len, int timeout_ms,
 	return 0;
 }
 
+void conn_wipe_output(struct conn *c)
+{
+	explicit_bzero(c->wbuf + c->wlen, CONN_WBUF - c->wlen);
+}
+
 char *conn_wspace(struct conn *c, size_t *room)
 {
 	*room = CONN_WBUF - c->wlen;

@@ -54,6 +54,9 @@ int conn_write(struct conn *c, const void *buf, size_t len, int timeout_ms,
  * produce its output in place (no copy); conn_commit(c, n) then accounts n. */
 char *conn_wspace(struct conn *c, size_t *room);
 void conn_commit(struct conn *c, size_t n);
+/* Zero the unused part of the write buffer: what was flushed from it (the
+ * AUTH lines, which carry the password or a password equivalent). */
+void conn_wipe_output(struct conn *c);
 
 /* Write everything buffered, waiting at most timeout_ms. */
 int conn_flush(struct conn *c, int timeout_ms, struct result *r);
