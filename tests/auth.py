@@ -687,6 +687,19 @@ CASES = [
                  password_command="echo piped-secret | cat"),
          exit=EX_OK, commands=ok_cmds(plain_line("piped-secret")),
          check=ck_box(verified=True)),
+    # issue 13: the first line and the command's own exit are enough; a
+    # background child holding the pipes open must not make it time out
+    dict(name="password_command leaving a background child",
+         server=mkserver("PLAIN", lambda b: srv_plain("bg-secret", b)),
+         cfg=cfg(auth="plain", password=None, password_command=lambda C: script(
+             "pw-bg", "echo bg-secret; echo note >&2; sleep 30 &")),
+         exit=EX_OK, commands=ok_cmds(plain_line("bg-secret")),
+         check=ck_box(verified=True)),
+    dict(name="password_command leaving a background child, then failing",
+         server=mkserver("PLAIN"),
+         cfg=cfg(auth="plain", password=None, password_command=lambda C: script(
+             "pw-bg-fail", "echo 'vault is locked' >&2; sleep 30 & exit 4")),
+         exit=EX_CONFIG, err=["4", "vault is locked"], no_connect=True),
     dict(name="password_command exits 3", server=mkserver("PLAIN"),
          cfg=cfg(auth="plain", password=None, password_command=lambda C: script(
              "pw-fail", "echo 'vault is locked' >&2; echo partial; exit 3")),
