@@ -659,6 +659,14 @@ CASES = [
          server=mkserver("LOGIN", rules={"AUTH": ["334 ***not-base64***", "235 2.7.0 ok"]}),
          cfg=cfg(auth="login"), exit=EX_PROTOCOL, delivered=False, no_mail=True,
          commands=[EHLO, b"AUTH LOGIN", b"*", b"QUIT"]),
+    # issue 13: the mechanism list was cut at 256 bytes
+    dict(name="PLAIN after 300 bytes of other mechanism names",
+         server=mkserver(" ".join("X-MECH-%04d" % i for i in range(28)) + " PLAIN"),
+         cfg=cfg(auth="plain"), exit=EX_OK, commands=ok_cmds(plain_line())),
+    dict(name="auto: SCRAM-SHA-256 at the end of a 4000-byte AUTH line",
+         server=mkserver(" ".join("X-MECH-%04d" % i for i in range(330))
+                         + " SCRAM-SHA-256", lambda b: srv_scram(PASSWORD, b)),
+         cfg=cfg(auth="auto"), exit=EX_OK),
     # ---- password sources
     dict(name="password_file with spaces, ';', '#', quotes, UTF-8",
          server=mkserver("PLAIN", lambda b: srv_plain(SP_FILE, b)),
