@@ -878,11 +878,7 @@ static int append_all(struct expander *x, struct addrlist *out)
 	for (size_t i = 0; i < x->ngot; i++) {
 		if (addrlist_add(out, x->got[i], NULL) == 0)
 			continue;
-		while (out->n > n0) {
-			out->n--;
-			free(out->v[out->n].mailbox);
-			free(out->v[out->n].display);
-		}
+		addrlist_truncate(out, n0);
 		return oom(x->r);
 	}
 	return 0;

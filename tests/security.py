@@ -358,7 +358,7 @@ def test_dedupe():
 
 def main():
     t.require_pushmail()
-    groups = sys.argv[1:] or ["idn", "bs", "dump", "resolver"]
+    groups = sys.argv[1:] or ["idn", "bs", "dump", "resolver", "dedupe"]
     for g in groups:
         globals()["test_" + g]()
     return t.done()
