@@ -77,12 +77,18 @@ static int choose_from(struct job *j, const char *header_from, struct result *r)
 	int bad = EX_USAGE;
 
 	/* allow_from_override = no: the account's sender, whatever the caller says */
-	if (j->acct && acct_str(j, K_FROM) && !cfg_bool(j->acct, K_ALLOW_FROM_OVERRIDE, 1))
-		f = acct_str(j, K_FROM), bad = EX_CONFIG;
-	if (!f && j->c->o.read_envelope_from)
-		f = header_from, bad = EX_DATAERR;
-	if (!f)
-		f = acct_str(j, K_FROM), bad = EX_CONFIG;
+	if (j->acct && acct_str(j, K_FROM) && !cfg_bool(j->acct, K_ALLOW_FROM_OVERRIDE, 1)) {
+		f = acct_str(j, K_FROM);
+		bad = EX_CONFIG;
+	}
+	if (!f && j->c->o.read_envelope_from && header_from) {
+		f = header_from;
+		bad = EX_DATAERR;
+	}
+	if (!f) {
+		f = acct_str(j, K_FROM);
+		bad = EX_CONFIG;
+	}
 	if (!f) {
 		struct passwd *pw = getpwuid(getuid());
 		snprintf(buf, sizeof buf, "%s@%s", pw ? pw->pw_name : "root", j->ehlo);
