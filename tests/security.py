@@ -200,8 +200,10 @@ def test_bs():
 # core dumps
 
 def proc_owner(pid):
+    """Owner of /proc/PID/status: root for a process that is not dumpable
+    (proc(5); the /proc/PID directory itself keeps the real owner)."""
     try:
-        return os.stat("/proc/%d" % pid).st_uid
+        return os.stat("/proc/%d/status" % pid).st_uid
     except OSError:
         return None
 
@@ -270,7 +272,7 @@ def test_dump():
         owner, limit = proc_owner(p.pid), core_limit(p.pid)
         t.ok(waiting, name + ": pushmail is reading the message",
              "exit %s" % p.poll())
-        t.is_eq(owner, 0, name + ": /proc/PID owned by root (PR_SET_DUMPABLE 0)",
+        t.is_eq(owner, 0, name + ": /proc/PID/status owned by root (PR_SET_DUMPABLE 0)",
                 "running as uid %d" % uid)
         t.is_eq(limit, ["0", "0"], name + ": core file size limit 0")
     finally:
