@@ -34,6 +34,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import taplib as t  # noqa: E402
 from smtpserver import ScriptedServer  # noqa: E402
+import smuggle  # noqa: E402
 
 EX_OK, EX_USAGE, EX_DATAERR, EX_TEMPFAIL = 0, 64, 65, 75
 
@@ -140,8 +141,7 @@ SMUGGLED = (b"MAIL FROM:<ceo@example.com>\r\n"
             b"RCPT TO:<victim@example.org>\r\n"
             b"DATA\r\n"
             b"smuggled message\r\n")
-SEQUENCES = [b"\n.\n", b"\n.\r", b"\r.\n", b"\r.\r", b"\n.\r\n", b"\r.\r\n",
-             b"\r\n.\n", b"\r\n.\r", b"\r\n.\r\r\n"]
+SEQUENCES = smuggle.SEQUENCES   # the same odd end-of-line / dot sequences
 
 
 def bs_session(body):
