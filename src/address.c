@@ -643,6 +643,7 @@ static int move_all(struct addrlist *dst, struct addrlist *src)
 		memcpy(dst->v + dst->n, src->v, src->n * sizeof *src->v);
 	dst->n += src->n;
 	free(src->v);
+	free(src->slot);
 	memset(src, 0, sizeof *src);
 	return 0;
 }
@@ -707,12 +708,86 @@ static int same_mailbox(const char *a, const char *b)
 	return !da || strcasecmp(da, db) == 0;
 }
 
-int addrlist_contains(const struct addrlist *l, const char *mailbox)
+/* FNV-1a over what same_mailbox compares: the local part as it is, the
+ * domain folded to lower case. */
+static size_t mailbox_hash(const char *m)
 {
-	for (size_t i = 0; i < l->n; i++)
-		if (same_mailbox(l->v[i].mailbox, mailbox))
-			return 1;
+	const char *d = addr_domain(m);
+	size_t h = (size_t)14695981039346656037ull;
+
+	for (const char *p = m; *p; p++) {
+		unsigned char c = (unsigned char)*p;
+		if (d && p >= d && c >= 'A' && c <= 'Z')
+			c = (unsigned char)(c - 'A' + 'a');
+		h = (h ^ c) * (size_t)1099511628211ull;
+	}
+	return h;
+}
+
+static void index_drop(struct addrlist *l)
+{
+	free(l->slot);
+	l->slot = NULL;
+	l->nslots = l->indexed = 0;
+}
+
+/* Slot of mailbox in the index: the one holding it, or the empty one where
+ * it would go.  Slots hold entry number + 1; 0 is empty. */
+static size_t index_find(const struct addrlist *l, const char *mailbox)
+{
+	size_t mask = l->nslots - 1, i = mailbox_hash(mailbox) & mask;
+
+	while (l->slot[i] && !same_mailbox(l->v[l->slot[i] - 1].mailbox, mailbox))
+		i = (i + 1) & mask;
+	return i;
+}
+
+/* Bring the index up to v[0..n): grown to keep it at most half full, and
+ * rebuilt when the list shrank behind its back.  -1 without memory. */
+static int index_update(struct addrlist *l)
+{
+	if (l->indexed > l->n)
+		index_drop(l);
+	if (2 * (l->n + 1) > l->nslots) {
+		size_t want = 16;
+		while (want < 2 * (l->n + 1))
+			want *= 2;
+		size_t *slot = calloc(want, sizeof *slot);
+		if (!slot)
+			return -1;
+		free(l->slot);
+		l->slot = slot;
+		l->nslots = want;
+		l->indexed = 0;
+	}
+	for (; l->indexed < l->n; l->indexed++) {
+		size_t i = index_find(l, l->v[l->indexed].mailbox);
+		if (!l->slot[i])   /* the first of equal entries is the one found */
+			l->slot[i] = l->indexed + 1;
+	}
 	return 0;
+}
+
+int addrlist_contains(struct addrlist *l, const char *mailbox)
+{
+	if (index_update(l) < 0) {
+		index_drop(l);
+		for (size_t i = 0; i < l->n; i++)
+			if (same_mailbox(l->v[i].mailbox, mailbox))
+				return 1;
+		return 0;
+	}
+	return l->slot[index_find(l, mailbox)] != 0;
+}
+
+void addrlist_truncate(struct addrlist *l, size_t n)
+{
+	while (l->n > n) {
+		l->n--;
+		free(l->v[l->n].mailbox);
+		free(l->v[l->n].display);
+	}
+	index_drop(l);
 }
 
 void addrlist_free(struct addrlist *l)
@@ -722,6 +797,7 @@ void addrlist_free(struct addrlist *l)
 		free(l->v[i].display);
 	}
 	free(l->v);
+	free(l->slot);
 	memset(l, 0, sizeof *l);
 }
 

@@ -20,6 +20,10 @@ struct addr {
 struct addrlist {
 	struct addr *v;
 	size_t n, cap;
+	/* addrlist_contains' hash index over v[0..indexed), built lazily:
+	 * private to address.c.  Grow the list only with addrlist_add and
+	 * shrink it only with addrlist_truncate. */
+	size_t *slot, nslots, indexed;
 };
 
 /* Parse an address list of len bytes (may contain folded CRLF/LF + WSP) and
@@ -36,8 +40,15 @@ int addr_parse_list(const char *s, size_t len, struct addrlist *out,
 /* Append a copy of mailbox/display (display may be NULL).  Returns 0 or -1. */
 int addrlist_add(struct addrlist *l, const char *mailbox, const char *display);
 
-/* 1 if the list already holds mailbox (domain compared case-insensitively). */
-int addrlist_contains(const struct addrlist *l, const char *mailbox);
+/* 1 if the list already holds mailbox: the local part compared exactly, the
+ * domain case-insensitively (RFC 5321 2.4).  Amortised O(1) through a hash
+ * index (a pairwise search made -t with 80,000 recipients take minutes);
+ * 0 also when memory for the index runs out and a linear search finds
+ * nothing. */
+int addrlist_contains(struct addrlist *l, const char *mailbox);
+
+/* Drop the entries from n on (n <= l->n). */
+void addrlist_truncate(struct addrlist *l, size_t n);
 
 void addrlist_free(struct addrlist *l);
 

@@ -13,6 +13,7 @@
  */
 #include "config.h"
 #include "aliases.h"
+#include "idn.h"
 #include "trust.h"
 
 #include <errno.h>
@@ -260,7 +261,7 @@ static int add_escaped(struct loader *l, const char *p, size_t n,
 		return lfail(l, line, "alias '%s': address too long", alias);
 	memcpy(mbox, p + 1, n - 1);
 	mbox[n - 1] = '\0';
-	if (!*mbox || !addr_valid_mailbox(mbox))
+	if (!*mbox || !idn_valid_envelope(mbox))
 		return lfail(l, line, "alias '%s': '%s' is not a valid local "
 			     "name", alias, show(ex, sizeof ex, p, n));
 	return add_value(l, addr_domain(mbox) ? V_ADDR : V_LOCAL, mbox,
@@ -285,7 +286,8 @@ static int add_addresses(struct loader *l, const char *p, size_t n,
 	for (size_t i = 0; i < al.n; i++) {
 		const char *m = al.v[i].mailbox;
 
-		if (!*m || !addr_valid_mailbox(m)) {
+		/* fit for RCPT TO once its domain is in A-labels (issue 13) */
+		if (!*m || !idn_valid_envelope(m)) {
 			lfail(l, line, "alias '%s': '%s' is not a valid "
 			      "recipient", alias, show(ex, sizeof ex, p, n));
 			goto out;
@@ -880,11 +882,7 @@ static int append_all(struct expander *x, struct addrlist *out)
 	for (size_t i = 0; i < x->ngot; i++) {
 		if (addrlist_add(out, x->got[i], NULL) == 0)
 			continue;
-		while (out->n > n0) {
-			out->n--;
-			free(out->v[out->n].mailbox);
-			free(out->v[out->n].display);
-		}
+		addrlist_truncate(out, n0);
 		return oom(x->r);
 	}
 	return 0;

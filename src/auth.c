@@ -405,12 +405,31 @@ void auth_free_response(char *resp)
 	free(resp);
 }
 
+/* libgsasl keeps its own copies of the password and of SCRAM's salted
+ * password (as good as the password for this server) until the session is
+ * finished, and frees them without wiping: wipe them in place, then drop
+ * them (SPEC 7).  The mechanism's private state is out of reach. */
+static void wipe_properties(Gsasl_session *sctx)
+{
+	static const Gsasl_property secret[] = { GSASL_PASSWORD,
+						  GSASL_SCRAM_SALTED_PASSWORD };
+
+	for (size_t i = 0; i < sizeof secret / sizeof secret[0]; i++) {
+		char *v = (char *)gsasl_property_fast(sctx, secret[i]);
+		if (v)
+			explicit_bzero(v, strlen(v));
+		gsasl_property_set(sctx, secret[i], NULL);
+	}
+}
+
 void auth_end(struct auth_client *ac)
 {
 	if (!ac)
 		return;
-	if (ac->sctx)
+	if (ac->sctx) {
+		wipe_properties(ac->sctx);
 		gsasl_finish(ac->sctx);
+	}
 	if (ac->ctx)
 		gsasl_done(ac->ctx);
 	free(ac);

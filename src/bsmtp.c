@@ -7,6 +7,8 @@
  */
 #include "config.h"
 #include "address.h"
+#include "bsdata.h"
+#include "idn.h"
 #include "log.h"
 #include "modes.h"
 
@@ -22,79 +24,19 @@
 #define BSMTP_LINE_MAX 1000                  /* RFC 5321 4.5.3.1.6 text line */
 #define BSMTP_SIZE_MAX (100ull * 1024 * 1024)
 #define BSMTP_RCPT_MAX 1000
-
-struct reader {
-	int fd;
-	size_t pos, len;
-	char buf[64 * 1024];
-};
+/* What the relay would be sent is checked here, so that the client hears
+ * the refusal at once and not after DATA (issue 13). */
+#define IDN_REFUSAL "the domain is not a valid internationalised name"
 
 struct bsmtp {
 	struct ctx *c;
-	struct reader in;
+	struct bs_reader in;
 	int helo;
 	char *from;                  /* NULL: no MAIL yet */
 	char *rcpt[BSMTP_RCPT_MAX];
 	size_t nrcpt;
 	char host[256];
 };
-
-/* ---- input ------------------------------------------------------------------- */
-
-static int fill(struct reader *rd)
-{
-	ssize_t n;
-
-	if (rd->pos > 0) {
-		memmove(rd->buf, rd->buf + rd->pos, rd->len - rd->pos);
-		rd->len -= rd->pos;
-		rd->pos = 0;
-	}
-	do
-		n = read(rd->fd, rd->buf + rd->len, sizeof rd->buf - rd->len);
-	while (n < 0 && errno == EINTR);
-	if (n > 0)
-		rd->len += (size_t)n;
-	return n > 0 ? 1 : 0;
-}
-
-/* Up to cap-1 bytes of the next line (without CR LF).  *complete is 0 when the
- * line goes on past what was returned.  Returns -1 at end of input. */
-static int read_line(struct reader *rd, char *out, size_t cap, size_t *len, int *complete)
-{
-	for (;;) {
-		char *nl = memchr(rd->buf + rd->pos, '\n', rd->len - rd->pos);
-		size_t avail = rd->len - rd->pos;
-		size_t n = nl ? (size_t)(nl - (rd->buf + rd->pos)) : avail;
-
-		if (nl || avail >= cap - 1 || avail == sizeof rd->buf) {
-			if (n > cap - 1)
-				n = cap - 1;
-			/* A partial line never ends in CR: it may be half of a CRLF
-			 * whose LF has not arrived, which must not become a line. */
-			if (!nl && n > 1 && rd->buf[rd->pos + n - 1] == '\r')
-				n--;
-			memcpy(out, rd->buf + rd->pos, n);
-			*complete = nl && rd->buf + rd->pos + n == nl;
-			rd->pos += n + (size_t)*complete;
-			if (*complete && n > 0 && out[n - 1] == '\r')
-				n--;
-			out[n] = '\0';
-			*len = n;
-			return 0;
-		}
-		if (!fill(rd)) {
-			if (avail == 0)
-				return -1;
-			memcpy(out, rd->buf + rd->pos, n);
-			out[n] = '\0';
-			*len = n;
-			*complete = 1;
-			rd->pos = rd->len;
-			return 0;
-		}
-	}
-}
 
 /* ---- output --------------------------------------------------------------------- */
 
@@ -165,6 +107,11 @@ static void cmd_mail(struct bsmtp *b, const char *arg)
 		{ reply(b, "503 5.5.1 Nested MAIL command"); return; }
 	if (!(from = path_arg(arg, "FROM:", &params)))
 		{ reply(b, "501 5.1.7 Bad sender address syntax"); return; }
+	if (!idn_valid_envelope(from)) {
+		free(from);
+		reply(b, "553 5.1.7 Bad sender address: %s", IDN_REFUSAL);
+		return;
+	}
 	if (size_param(params) > BSMTP_SIZE_MAX) {
 		free(from);
 		reply(b, "552 5.3.4 Message size exceeds fixed limit");
@@ -186,6 +133,11 @@ static void cmd_rcpt(struct bsmtp *b, const char *arg)
 	if (!(to = path_arg(arg, "TO:", &params)) || !*to) {
 		free(to);
 		reply(b, "501 5.1.3 Bad recipient address syntax");
+		return;
+	}
+	if (!idn_valid_envelope(to)) {
+		free(to);
+		reply(b, "553 5.1.3 Bad recipient address: %s", IDN_REFUSAL);
 		return;
 	}
 	b->rcpt[b->nrcpt++] = to;
@@ -230,35 +182,33 @@ static void spool_put(struct spool *sp, const char *p, size_t n)
 	}
 }
 
-/* Lines up to "." alone, un-dot-stuffed (RFC 5321 4.5.2) into the spool.
- * Returns 0, 1 when the message was too big (read to its end anyway), or -1
- * when the input ended first. */
+/* DATA into the spool; past BSMTP_SIZE_MAX the rest is read and dropped. */
+struct data_sink {
+	struct spool *sp;
+	unsigned long long total;
+};
+
+static void to_spool(void *arg, const char *p, size_t n)
+{
+	struct data_sink *ds = arg;
+
+	ds->total += n;
+	if (ds->total <= BSMTP_SIZE_MAX)
+		spool_put(ds->sp, p, n);
+}
+
+/* Returns 0, 1 when the message was too big (read to its end anyway), or -1
+ * when the input ended first.  The end of data is <CRLF>.<CRLF> only
+ * (bsdata.h). */
 static int read_data(struct bsmtp *b, struct spool *sp)
 {
-	static char line[8192];
-	unsigned long long total = 0;
-	int bol = 1, complete, big = 0;
-	size_t len;
+	struct data_sink ds = { .sp = sp };
 
-	for (;;) {
-		if (read_line(&b->in, line, sizeof line, &len, &complete) < 0)
-			return -1;
-		if (bol && complete && len == 1 && line[0] == '.')
-			break;
-		const char *p = bol && len > 0 && line[0] == '.' ? line + 1 : line;
-		size_t n = len - (size_t)(p - line);
-		total += n + 2;
-		big |= total > BSMTP_SIZE_MAX;
-		if (!big) {
-			spool_put(sp, p, n);
-			if (complete)
-				spool_put(sp, "\r\n", 2);
-		}
-		bol = complete;
-	}
+	if (bs_read_data(&b->in, to_spool, &ds) < 0)
+		return -1;
 	if (sp->len && !sp->err)
 		sp->err = write(sp->fd, sp->buf, sp->len) != (ssize_t)sp->len;
-	return big;
+	return ds.total > BSMTP_SIZE_MAX;
 }
 
 /* The relay's verdict (or the local one) as the reply to the final dot. */
@@ -409,9 +359,9 @@ int mode_bsmtp(struct ctx *c, struct result *r)
 	}
 	reply(b, "220 %s pushmail ESMTP", b->host);
 	fflush(stdout);
-	while (rc == 0 && read_line(&b->in, line, sizeof line, &len, &complete) == 0) {
+	while (rc == 0 && bs_read_line(&b->in, line, sizeof line, &len, &complete) == 0) {
 		if (!complete) {
-			while (!complete && read_line(&b->in, line, sizeof line, &len,
+			while (!complete && bs_read_line(&b->in, line, sizeof line, &len,
 						      &complete) == 0)
 				;
 			reply(b, "500 5.5.2 Line too long");

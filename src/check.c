@@ -64,7 +64,9 @@ static int resolve(const struct relay *rl, struct result *r)
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res, *ai;
 	char list[512] = "", addr[NI_MAXHOST];
 	size_t o = 0;
-	int rc = getaddrinfo(rl->p.host, rl->p.port, &hints, &res);
+	int timed_out, rc = conn_resolve(rl->p.host, rl->p.port, &hints, &res,
+					 (rl->p.timeout_s > 0 ? rl->p.timeout_s : 60) * 1000,
+					 &timed_out);
 
 	if (rc != 0) {
 		r->phase = PHASE_CONNECT;

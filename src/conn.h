@@ -31,8 +31,16 @@ struct conn_ops {
 	void (*close)(void *ctx);       /* say goodbye and free ctx; may be NULL */
 };
 
+/* getaddrinfo(3) bounded by timeout_ms (through getaddrinfo_a(3)).  Returns
+ * its result: 0 with *res to freeaddrinfo, or an EAI_ code; EAI_AGAIN with
+ * *timed_out set when the resolver did not answer in time. */
+struct addrinfo;
+int conn_resolve(const char *host, const char *port, const struct addrinfo *hints,
+		 struct addrinfo **res, int timeout_ms, int *timed_out);
+
 /* Connect to every address getaddrinfo gives for host:port, in order, within
- * one overall deadline of timeout_ms (not one timeout per address).  Failures:
+ * one overall deadline of timeout_ms that the lookup counts against too (not
+ * one timeout per address).  Failures:
  * EX_NOHOST (name does not resolve), EX_TEMPFAIL (EAI_AGAIN, refused,
  * unreachable, timeout).  *out is owned by the caller (conn_close). */
 int conn_connect(struct conn **out, const char *host, const char *port,
@@ -54,6 +62,9 @@ int conn_write(struct conn *c, const void *buf, size_t len, int timeout_ms,
  * produce its output in place (no copy); conn_commit(c, n) then accounts n. */
 char *conn_wspace(struct conn *c, size_t *room);
 void conn_commit(struct conn *c, size_t n);
+/* Zero the unused part of the write buffer: what was flushed from it (the
+ * AUTH lines, which carry the password or a password equivalent). */
+void conn_wipe_output(struct conn *c);
 
 /* Write everything buffered, waiting at most timeout_ms. */
 int conn_flush(struct conn *c, int timeout_ms, struct result *r);

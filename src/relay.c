@@ -3,6 +3,7 @@
 #include "relay.h"
 #include "trust.h"
 #include "secret.h"
+#include "conn.h"
 
 #include <netdb.h>
 #include <stdio.h>
@@ -11,15 +12,20 @@
 #include <strings.h>
 #include <unistd.h>
 
+#define EHLO_LOOKUP_MS 5000
+
 void relay_default_ehlo(char *out, size_t cap)
 {
 	struct addrinfo hints = { .ai_flags = AI_CANONNAME }, *res = NULL;
 	char host[256] = "localhost";
+	int timed_out;
 
 	gethostname(host, sizeof host - 1);
 	host[sizeof host - 1] = '\0';
-	if (getaddrinfo(host, NULL, &hints, &res) == 0 && res->ai_canonname &&
-	    strchr(res->ai_canonname, '.'))
+	/* bounded like every other lookup (issue 13): a resolver that hangs
+	 * leaves the bare host name */
+	if (conn_resolve(host, NULL, &hints, &res, EHLO_LOOKUP_MS, &timed_out) == 0 &&
+	    res->ai_canonname && strchr(res->ai_canonname, '.'))
 		snprintf(out, cap, "%s", res->ai_canonname);
 	else
 		snprintf(out, cap, "%s", host);

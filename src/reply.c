@@ -113,7 +113,7 @@ static const struct {
 
 static void caps_add_auth(struct caps *c, const char *p, size_t n)
 {
-	size_t i = 0;
+	size_t i = 0, have = strlen(c->auth);
 
 	while (i < n) {
 		while (i < n && p[i] == ' ')
@@ -121,9 +121,9 @@ static void caps_add_auth(struct caps *c, const char *p, size_t n)
 		size_t s = i;
 		while (i < n && p[i] != ' ')
 			i++;
-		size_t wl = i - s, have = strlen(c->auth);
+		size_t wl = i - s;
 		if (wl == 0 || have + wl + 2 > sizeof c->auth)
-			continue;
+			continue;   /* cannot happen: the list fits in the reply text */
 		if (have)
 			c->auth[have++] = ' ';
 		/* mechanism names are [A-Z0-9-_] (RFC 4422 3.1): nothing else,
@@ -132,7 +132,8 @@ static void caps_add_auth(struct caps *c, const char *p, size_t n)
 			unsigned char ch = (unsigned char)toupper((unsigned char)p[s + k]);
 			c->auth[have + k] = isalnum(ch) || ch == '-' || ch == '_' ? (char)ch : '?';
 		}
-		c->auth[have + wl] = '\0';
+		have += wl;
+		c->auth[have] = '\0';
 	}
 }
 

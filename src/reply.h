@@ -57,7 +57,10 @@ enum {
 	CAP_ENHANCEDSTATUSCODES = 1u << 9,
 };
 
-#define CAPS_AUTH_MAX 256
+/* Room for every AUTH mechanism a reply can name: the whole reply text.  A
+ * fixed 256 bytes once hid a PLAIN listed after 300 bytes of others (issue
+ * 13); now only the reply's line and text limits bound the list. */
+#define CAPS_AUTH_MAX (REPLY_TEXT_MAX + 1)
 
 struct caps {
 	unsigned flags;

@@ -72,29 +72,54 @@ static void child(char *const argv[], int out, int err)
 	_exit(127);
 }
 
+/* What is already in the pipe, without waiting (a bounded number of reads:
+ * the buffers hold at most SECRET_MAX and errcap bytes anyway). */
+static void drain_now(struct collect *c)
+{
+	int fl = fcntl(c->fd, F_GETFL);
+
+	if (fl >= 0)
+		fcntl(c->fd, F_SETFL, fl | O_NONBLOCK);
+	for (int i = 0; i < 64 && !c->done; i++) {
+		size_t before = c->len;
+		drain(c);
+		if (c->len == before)
+			break;
+	}
+}
+
+/* Wait for the command itself, not for its pipes to close: a helper that
+ * leaves a background child (an agent, "sleep 30 &") holding stdout open
+ * has still printed its answer and exited (issue 13).  The pipes are read
+ * while it runs, so it cannot block on a full one, and once more, without
+ * waiting, after it exited.  The exit is polled every 20 ms: no SIGCHLD
+ * handler to install, and the helper runs once per delivery. */
 static int wait_child(pid_t pid, struct collect *o, struct collect *e, int timeout_ms)
 {
 	long long deadline = conn_now_ms() + timeout_ms;
 	int status;
+	pid_t w;
 
-	while (!o->done || !e->done) {
+	while ((w = waitpid(pid, &status, WNOHANG)) == 0 ||
+	       (w < 0 && errno == EINTR)) {
 		struct pollfd p[2] = { { .fd = o->done ? -1 : o->fd, .events = POLLIN },
 				       { .fd = e->done ? -1 : e->fd, .events = POLLIN } };
 		long long left = deadline - conn_now_ms();
-		if (left <= 0) {
+		if (left <= 0 || (poll(p, 2, left < 20 ? (int)left : 20) < 0 &&
+				  errno != EINTR)) {
 			kill(pid, SIGKILL);
 			waitpid(pid, &status, 0);
 			return -1;
 		}
-		if (poll(p, 2, (int)left) < 0 && errno != EINTR)
-			break;
 		if (p[0].revents)
 			drain(o);
 		if (p[1].revents)
 			drain(e);
 	}
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
+	if (w != pid && waitpid(pid, &status, 0) != pid)
+		return 127;
+	drain_now(o);
+	drain_now(e);
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 

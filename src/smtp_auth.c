@@ -106,6 +106,8 @@ int ss_do_auth(struct smtp_session *s)
 		return -1;
 	rc = auth_exchange(s, ac, mech);
 	auth_end(ac);
+	/* every AUTH line was flushed before its reply was read */
+	conn_wipe_output(s->c);
 	return rc;
 }
 

@@ -57,25 +57,46 @@ static const char *acct_str(const struct job *j, enum cfg_key k)
 	return j->acct ? cfg_str(j->acct, k) : NULL;
 }
 
+/* Sanitised: the address may come from a header. */
+static int bad_address(struct result *r, int exitcode, const char *what,
+		       const char *mbox)
+{
+	char shown[300];
+
+	result_sanitise(shown, sizeof shown, mbox, strlen(mbox));
+	return result_fail(r, exitcode, "invalid %s address '%s' (not a mailbox, "
+			   "or its domain is not a valid internationalised name)",
+			   what, shown);
+}
+
 /* Envelope sender: -f > --read-envelope-from > the submitter of a dropped
  * message (SPEC 9: its owner, user@maildomain) > account from > login@host.
- * "<>" is the null sender. */
+ * "<>" is the null sender.  A sender that is not a mailbox once its domain
+ * is in A-labels is the fault of where it came from: the command line
+ * (EX_USAGE), the From header (EX_DATAERR) or the account (EX_CONFIG). */
 static int choose_from(struct job *j, const char *header_from, struct result *r)
 {
 	const char *f = j->req->from, *md = acct_str(j, K_MAILDOMAIN);
 	char buf[1024];
+	int bad = EX_USAGE;
 
 	/* allow_from_override = no: the account's sender, whatever the caller says */
-	if (j->acct && acct_str(j, K_FROM) && !cfg_bool(j->acct, K_ALLOW_FROM_OVERRIDE, 1))
+	if (j->acct && acct_str(j, K_FROM) && !cfg_bool(j->acct, K_ALLOW_FROM_OVERRIDE, 1)) {
 		f = acct_str(j, K_FROM);
-	if (!f && j->c->o.read_envelope_from)
+		bad = EX_CONFIG;
+	}
+	if (!f && j->c->o.read_envelope_from && header_from) {
 		f = header_from;
+		bad = EX_DATAERR;
+	}
 	if (!f && j->req->user) {
 		snprintf(buf, sizeof buf, "%.200s@%.500s", j->req->user, md ? md : j->ehlo);
 		f = buf;
 	}
-	if (!f)
+	if (!f) {
 		f = acct_str(j, K_FROM);
+		bad = EX_CONFIG;
+	}
 	if (!f) {
 		struct passwd *pw = getpwuid(getuid());
 		snprintf(buf, sizeof buf, "%s@%s", pw ? pw->pw_name : "root", j->ehlo);
@@ -88,32 +109,29 @@ static int choose_from(struct job *j, const char *header_from, struct result *r)
 		snprintf(buf, sizeof buf, "%.500s@%.500s", f, md);
 		f = buf;
 	}
-	if (!addr_valid_mailbox(f))
-		return result_fail(r, EX_USAGE, "invalid sender address '%s'", f);
 	j->from = idn_envelope_address(f);
-	return j->from ? 0 : result_fail(r, EX_DATAERR, "the domain of <%s> is not a "
-					  "valid internationalised name", f);
+	return j->from ? 0 : bad_address(r, bad, "sender", f);
 }
 
-static int add_rcpt(struct job *j, const char *mbox, struct result *r)
+/* Each recipient once, in the A-label form that goes on the wire; `bad` is
+ * the exit status when it cannot go (see choose_from). */
+static int add_rcpt(struct job *j, const char *mbox, int bad, struct result *r)
 {
 	const char *md = acct_str(j, K_MAILDOMAIN);
 	char buf[600];
+	char *ace;
+	int rc = 0;
 
 	if (!strchr(mbox, '@') && md) {   /* cron's "root" -> root@maildomain */
 		snprintf(buf, sizeof buf, "%s@%s", mbox, md);
 		mbox = buf;
 	}
-	if (!addr_valid_mailbox(mbox) || !*mbox)
-		return result_fail(r, EX_USAGE, "invalid recipient address '%s'", mbox);
-	char *ace = idn_envelope_address(mbox);
-	int rc = 0;
+	ace = *mbox ? idn_envelope_address(mbox) : NULL;
 	if (!ace)
-		return result_fail(r, EX_DATAERR, "the domain of <%s> is not a valid "
-				   "internationalised name", mbox);
+		return bad_address(r, bad, "recipient", mbox);
 	if (!addrlist_contains(&j->rcpts, ace) && addrlist_add(&j->rcpts, ace, NULL) < 0)
 		rc = result_fail(r, EX_OSERR, "out of memory");
-	free(ace);   /* each recipient once, in A-label form */
+	free(ace);
 	return rc;
 }
 
@@ -129,28 +147,28 @@ static void skipped(void *arg, const struct aliases_skipped *sk)
 
 /* A bare name (cron's "root") goes through the aliases file when the account
  * names one; what comes out is qualified with maildomain by add_rcpt. */
-static int add_local(struct job *j, const char *name, struct result *r)
+static int add_local(struct job *j, const char *name, int bad, struct result *r)
 {
 	const char *path = acct_str(j, K_ALIASES);
 	struct addrlist out = { 0 };
 	int rc = 0;
 
 	if (!path)
-		return add_rcpt(j, name, r);
+		return add_rcpt(j, name, bad, r);
 	if (!j->aliases_loaded && aliases_load_file(&j->aliases, path, r) < 0)
 		return -1;
 	j->aliases_loaded = 1;
 	if (aliases_expand(j->aliases, name, &out, skipped, NULL, r) < 0)
 		rc = -1;
 	for (size_t k = 0; rc == 0 && k < out.n; k++)
-		rc = add_rcpt(j, out.v[k].mailbox, r);
+		rc = add_rcpt(j, out.v[k].mailbox, bad, r);
 	addrlist_free(&out);
 	return rc;
 }
 
-static int add_one(struct job *j, const char *mbox, struct result *r)
+static int add_one(struct job *j, const char *mbox, int bad, struct result *r)
 {
-	return strchr(mbox, '@') ? add_rcpt(j, mbox, r) : add_local(j, mbox, r);
+	return strchr(mbox, '@') ? add_rcpt(j, mbox, bad, r) : add_local(j, mbox, bad, r);
 }
 
 static int add_list(struct job *j, const char *a, struct result *r)
@@ -162,7 +180,7 @@ static int add_list(struct job *j, const char *a, struct result *r)
 	if (addr_parse_list(a, strlen(a), &l, err, sizeof err) < 0)
 		rc = result_fail(r, EX_USAGE, "bad recipient '%s': %s", a, err);
 	for (size_t k = 0; rc == 0 && k < l.n; k++)
-		rc = add_one(j, l.v[k].mailbox, r);
+		rc = add_one(j, l.v[k].mailbox, EX_USAGE, r);
 	addrlist_free(&l);
 	return rc;
 }
@@ -173,7 +191,7 @@ static int collect_rcpts(struct job *j, struct result *r)
 		if (add_list(j, j->req->rcpt[i], r) < 0)
 			return -1;
 	for (size_t k = 0; k < j->head.rcpts.n; k++)
-		if (add_one(j, j->head.rcpts.v[k].mailbox, r) < 0)
+		if (add_one(j, j->head.rcpts.v[k].mailbox, EX_DATAERR, r) < 0)
 			return -1;
 	if (j->rcpts.n == 0)
 		return result_fail(r, EX_USAGE, "no recipients%s",

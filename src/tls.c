@@ -163,7 +163,7 @@ static void sans_copy(gnutls_x509_crt_t crt, char *out, size_t cap)
 
 	out[0] = '\0';
 	for (unsigned i = 0; i < 64; i++) {
-		char buf[256], ip[64];
+		char buf[256], clean[256], ip[64];
 		size_t sz = sizeof buf - 1;
 		int type = gnutls_x509_crt_get_subject_alt_name(crt, i, buf, &sz, NULL);
 		const char *v = NULL;
@@ -171,8 +171,10 @@ static void sans_copy(gnutls_x509_crt_t crt, char *out, size_t cap)
 		if (type == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
 			break;
 		if (type == GNUTLS_SAN_DNSNAME) {
-			buf[sz] = '\0';
-			v = buf;
+			/* the server's bytes: no terminal escape reaches the
+			 * screen (issue 13), as for its replies */
+			result_sanitise(clean, sizeof clean, buf, sz);
+			v = clean;
 		} else if (type == GNUTLS_SAN_IPADDRESS && (sz == 4 || sz == 16)) {
 			v = inet_ntop(sz == 4 ? AF_INET : AF_INET6, buf, ip, sizeof ip);
 		}

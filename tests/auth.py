@@ -659,6 +659,14 @@ CASES = [
          server=mkserver("LOGIN", rules={"AUTH": ["334 ***not-base64***", "235 2.7.0 ok"]}),
          cfg=cfg(auth="login"), exit=EX_PROTOCOL, delivered=False, no_mail=True,
          commands=[EHLO, b"AUTH LOGIN", b"*", b"QUIT"]),
+    # issue 13: the mechanism list was cut at 256 bytes
+    dict(name="PLAIN after 300 bytes of other mechanism names",
+         server=mkserver(" ".join("X-MECH-%04d" % i for i in range(28)) + " PLAIN"),
+         cfg=cfg(auth="plain"), exit=EX_OK, commands=ok_cmds(plain_line())),
+    dict(name="auto: SCRAM-SHA-256 at the end of a 4000-byte AUTH line",
+         server=mkserver(" ".join("X-MECH-%04d" % i for i in range(330))
+                         + " SCRAM-SHA-256", lambda b: srv_scram(PASSWORD, b)),
+         cfg=cfg(auth="auto"), exit=EX_OK),
     # ---- password sources
     dict(name="password_file with spaces, ';', '#', quotes, UTF-8",
          server=mkserver("PLAIN", lambda b: srv_plain(SP_FILE, b)),
@@ -687,6 +695,19 @@ CASES = [
                  password_command="echo piped-secret | cat"),
          exit=EX_OK, commands=ok_cmds(plain_line("piped-secret")),
          check=ck_box(verified=True)),
+    # issue 13: the first line and the command's own exit are enough; a
+    # background child holding the pipes open must not make it time out
+    dict(name="password_command leaving a background child",
+         server=mkserver("PLAIN", lambda b: srv_plain("bg-secret", b)),
+         cfg=cfg(auth="plain", password=None, password_command=lambda C: script(
+             "pw-bg", "echo bg-secret; echo note >&2; sleep 30 &")),
+         exit=EX_OK, commands=ok_cmds(plain_line("bg-secret")),
+         check=ck_box(verified=True)),
+    dict(name="password_command leaving a background child, then failing",
+         server=mkserver("PLAIN"),
+         cfg=cfg(auth="plain", password=None, password_command=lambda C: script(
+             "pw-bg-fail", "echo 'vault is locked' >&2; sleep 30 & exit 4")),
+         exit=EX_CONFIG, err=["4", "vault is locked"], no_connect=True),
     dict(name="password_command exits 3", server=mkserver("PLAIN"),
          cfg=cfg(auth="plain", password=None, password_command=lambda C: script(
              "pw-fail", "echo 'vault is locked' >&2; echo partial; exit 3")),

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* Parsed lists are flattened to "mailbox{display}|mailbox|..." so one string
  * states the whole expected result, display names included. */
@@ -375,8 +376,94 @@ static void test_helpers(void)
 	}
 }
 
+/* The rule the hash index must keep (RFC 5321 2.4), written pairwise. */
+static int naive_same(const char *a, const char *b)
+{
+	const char *da = addr_domain(a), *db = addr_domain(b);
+	size_t la = da ? (size_t)(da - a) : strlen(a), lb = db ? (size_t)(db - b) : strlen(b);
+
+	return la == lb && memcmp(a, b, la) == 0 && !da == !db &&
+	       (!da || strcasecmp(da, db) == 0);
+}
+
+/* "keep the first of each" over in[0..n) both ways; 1 when they agree. */
+static int dedupe_agrees(const char *const *in, size_t n, struct addrlist *l)
+{
+	size_t k = 0;
+	int same = 1;
+
+	for (size_t i = 0; i < n; i++)
+		if (!addrlist_contains(l, in[i]))
+			addrlist_add(l, in[i], NULL);
+	for (size_t i = 0; i < n && same; i++) {
+		int seen = 0;
+		for (size_t j = 0; j < i && !seen; j++)
+			seen = naive_same(in[j], in[i]);
+		if (!seen)
+			same = k < l->n && strcmp(l->v[k++].mailbox, in[i]) == 0;
+	}
+	return same && k == l->n;
+}
+
+static void test_dedupe(void)
+{
+	static const char *const tricky[] = {
+		"a@example.com", "A@example.com", "a@EXAMPLE.com", "a@example.COM",
+		"root", "ROOT", "root@example.com", "root", "\"a@b\"@x.example",
+		"\"a@b\"@X.EXAMPLE", "\"a@B\"@x.example", "a@[192.0.2.1]",
+		"a@[192.0.2.1]", "j\xc3\xb6" "e@example.com", "J\xc3\xb6" "e@example.com",
+		"j\xc3\xb6" "e@Example.com", "b@x", "b@X", "b@x.", "a@example.com",
+	};
+	static char buf[3000][32];
+	const char *many[3000];
+	struct addrlist l = { 0 };
+
+	ok(dedupe_agrees(tricky, sizeof tricky / sizeof tricky[0], &l),
+	   "dedupe: first of each kept, in order; domain caseless, local part exact");
+	is_int(l.n, 12, "dedupe: 12 distinct among the tricky ones");
+	addrlist_free(&l);
+
+	/* enough entries for the index to grow several times, with repeats
+	 * that differ only in the case of the domain or of the local part */
+	for (size_t i = 0; i < 3000; i++) {
+		unsigned v = (unsigned)(i * 7919u % 1200u);
+		snprintf(buf[i], sizeof buf[i], i % 3 ? "u%u@D%u.example" : "U%u@d%u.EXAMPLE",
+			 v, v % 17);
+		many[i] = buf[i];
+	}
+	ok(dedupe_agrees(many, 3000, &l), "dedupe: 3000 entries agree with a pairwise search");
+
+	/* shrinking (alias expansion's rollback) must not leave stale slots */
+	addrlist_truncate(&l, 5);
+	is_int(l.n, 5, "truncate: 5 left");
+	addrlist_add(&l, "new@example.com", NULL);
+	addrlist_add(&l, "new2@example.com", NULL);
+	ok(addrlist_contains(&l, "NEW@x") == 0 && addrlist_contains(&l, "new@EXAMPLE.com") &&
+	   addrlist_contains(&l, "new2@example.com"),
+	   "truncate then add: the new entries are found, nothing else is");
+	ok(!addrlist_contains(&l, many[2999]) || naive_same(many[2999], l.v[0].mailbox) ||
+	   naive_same(many[2999], l.v[1].mailbox) || naive_same(many[2999], l.v[2].mailbox) ||
+	   naive_same(many[2999], l.v[3].mailbox) || naive_same(many[2999], l.v[4].mailbox),
+	   "truncate: a dropped entry is no longer found");
+	addrlist_free(&l);
+	ok(l.slot == NULL && l.nslots == 0, "free drops the index");
+
+	/* 100,000 distinct and 100,000 repeats: counted, not timed */
+	for (unsigned i = 0; i < 200000; i++) {
+		char m[40];
+		snprintf(m, sizeof m, "x%u@%s.example", i % 100000, i < 100000 ? "a" : "A");
+		if (!addrlist_contains(&l, m))
+			addrlist_add(&l, m, NULL);
+	}
+	is_int(l.n, 100000, "dedupe: 200,000 with 100,000 repeats leave 100,000");
+	ok(l.n == 100000 && strcmp(l.v[99999].mailbox, "x99999@a.example") == 0,
+	   "dedupe: first-seen order at scale");
+	addrlist_free(&l);
+}
+
 int main(void)
 {
+	test_dedupe();
 	test_good();
 	test_bad();
 	test_hostile();

@@ -145,6 +145,23 @@ static void test_caps(void)
 	ok(!(c.flags & CAP_PIPELINING), "first line is the greeting, not a keyword");
 	ok(c.flags & CAP_SIZE, "SIZE without a value");
 	is_int(c.size_max, 0, "SIZE without a value means no limit");
+
+	/* Issue 13: the list was cut at 256 bytes, so a PLAIN after 300 bytes
+	 * of other names was "not offered".  Only the line limit bounds it. */
+	for (size_t total = 300; total <= REPLY_LINE_MAX; total += REPLY_LINE_MAX - 300) {
+		char line[REPLY_LINE_MAX + 1];
+		size_t o = (size_t)snprintf(line, sizeof line, "250 AUTH");
+		for (int k = 0; o + 30 < total; k++)
+			o += (size_t)snprintf(line + o, sizeof line - o, " X-MECHANISM-%04d", k);
+		o += (size_t)snprintf(line + o, sizeof line - o, " PLAIN");
+		reply_init(&rp);
+		reply_feed(&rp, "250-mx.example", 14, &why);
+		ok(reply_feed(&rp, line, o, &why) == REPLY_DONE, "%zu-byte AUTH line accepted", o);
+		caps_parse(&c, &rp);
+		is_int(strlen(c.auth), o - 9, "%zu-byte AUTH line kept whole", o);
+		ok(o >= 9 && strcmp(c.auth + strlen(c.auth) - 6, " PLAIN") == 0,
+		   "%zu-byte AUTH line: PLAIN at its end is seen", o);
+	}
 }
 
 int main(void)

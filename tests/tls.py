@@ -298,6 +298,71 @@ def ck_serverinfo(pair_of, verdict, until=None, starttls=True):
     return ck
 
 
+# A certificate whose names carry terminal escapes (issue 13): ESC[2J clears
+# the screen, ESC]0;...BEL sets the window title.  certtool refuses such
+# names, so Python's `cryptography` makes it (the row is skipped without).
+ESCAPES = "\x1b[2J\x1b]0;owned\x07"
+
+
+def hostile_pair(C):
+    cert = os.path.join(C.dir, "hostile.pem")
+    key = os.path.join(C.dir, "hostile.key")
+    if os.path.exists(cert):
+        return cert, key
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    k = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cn" + ESCAPES),
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "org" + ESCAPES)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    crt = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+           .public_key(k.public_key()).serial_number(7)
+           .not_valid_before(now - datetime.timedelta(days=1))
+           .not_valid_after(now + datetime.timedelta(days=30))
+           .add_extension(x509.SubjectAlternativeName(
+               [x509.DNSName("evil" + ESCAPES + ".example"),
+                x509.DNSName("localhost")]), critical=False)
+           .sign(k, hashes.SHA256()))
+    with open(cert, "wb") as f:
+        f.write(crt.public_bytes(serialization.Encoding.PEM))
+    with open(key, "wb") as f:
+        f.write(k.private_bytes(serialization.Encoding.PEM,
+                                serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()))
+    return cert, key
+
+
+def have_cryptography():
+    try:
+        import cryptography.x509  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+def hostile_srv(C, box):
+    return S(ssl_context=C.context(hostile_pair(C)), tls="implicit",
+             rules={"GREETING": raw(b"220 greeting" + ESCAPES.encode() + b"\r\n")},
+             extensions=["PIPELINING", "X-CAP" + ESCAPES])
+
+
+def ck_no_escapes(name, res, srv, C, box):
+    for what, blob in (("stdout", res.out), ("stderr", res.err)):
+        bad = sorted({b for b in blob if b < 0x20 and b not in (0x0a,) or b == 0x7f})
+        t.is_eq(bad, [], name + ": no control byte (ESC, BEL, ...) in " + what,
+                "%s: %s" % (what, t.show(blob)))
+    names = info_lines(res.out).get("names", "")
+    t.ok(names.startswith("evil?[2J?]0;owned?.example"),
+         name + ": the hostile SAN is shown with '?' for its control bytes",
+         "names: %s" % names)
+    for label in ("subject", "issuer"):
+        t.ok("?[2J" in info_lines(res.out).get(label, ""),
+             name + ": the %s is shown, sanitised" % label, "stdout: %s" % t.show(res.out))
+
+
 # --------------------------------------------------------------------------
 # The table.  server/cfg: functions of the Certs object (C) and a Box.
 
@@ -533,6 +598,10 @@ CASES = [
          cfg=pinned(lambda C: fp(certs.spki_sha256(C.good[0]))), args=["--serverinfo"],
          exit=EX_OK, stdout_ok=True,
          check=ck_serverinfo(lambda C: C.selfsigned, r"pin mismatch")),
+    dict(name="--serverinfo, certificate names with terminal escapes",
+         server=hostile_srv, needs=have_cryptography,
+         cfg=lambda C: dict(tls="implicit", tls_trust_file=C.ca),
+         args=["--serverinfo"], exit=EX_OK, stdout_ok=True, check=ck_no_escapes),
     # ---- secrets in -v
     dict(name="-v transcript with AUTH PLAIN over STARTTLS",
          server=starttls_srv("good", extensions=AUTH_EXT + ["STARTTLS"]),
@@ -560,6 +629,9 @@ def resolve_cfg(c, C):
 
 def run_case(c, C):
     name = c["name"]
+    if c.get("needs") and not c["needs"]():
+        t.skip(name, "needs Python's cryptography module")
+        return
     box = Box()
     srv = ScriptedServer(**c["server"](C, box)).start()
     try:

@@ -25,7 +25,7 @@ export FUZZ_SECONDS FUZZ_RSS_MB FUZZ_TIMEOUT
 # session targets, a few KiB elsewhere.
 max_len() {
 	case $1 in
-	reply|session) echo 20000 ;;
+	reply|session|bsdata) echo 20000 ;;
 	cfg|aliases) echo 8192 ;;
 	*) echo 4096 ;;
 	esac
