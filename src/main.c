@@ -36,6 +36,7 @@ static int run(struct ctx *c, struct result *r)
 	case MODE_SMTP: return mode_bsmtp(c, r);
 	case MODE_CHECK: return mode_check(c, r);
 	case MODE_IMPORT: return mode_import(c, r);
+	case MODE_IGNORE: return 0;
 	}
 	return result_fail(r, EX_SOFTWARE, "unknown mode %d", (int)c->o.mode);
 }

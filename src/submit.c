@@ -12,6 +12,8 @@
 #include "smtp.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -494,6 +496,21 @@ static int send_queued(struct job *j, const char **rcpt, int always, struct resu
 	return rc;
 }
 
+/* -bv: where each recipient would go after aliases and maildomain.  Postfix
+ * mails a report instead; a relay client can only say what it would send. */
+static int verify_report(const struct job *j)
+{
+	for (size_t i = 0; i < j->rcpts.n; i++)
+		if (j->acct)
+			printf("<%s>: would be sent through account '%s' (%s)\n",
+			       j->rcpts.v[i].mailbox, j->acct->name,
+			       j->c->host ? j->c->host : "?");
+		else
+			printf("<%s>: would be queued (no relay is configured)\n",
+			       j->rcpts.v[i].mailbox);
+	return 0;
+}
+
 static int deliver(struct job *j, struct result *r)
 {
 	const char **rcpt = rcpt_vector(j);
@@ -506,7 +523,9 @@ static int deliver(struct job *j, struct result *r)
 		free(rcpt);
 		return ctx_load_config(j->c, 1, r);   /* says how to configure one */
 	}
-	if (j->c->o.dry_run) {
+	if (j->c->o.verify) {
+		rc = verify_report(j);
+	} else if (j->c->o.dry_run) {
 		struct smtp_envelope env = { .from = j->from, .rcpt = rcpt,
 					     .nrcpt = j->rcpts.n };
 		struct smtp_message m = { .head = j->msgbuf, .headlen = j->msglen,
@@ -537,8 +556,17 @@ int mode_send(struct ctx *c, struct result *r)
 	struct submit_req req = { .infd = 0, .from = c->o.from, .rcpt = c->o.rcpt,
 				  .nrcpt = (size_t)c->o.nrcpt, .extract = c->o.extract };
 
+	int rc;
+
+	/* -bv reads no message: the recipients come from the command line. */
+	if (c->o.verify && (c->o.extract || c->o.nrcpt == 0))
+		return result_fail(r, EX_USAGE, "-bv needs recipients on the command "
+				   "line (and no -t)");
+	if (c->o.verify && (req.infd = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)
+		return result_fail(r, EX_OSERR, "/dev/null: %s", strerror(errno));
 	/* No configuration is not an error here: the message is queued. */
-	if (ctx_load_config(c, 0, r) < 0)
-		return -1;
-	return submit(c, &req, r);
+	rc = ctx_load_config(c, 0, r) < 0 ? -1 : submit(c, &req, r);
+	if (c->o.verify)
+		close(req.infd);
+	return rc;
 }
