@@ -18,15 +18,16 @@ static const char *tag = "pushmail";
 __attribute__((format(printf, 1, 0)))
 static void vlog(const char *fmt, va_list ap)
 {
-	char buf[2048];
+	char buf[2048], clean[4 * sizeof buf];
+	int n = vsnprintf(buf, sizeof buf, fmt, ap);
 
-	vsnprintf(buf, sizeof buf, fmt, ap);
 	/* Whatever went into the message (addresses, server text, file names),
-	 * no control character reaches the terminal. */
-	for (char *p = buf; *p; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
-			*p = '?';
-	fprintf(stderr, "pushmail: %s\n", buf);
+	 * no control character reaches the terminal; UTF-8 stays readable. */
+	if (n < 0)
+		n = 0;
+	result_sanitise(clean, sizeof clean, buf,
+			(size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+	fprintf(stderr, "pushmail: %s\n", clean);
 }
 
 void log_err(const char *fmt, ...)

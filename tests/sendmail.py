@@ -1043,6 +1043,19 @@ def test_eai():
             [b"RCPT TO:<jos\xc3\xa9@example.org>"], name + ": UTF-8 RCPT sent as is")
     check_message(name, txns[0] if txns else None, msg, added=(DATE_RE, MSGID_RE))
 
+    name = "-v shows UTF-8 as it went on the wire, server controls escaped"
+    res, srv = send(["-v", "-t", "-f", "j\u00f6rg@example.com"], msg,
+                    server={"extensions": UTF8_EXTS,
+                            "rules": {"DATA": "354 go \x1b[31mahead\x9b"}})
+    expect_ok(name, res, srv, stderr_empty=False)
+    t.ok(b"-> RCPT TO:<jos\xc3\xa9@example.org>" in res.err,
+         name + ": -v shows RCPT TO:<jos\u00e9@example.org> in UTF-8",
+         "stderr: %s" % t.show(res.err, 2000))
+    t.ok(b"\x1b" not in res.err and b"\\x1b[31mahead" in res.err,
+         name + ": the server's ESC is shown as \\x1b", "stderr: %s" % t.show(res.err, 2000))
+    t.ok(b"\x9b" not in res.err and b"\\x9b" in res.err,
+         name + ": the server's C1 CSI is escaped", "stderr: %s" % t.show(res.err, 2000))
+
     name = "SMTPUTF8 not offered, non-ASCII local part"
     res, srv = send(["-t"], msg, server={"extensions": ["PIPELINING", "8BITMIME"]})
     t.is_eq(res.rc, EX_DATAERR, name + ": exit 65", *info(res, srv))
