@@ -93,6 +93,32 @@ static const char *step_of(enum smtp_phase ph)
 	}
 }
 
+static void step_tls(const struct relay *rl)
+{
+	char buf[1200];
+
+	snprintf(buf, sizeof buf, "%s, %s, valid until %s", rl->ti.version,
+		 rl->ti.subject, ctime(&rl->ti.not_after));
+	buf[strcspn(buf, "\n")] = '\0';
+	step("TLS", buf);
+}
+
+/* smtp_open does connect, greeting, EHLO, TLS and AUTH in one go; when it
+ * fails, the steps before the failing one still ran and are shown, so the
+ * report says how far it got (a refused password after a good TLS). */
+static void steps_before(const struct relay *rl, enum smtp_phase ph)
+{
+	int starttls = rl->p.tls == SMTP_TLS_STARTTLS;
+	int tls_done = rl->ti.version[0] != '\0' && ph != PHASE_TLS && ph != PHASE_STARTTLS;
+	int greeted = ph == PHASE_AUTH || (starttls && (ph == PHASE_STARTTLS || ph == PHASE_TLS ||
+						       (tls_done && ph <= PHASE_HELO)));
+
+	if (greeted || (tls_done && ph == PHASE_AUTH))
+		step("connect", "greeting and EHLO");
+	if (tls_done)
+		step_tls(rl);
+}
+
 int mode_check(struct ctx *c, struct result *r)
 {
 	struct relay_overrides ov;
@@ -122,17 +148,14 @@ int mode_check(struct ctx *c, struct result *r)
 	}
 	ss = smtp_open(&rl.p, r);
 	if (!ss) {
+		steps_before(&rl, r->phase);
 		fail(&rl, step_of(r->phase), r);
 		relay_free(&rl);
 		return -1;
 	}
 	step("connect", "greeting and EHLO");
-	if (rl.p.tls != SMTP_TLS_OFF) {
-		snprintf(buf, sizeof buf, "%s, %s, valid until %s", rl.ti.version,
-			 rl.ti.subject, ctime(&rl.ti.not_after));
-		buf[strcspn(buf, "\n")] = '\0';
-		step("TLS", buf);
-	}
+	if (rl.p.tls != SMTP_TLS_OFF)
+		step_tls(&rl);
 	if (rl.p.auth)
 		step("authenticate", rl.ap.user ? rl.ap.user : "");
 	smtp_close(ss);

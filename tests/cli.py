@@ -158,12 +158,42 @@ def help_lists_modes():
         t.ok(w in res.out, "--help mentions %s" % w.decode(), "stdout: %s" % t.show(res.out))
 
 
+def check_keeps_every_step():
+    """--check prints every step that ran, also when a later one fails."""
+    import certs
+    C = certs.get()
+    if C is None:
+        t.skip("--check steps", "certtool or Python ssl not available")
+        return
+    exts = ["PIPELINING", "ENHANCEDSTATUSCODES", "AUTH PLAIN LOGIN"]
+    for name, rules, want_rc in (("AUTH refused", {"AUTH": "535 5.7.8 bad credentials"}, 77),
+                                 ("all good", {}, EX_OK)):
+        srv = ScriptedServer(rules=rules, ssl_context=C.context(C.good), tls="starttls",
+                             extensions=["PIPELINING", "STARTTLS"],
+                             tls_extensions=exts).start()
+        try:
+            cfgp = t.write_config(port=srv.port, tls="starttls", tls_trust_file=C.ca,
+                                  auth="plain", user="me@example.com", password="secret1")
+            res = case("--check, " + name, ["-C", cfgp, "--check"], want_rc, stdin=b"")
+        finally:
+            srv.stop()
+        for w in (b"ok    configuration", b"ok    resolve", b"ok    connect", b"ok    TLS"):
+            t.ok(w in res.out, "--check, %s: says %s" % (name, t.show(w)),
+                 "stdout: %s" % t.show(res.out))
+        want = b"ok    authenticate" if want_rc == EX_OK else b"FAIL  authenticate"
+        t.ok(want in res.out, "--check, %s: says %s" % (name, t.show(want)),
+             "stdout: %s" % t.show(res.out))
+        t.ok(b"TLS1." in res.out, "--check, %s: the TLS line has the version" % name)
+        t.ok(b"secret1" not in res.out + res.err, "--check, %s: no password shown" % name)
+
+
 def options_that_misroute(srv, cfg):
     verp_and_transcript(srv, cfg)
     o_words(srv, cfg)
     queue_flags(srv)
     mode_letters(srv, cfg)
     help_lists_modes()
+    check_keeps_every_step()
 
 
 def main():
