@@ -119,6 +119,19 @@ static void steps_before(const struct relay *rl, enum smtp_phase ph)
 		step_tls(rl);
 }
 
+/* Not a failure (mail with full addresses goes), but cron's "root" would
+ * wait in the queue: say so before anyone relies on it. */
+static void check_maildomain(const struct account *a)
+{
+	if (cfg_str(a, K_MAILDOMAIN)) {
+		step("maildomain", cfg_str(a, K_MAILDOMAIN));
+		return;
+	}
+	printf("  warn  %-16s not set: mail to or from a local name (cron's root, "
+	       "user@localhost)\n        waits in the queue until 'maildomain = "
+	       "your.domain' is set\n", "maildomain");
+}
+
 int mode_check(struct ctx *c, struct result *r)
 {
 	struct relay_overrides ov;
@@ -139,6 +152,7 @@ int mode_check(struct ctx *c, struct result *r)
 		 rl.p.tls == SMTP_TLS_OFF ? "off" :
 		 rl.p.tls == SMTP_TLS_IMPLICIT ? "implicit" : "starttls", rl.ap.mech);
 	step("configuration", buf);
+	check_maildomain(c->acct);
 	if (resolve(&rl, r) < 0)
 		return -1;
 	if (relay_auth(&rl, r) < 0) {

@@ -114,18 +114,20 @@ enum runq_outcome runq_record_for(struct queue *q, struct qentry *e,
 }
 
 /* Bare local names (cron's "root") get the account's maildomain now, since
- * the message may have been queued before any account existed. */
+ * the message may have been queued before any account existed; the sender
+ * is v[nrcpt].  Without maildomain a bare name stays bare and the message
+ * waits (see bare_name). */
 static char **envelope_rcpts(const struct qenv *qe, const struct account *a)
 {
 	const char *md = a ? cfg_str(a, K_MAILDOMAIN) : NULL;
-	char **v = calloc(qe->nrcpt + 1, sizeof *v);
+	char **v = calloc(qe->nrcpt + 2, sizeof *v);
 
 	if (!v)
 		return NULL;
-	for (size_t i = 0; i < qe->nrcpt; i++) {
-		int n = !strchr(qe->rcpt[i], '@') && md ?
-			asprintf(&v[i], "%s@%s", qe->rcpt[i], md) :
-			((v[i] = strdup(qe->rcpt[i])) ? 0 : -1);
+	for (size_t i = 0; i <= qe->nrcpt; i++) {
+		const char *m = i < qe->nrcpt ? qe->rcpt[i] : qe->from;
+		int n = *m && !strchr(m, '@') && md ? asprintf(&v[i], "%s@%s", m, md) :
+			((v[i] = strdup(m)) ? 0 : -1);
 		if (n < 0) {
 			v[i] = NULL;
 			for (size_t k = 0; k < i; k++)
@@ -135,6 +137,20 @@ static char **envelope_rcpts(const struct qenv *qe, const struct account *a)
 		}
 	}
 	return v;
+}
+
+/* A relay would refuse (or misroute) MAIL FROM:<root>: a configuration
+ * problem, temporary (SPEC 6), so the message waits for maildomain. */
+static int bare_name(char *const *v, size_t n, const struct account *a,
+		     struct result *r)
+{
+	for (size_t i = 0; i < n; i++)
+		if (*v[i] && !strchr(v[i], '@'))
+			return result_fail(r, EX_CONFIG, "<%s> has no domain and account "
+					   "'%s' has no maildomain: set 'maildomain = "
+					   "your.domain' (see pushmail.conf(5))", v[i],
+					   a ? a->name : "");
+	return 0;
 }
 
 enum runq_outcome runq_attempt(struct queue *q, struct qentry *e,
@@ -155,9 +171,11 @@ enum runq_outcome runq_attempt(struct queue *q, struct qentry *e,
 		return runq_record_for(q, e, a, pol, r);
 	}
 	env.rcpt = (const char *const *)rcpt;
+	env.from = rcpt[e->env.nrcpt];
 	lseek(e->msgfd, 0, SEEK_SET);
-	rc = smtp_transaction(ss, &env, &msg, 0, &out, r);
-	for (size_t i = 0; i < e->env.nrcpt; i++)
+	rc = bare_name(rcpt, e->env.nrcpt + 1, a, r) < 0 ? -1 :
+	     smtp_transaction(ss, &env, &msg, 0, &out, r);
+	for (size_t i = 0; i <= e->env.nrcpt; i++)
 		free(rcpt[i]);
 	free(rcpt);
 	if (rc == 0) {

@@ -39,7 +39,50 @@ struct job {
 	const char *envid;
 	struct aliases *aliases;      /* the account's aliases file, loaded lazily */
 	int aliases_loaded;
+	char host[256], fqdn[256];    /* this host's names, for local_domains */
+	const char *local_domains[5]; /* "localhost", ..., NULL (addr_local_name) */
+	char unqualified[256];        /* a local name that no maildomain qualified */
 };
+
+static const char *acct_str(const struct job *j, enum cfg_key k)
+{
+	return j->acct ? cfg_str(j->acct, k) : NULL;
+}
+
+/* user@localhost and user@<this host> are local users, as a bare name is:
+ * aliases apply, then maildomain (a relay would refuse root@vm). */
+static void find_local_domains(struct job *j)
+{
+	size_t n = 0;
+
+	j->local_domains[n++] = "localhost";
+	j->local_domains[n++] = "localhost.localdomain";
+	if (gethostname(j->host, sizeof j->host - 1) == 0 && j->host[0])
+		j->local_domains[n++] = j->host;
+	relay_default_ehlo(j->fqdn, sizeof j->fqdn);
+	if (strcasecmp(j->fqdn, j->host) != 0)
+		j->local_domains[n++] = j->fqdn;
+	j->local_domains[n] = NULL;
+}
+
+/* The local part of a local name, qualified with maildomain when the account
+ * has one; without it the bare name is kept (the queue runner qualifies it
+ * once maildomain is set) and remembered for the notice. */
+static void qualify(struct job *j, const char *mbox, char *out, size_t cap)
+{
+	const char *md = acct_str(j, K_MAILDOMAIN);
+	size_t n = addr_local_name(mbox, j->local_domains);
+
+	if (!n) {
+		snprintf(out, cap, "%s", mbox);
+	} else if (md) {
+		snprintf(out, cap, "%.*s@%s", (int)n, mbox, md);
+	} else {
+		snprintf(out, cap, "%.*s", (int)n, mbox);
+		if (!j->unqualified[0])
+			snprintf(j->unqualified, sizeof j->unqualified, "%s", mbox);
+	}
+}
 
 static void job_free(struct job *j)
 {
@@ -51,13 +94,8 @@ static void job_free(struct job *j)
 	free(j->from);
 }
 
-static const char *acct_str(const struct job *j, enum cfg_key k)
-{
-	return j->acct ? cfg_str(j->acct, k) : NULL;
-}
-
-/* Envelope sender: -f > --read-envelope-from > account from > login@host.
- * "<>" is the null sender. */
+/* Envelope sender: -f > --read-envelope-from > account from > login name,
+ * a local name qualified with maildomain.  "<>" is the null sender. */
 static int choose_from(struct job *j, const char *header_from, struct result *r)
 {
 	const char *f = j->req->from;
@@ -72,16 +110,13 @@ static int choose_from(struct job *j, const char *header_from, struct result *r)
 		f = acct_str(j, K_FROM);
 	if (!f) {
 		struct passwd *pw = getpwuid(getuid());
-		snprintf(buf, sizeof buf, "%s@%s", pw ? pw->pw_name : "root", j->ehlo);
-		f = buf;
+		f = pw ? pw->pw_name : "root";
 	}
 	if (strcmp(f, "<>") == 0)
 		f = "";
-	/* cronie's "-f alice": a bare name gets maildomain, as recipients do */
-	if (*f && !strchr(f, '@') && acct_str(j, K_MAILDOMAIN)) {
-		snprintf(buf, sizeof buf, "%.500s@%.500s", f, acct_str(j, K_MAILDOMAIN));
-		f = buf;
-	}
+	/* cronie's "-f alice", or root@vm: maildomain, as for recipients */
+	qualify(j, f, buf, sizeof buf);
+	f = buf;
 	if (!addr_valid_mailbox(f))
 		return result_fail(r, EX_USAGE, "invalid sender address '%s'", f);
 	j->from = idn_envelope_address(f);
@@ -91,13 +126,10 @@ static int choose_from(struct job *j, const char *header_from, struct result *r)
 
 static int add_rcpt(struct job *j, const char *mbox, struct result *r)
 {
-	const char *md = acct_str(j, K_MAILDOMAIN);
 	char buf[600];
 
-	if (!strchr(mbox, '@') && md) {   /* cron's "root" -> root@maildomain */
-		snprintf(buf, sizeof buf, "%s@%s", mbox, md);
-		mbox = buf;
-	}
+	qualify(j, mbox, buf, sizeof buf);   /* cron's "root" -> root@maildomain */
+	mbox = buf;
 	if (!addr_valid_mailbox(mbox) || !*mbox)
 		return result_fail(r, EX_USAGE, "invalid recipient address '%s'", mbox);
 	char *ace = idn_envelope_address(mbox);
@@ -144,7 +176,13 @@ static int add_local(struct job *j, const char *name, struct result *r)
 
 static int add_one(struct job *j, const char *mbox, struct result *r)
 {
-	return strchr(mbox, '@') ? add_rcpt(j, mbox, r) : add_local(j, mbox, r);
+	size_t n = addr_local_name(mbox, j->local_domains);
+	char local[600];
+
+	if (!n)
+		return add_rcpt(j, mbox, r);
+	snprintf(local, sizeof local, "%.*s", (int)n, mbox);   /* root@localhost */
+	return add_local(j, local, r);
 }
 
 static int add_list(struct job *j, const char *a, struct result *r)
@@ -282,6 +320,8 @@ static int prepare_message(struct job *j, struct result *r)
 	mo.set_msgid = policy(j, K_SET_MSGID_HEADER);
 	mo.set_from = policy(j, K_SET_FROM_HEADER);
 	mo.set_to = policy(j, K_SET_TO_HEADER);
+	mo.maildomain = acct_str(j, K_MAILDOMAIN);
+	mo.local_domains = j->local_domains;
 	return msg_head_process(j->raw, j->headlen, &mo, &j->head, r);
 }
 
@@ -384,7 +424,16 @@ static void fill_qenv(struct job *j, struct qenv *qe, const char **rcpt)
 	qe->envid = (char *)j->envid;
 }
 
-/* Try the spooled message now; the queue records the outcome. */
+/* Without maildomain a local name would go to the relay bare (RCPT TO:<root>,
+ * MAIL FROM:<root>), which providers refuse: a configuration problem, which
+ * SPEC 6 treats as temporary, so the message waits for the fix. */
+static int maildomain_missing(const struct job *j, struct result *r)
+{
+	return result_fail(r, EX_CONFIG, "<%s> has no domain and account '%s' has no "
+			   "maildomain: set 'maildomain = your.domain' (see "
+			   "pushmail.conf(5))", j->unqualified, j->acct->name);
+}
+
 /* Try the spooled message now on relay rl (already checked); the queue
  * records the outcome. */
 static enum runq_outcome try_now(struct job *j, struct relay *rl, struct queue *q,
@@ -395,6 +444,10 @@ static enum runq_outcome try_now(struct job *j, struct relay *rl, struct queue *
 	enum runq_outcome oc;
 
 	runq_policy_of(j->acct, &pol);
+	if (j->unqualified[0]) {
+		maildomain_missing(j, r);
+		return runq_record_for(q, e, j->acct, &pol, r);
+	}
 	if (relay_auth(rl, r) == 0)
 		ss = smtp_open(&rl->p, r);
 	oc = ss ? runq_attempt(q, e, ss, j->acct, &pol, r) :
@@ -523,6 +576,11 @@ static int deliver(struct job *j, struct result *r)
 		free(rcpt);
 		return ctx_load_config(j->c, 1, r);   /* says how to configure one */
 	}
+	if (j->unqualified[0] && j->acct && (j->c->o.verify || j->c->o.dry_run)) {
+		struct result why;
+		maildomain_missing(j, &why);
+		log_err("warning: %s", why.text);
+	}
 	if (j->c->o.verify) {
 		rc = verify_report(j);
 	} else if (j->c->o.dry_run) {
@@ -532,7 +590,7 @@ static int deliver(struct job *j, struct result *r)
 					  .fd = j->req->infd };
 		rc = smtp_dry_run(stdout, &env, &m, r);
 	} else if (j->acct && (j->c->o.no_queue || (mode && !strcmp(mode, "never")))) {
-		rc = send_direct(j, rcpt, r);
+		rc = j->unqualified[0] ? maildomain_missing(j, r) : send_direct(j, rcpt, r);
 	} else {
 		rc = send_queued(j, rcpt, mode && !strcmp(mode, "always"), r);
 	}
@@ -545,6 +603,7 @@ int submit(struct ctx *c, const struct submit_req *req, struct result *r)
 	struct job j = { .c = c, .req = req };
 	int rc;
 
+	find_local_domains(&j);
 	rc = prepare_message(&j, r) < 0 || collect_rcpts(&j, r) < 0 ||
 	     choose_dsn(&j, r) < 0 || build_msgbuf(&j, r) < 0 ? -1 : deliver(&j, r);
 	job_free(&j);
