@@ -170,8 +170,11 @@ int mode_check(struct ctx *c, struct result *r)
 	step("connect", "greeting and EHLO");
 	if (rl.p.tls != SMTP_TLS_OFF)
 		step_tls(&rl);
-	if (rl.p.auth)
-		step("authenticate", rl.ap.user ? rl.ap.user : "");
+	if (rl.p.auth) {
+		snprintf(buf, sizeof buf, "%s with %s", rl.ap.user ? rl.ap.user : "",
+			 rl.auth_used[0] ? rl.auth_used : "?");
+		step("authenticate", buf);
+	}
 	smtp_close(ss);
 	relay_free(&rl);
 	printf("everything works; nothing was sent\n");

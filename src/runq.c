@@ -57,15 +57,21 @@ static void human_duration(long s, char *out, size_t cap)
 static const char *const tls_names[] = { "off", "starttls", "implicit" };
 
 /* The mail log line for one try (SPEC/issue: account, host, tls, auth, from,
- * recipients, size, relay reply, queue id, exit status). */
-static void log_try(const struct account *a, const struct qentry *e,
-		    const char *status, const char *detail, int exitcode)
+ * recipients, size, relay reply, queue id, exit status).  With the session
+ * (ss, may be NULL) it names the TLS version, cipher and AUTH mechanism that
+ * were actually used. */
+static void log_try(const struct account *a, const struct smtp_session *ss,
+		    const struct qentry *e, const char *status, const char *detail,
+		    int exitcode)
 {
+	const struct smtp_params *p = ss ? smtp_params_of(ss) : NULL;
 	struct log_record lr = {
 		.account = a ? a->name : NULL, .host = a ? cfg_str(a, K_HOST) : NULL,
 		.tls = a ? tls_names[cfg_tls_mode(a) % 3] : NULL,
-		.auth = a ? (cfg_str(a, K_AUTH) ? cfg_str(a, K_AUTH) :
-			     cfg_str(a, K_USER) ? "auto" : "off") : NULL,
+		.tls_version = p && p->tls_info ? p->tls_info->version : NULL,
+		.cipher = p && p->tls_info ? p->tls_info->cipher : NULL,
+		.auth = p ? p->auth_used : NULL,
+		.facility = a ? cfg_str(a, K_LOG_FACILITY) : NULL,
 		.from = e->env.from, .nrcpt = e->env.nrcpt,
 		.rcpt = e->env.nrcpt ? e->env.rcpt[0] : NULL, .size = e->env.size,
 		.status = status, .detail = detail, .qid = e->env.id,
@@ -81,9 +87,20 @@ enum runq_outcome runq_record(struct queue *q, struct qentry *e,
 	return runq_record_for(q, e, NULL, pol, r);
 }
 
+static enum runq_outcome record(struct queue *q, struct qentry *e,
+				 const struct account *a, const struct smtp_session *ss,
+				 const struct runq_policy *pol, const struct result *r);
+
 enum runq_outcome runq_record_for(struct queue *q, struct qentry *e,
 				  const struct account *a,
 				  const struct runq_policy *pol, const struct result *r)
+{
+	return record(q, e, a, NULL, pol, r);
+}
+
+static enum runq_outcome record(struct queue *q, struct qentry *e,
+				 const struct account *a, const struct smtp_session *ss,
+				 const struct runq_policy *pol, const struct result *r)
 {
 	char why[RESULT_TEXT_MAX + 300];
 	struct result ignored;
@@ -98,7 +115,7 @@ enum runq_outcome runq_record_for(struct queue *q, struct qentry *e,
 		e->env.next_try = now + queue_backoff(e->env.tries, pol->retry_min,
 						      pol->retry_max);
 		queue_update(q, e, &ignored);
-		log_try(a, e, "deferred", why, r->exitcode);
+		log_try(a, ss, e, "deferred", why, r->exitcode);
 		return RUNQ_DEFERRED;
 	}
 	if (runq_is_temporary(r)) {
@@ -109,7 +126,7 @@ enum runq_outcome runq_record_for(struct queue *q, struct qentry *e,
 	} else {
 		queue_to_failed(q, e, why, &ignored);
 	}
-	log_try(a, e, "failed", e->env.error, r->exitcode);
+	log_try(a, ss, e, "failed", e->env.error, r->exitcode);
 	return RUNQ_FAILED;
 }
 
@@ -179,11 +196,11 @@ enum runq_outcome runq_attempt(struct queue *q, struct qentry *e,
 		free(rcpt[i]);
 	free(rcpt);
 	if (rc == 0) {
-		log_try(a, e, "sent", out.final_reply, 0);
+		log_try(a, ss, e, "sent", out.final_reply, 0);
 		queue_done(q, e);
 		return RUNQ_DELIVERED;
 	}
-	return runq_record_for(q, e, a, pol, r);
+	return record(q, e, a, ss, pol, r);
 }
 
 /* ---- queue runs ------------------------------------------------------------ */

@@ -552,6 +552,11 @@ int smtp_transaction(struct smtp_session *ss, const struct smtp_envelope *env,
 	return do_data(s, msg, last, out);
 }
 
+const struct smtp_params *smtp_params_of(const struct smtp_session *ss)
+{
+	return ss->p;
+}
+
 int smtp_usable(const struct smtp_session *ss)
 {
 	const struct smtp_session *s = ss;

@@ -368,7 +368,9 @@ static void log_direct(const struct job *j, const struct relay *rl,
 	static const char *const tls[] = { "off", "starttls", "implicit" };
 	struct log_record lr = {
 		.account = j->acct->name, .host = rl->p.host, .tls = tls[rl->p.tls % 3],
-		.auth = rl->ap.mech, .from = j->from, .nrcpt = j->rcpts.n,
+		.tls_version = rl->ti.version, .cipher = rl->ti.cipher,
+		.auth = rl->auth_used, .facility = acct_str(j, K_LOG_FACILITY),
+		.from = j->from, .nrcpt = j->rcpts.n,
 		.rcpt = j->rcpts.n ? j->rcpts.v[0].mailbox : NULL, .size = size,
 		.status = exitcode ? "failed" : "sent", .detail = detail,
 		.exitcode = exitcode,

@@ -184,6 +184,9 @@ def check_keeps_every_step():
         t.ok(want in res.out, "--check, %s: says %s" % (name, t.show(want)),
              "stdout: %s" % t.show(res.out))
         t.ok(b"TLS1." in res.out, "--check, %s: the TLS line has the version" % name)
+        if want_rc == EX_OK:
+            t.ok(b"me@example.com with PLAIN" in res.out,
+                 "--check, %s: names the mechanism used" % name)
         t.ok(b"secret1" not in res.out + res.err, "--check, %s: no password shown" % name)
 
 

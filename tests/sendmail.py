@@ -1236,6 +1236,85 @@ def test_logging():
     no_secret(name, "the -X file", read_file(xfile))
 
 
+def log_line(path, idx=-1):
+    lines = read_file(path).splitlines()
+    return lines[idx] if lines else b""
+
+
+def test_log_details():
+    """The mail log names what was used (AUTH mechanism, TLS version and
+    cipher), can go to several places, and takes a syslog facility."""
+    msg = b"From: s@example.com\nTo: a@example.org\nSubject: log\n\nbody\n"
+    d = sub_dir("log-details")
+    keys = {"user": AUTH_USER.decode(), "password": PASSWORD.decode(),
+            "allow_plaintext_auth": "yes", "auth": None}
+    exts = ["PIPELINING", "AUTH LOGIN PLAIN", "8BITMIME"]
+    for mode, env in (("never", None), ("on-failure", queue_env("q-log-details"))):
+        name = "log: auth = login logs LOGIN (queue = %s)" % mode
+        log = os.path.join(d, "mech-" + mode)
+        res, srv = send(["a@example.org"], msg, dict(keys, log=log, queue=mode, auth="login"),
+                        server={"extensions": exts}, env=env)
+        expect_ok(name, res, srv)
+        line = log_line(log)
+        t.ok(b"auth=LOGIN " in line, name + ": auth=LOGIN", "line: %s" % t.show(line))
+        t.ok(b"tls=off tls_version=- cipher=-" in line, name + ": no TLS",
+             "line: %s" % t.show(line))
+
+    import certs
+    C = certs.get()
+    if C is None:
+        t.skip("log: TLS version and cipher", "certtool or Python ssl not available")
+    else:
+        for mode, env in (("never", None), ("on-failure", queue_env("q-log-tls"))):
+            name = "log: auth = auto, TLS version and cipher (queue = %s)" % mode
+            log = os.path.join(d, "tls-" + mode)
+            res, srv = send(["a@example.org"], msg,
+                            dict(keys, log=log, queue=mode, tls="implicit",
+                                 tls_trust_file=C.ca, allow_plaintext_auth=None),
+                            server={"extensions": exts, "ssl_context": C.context(C.good),
+                                    "tls": "implicit"}, env=env)
+            expect_ok(name, res, srv)
+            line = log_line(log)
+            t.ok(re.search(rb"tls=implicit tls_version=TLS1\.[23] cipher=[A-Z0-9-]+ "
+                           rb"auth=PLAIN ", line) and b"auth=auto" not in line,
+                 name + ": tls_version, cipher and mechanism logged", "line: %s" % t.show(line))
+
+    name = "log: syslog and a file at once"
+    log = os.path.join(d, "both")
+    res, srv = send(["a@example.org"], msg, {"log": "syslog, " + log})
+    expect_ok(name, res, srv)
+    t.ok(b"status=sent" in log_line(log), name + ": the file has the line",
+         "log: %s" % t.show(read_file(log)))
+
+    name = "log: two files, the second with ~/"
+    home = sub_dir("log-home")
+    env = t.base_env(HOME=home)
+    log = os.path.join(d, "first")
+    res, srv = send(["a@example.org"], msg, {"log": "%s, ~/second.log" % log}, env=env)
+    expect_ok(name, res, srv)
+    t.ok(b"status=sent" in log_line(log), name + ": first file")
+    t.ok(b"status=sent" in log_line(os.path.join(home, "second.log")),
+         name + ": ~/second.log in HOME")
+
+    name = "log: repeated log keys add up"
+    srv = ScriptedServer().start()
+    la, lb = os.path.join(d, "rep-a"), os.path.join(d, "rep-b")
+    text = ("[test]\n" + "".join("%s = %s\n" % kv for kv in dict(
+        t.CONFIG_DEFAULTS, port=str(srv.port)).items()) +
+        "log = %s\nlog = %s\nlog_facility = local3\n" % (la, lb))
+    res = t.run([t.PUSHMAIL, "-C", t.write_config(text=text), "a@example.org"], stdin=msg)
+    srv.stop()
+    expect_ok(name, res, srv)
+    t.ok(b"status=sent" in log_line(la) and b"status=sent" in log_line(lb),
+         name + ": both files have the line")
+
+    name = "log_facility: a bad value is a configuration error"
+    res, srv = send(["a@example.org"], msg, {"log": "syslog", "log_facility": "kern"})
+    t.is_eq(res.rc, 78, name + ": exit 78", *info(res, srv))
+    t.ok(b"log_facility" in res.err and b"local7" in res.err,
+         name + ": names the key and the values", "stderr: %s" % t.show(res.err))
+
+
 # --------------------------------------------------------------------------
 # 7. --dry-run
 
@@ -1471,7 +1550,8 @@ def test_cron_mail():
 GROUPS = [("callers", test_callers), ("cron-mail", test_cron_mail), ("options", test_options),
           ("option-forms", test_option_forms), ("links", test_links),
           ("bs", test_bs), ("aliases", test_aliases), ("headers", test_headers),
-          ("eai", test_eai), ("logging", test_logging), ("dry-run", test_dry_run),
+          ("eai", test_eai), ("logging", test_logging),
+          ("log-details", test_log_details), ("dry-run", test_dry_run),
           ("contrib", test_contrib)]
 
 
