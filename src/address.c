@@ -789,6 +789,17 @@ size_t addr_local_name(const char *mailbox, const char *const *local_domains)
 	return 0;
 }
 
+/* A local name that addr_qualify_list rewrites: one that is still a valid
+ * path length (RFC 5321 4.5.3.1.3) once qualified; a longer one is no
+ * address a relay would take either way, and is left as it is. */
+static int qualifiable(const char *mailbox, const char *const *local_domains,
+		       size_t dlen)
+{
+	size_t n = addr_local_name(mailbox, local_domains);
+
+	return n && n + 1 + dlen <= PATH_MAX_LEN;
+}
+
 int addr_qualify_list(const char *s, size_t len, const char *domain,
 		      const char *const *local_domains, char **out, size_t *outlen)
 {
@@ -806,7 +817,7 @@ int addr_qualify_list(const char *s, size_t len, const char *domain,
 		return rc;
 	}
 	for (size_t i = 0; i < ps.nspans; i++)
-		if (addr_local_name(ps.res.v[i].mailbox, local_domains))
+		if (qualifiable(ps.res.v[i].mailbox, local_domains, dlen))
 			cap += dlen + 1;
 	if (!(buf = malloc(cap)))
 		goto out;
@@ -814,7 +825,7 @@ int addr_qualify_list(const char *s, size_t len, const char *domain,
 		const struct span *sp = &ps.spans[i];
 		size_t at = sp->dom_end ? sp->dom_start : sp->local_end;
 
-		if (!addr_local_name(ps.res.v[i].mailbox, local_domains) || at < from)
+		if (!qualifiable(ps.res.v[i].mailbox, local_domains, dlen) || at < from)
 			continue;
 		memcpy(buf + o, s + from, at - from);   /* up to the edit, as it was */
 		o += at - from;

@@ -60,7 +60,8 @@ size_t addr_local_name(const char *mailbox, const char *const *local_domains);
  * value s[0..len): "root" becomes "root@domain", "root@localhost" becomes
  * "root@domain".  Everything else stays byte for byte: display names,
  * comments, quoting, groups, folding, and every address already qualified
- * with another domain.  Returns 1 with *out (malloc'd, NUL-terminated,
+ * with another domain (and a local name too long to be a valid address once
+ * qualified, over 254 bytes).  Returns 1 with *out (malloc'd, NUL-terminated,
  * *outlen bytes) when something changed; 0 when nothing needed to or the
  * value does not parse (it is then left alone); -1 when out of memory. */
 int addr_qualify_list(const char *s, size_t len, const char *domain,
