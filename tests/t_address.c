@@ -418,6 +418,16 @@ static void test_qualify(void)
 			is_int(n, strlen(out), "qualify %s: length", qual[i].in);
 		free(out);
 	}
+	{
+		char longname[260], *out = NULL;
+		size_t n;
+
+		memset(longname, 'a', 250);
+		longname[250] = '\0';
+		is_int(addr_qualify_list(longname, 250, "example.net", locals, &out, &n), 0,
+		       "qualify: a name too long to qualify within 254 bytes is left alone");
+		free(out);
+	}
 	is_int(addr_local_name("root", locals), 4, "local: bare");
 	is_int(addr_local_name("root@VM", locals), 4, "local: host name");
 	is_int(addr_local_name("root@example.org", locals), 0, "local: other domain");
