@@ -230,15 +230,16 @@ static int apply(struct options *o, const struct letter *l, const char *arg,
 	case A_RET: o->dsn_ret = arg; return 0;
 	case A_ENVID: o->dsn_envid = arg; return 0;
 	case A_TAG: o->log_tag = arg; return 0;
-	case A_TRANSCRIPT:
-		if (is_verp(arg))   /* word itself when the value is attached */
-			note_ignored3(o, arg > word && arg < word + strlen(word) ? word :
-				      "-X", arg > word && arg < word + strlen(word) ? NULL :
-				      arg, NULL, "(Postfix VERP: the relay decides the "
-				      "return path)");
-		else
+	case A_TRANSCRIPT: {
+		int attached = arg > word && arg < word + strlen(word);   /* "-XV" */
+
+		if (!is_verp(arg))
 			o->transcript = arg;
+		else
+			note_ignored3(o, attached ? word : "-X", attached ? NULL : arg, NULL,
+				      "(Postfix VERP: the relay decides the return path)");
 		return 0;
+	}
 	case A_NEWALIASES: o->mode = MODE_ALIASES; return 0;
 	case A_BODY:   /* only BINARYMIME is used: 8-bit bytes are detected */
 		o->body_type = arg;
