@@ -616,7 +616,6 @@ int mode_send(struct ctx *c, struct result *r)
 {
 	struct submit_req req = { .infd = 0, .from = c->o.from, .rcpt = c->o.rcpt,
 				  .nrcpt = (size_t)c->o.nrcpt, .extract = c->o.extract };
-
 	int rc;
 
 	/* -bv reads no message: the recipients come from the command line. */
