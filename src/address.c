@@ -34,6 +34,13 @@ struct tok {
 	const char *p;  /* raw bytes (T_QSTR/T_DLIT: between the delimiters) */
 	size_t n;
 	int c;          /* T_SPEC: the character */
+	size_t start, end; /* raw offsets of the whole token, delimiters included */
+};
+
+/* Where an addr-spec sits in the raw input, for addr_qualify_list: the end
+ * of its local part, and its domain's span (both 0 when it has none). */
+struct span {
+	size_t local_end, dom_start, dom_end;
 };
 
 struct abuf {
@@ -47,6 +54,11 @@ struct parser {
 	struct tok t;         /* lookahead, valid when have_tok */
 	int have_tok;
 	int in_group;
+	size_t last_end;      /* raw end of the last consumed token */
+	struct span cur;      /* the addr-spec being read */
+	struct span *spans;   /* one per result entry, when wanted */
+	size_t nspans;
+	int want_spans;
 	char *err;
 	size_t errcap;
 	struct addrlist res;  /* moved to the caller's list only on success */
@@ -271,6 +283,7 @@ static int lex(struct parser *ps, struct tok *t)
 		return 0;
 	}
 	c = (unsigned char)ps->s[ps->pos];
+	t->start = ps->pos;
 	if (c == '"') {
 		t->type = T_QSTR;
 		return lex_delimited(ps, t, '"', "quoted string");
@@ -303,6 +316,7 @@ static const struct tok *peek(struct parser *ps)
 	if (!ps->have_tok) {
 		if (lex(ps, &ps->t) < 0)
 			return NULL;
+		ps->t.end = ps->pos;
 		ps->have_tok = 1;
 	}
 	return &ps->t;
@@ -310,6 +324,7 @@ static const struct tok *peek(struct parser *ps)
 
 static void consume(struct parser *ps)
 {
+	ps->last_end = ps->t.end;
 	ps->have_tok = 0;
 }
 
@@ -473,10 +488,17 @@ static int finish_spec(struct parser *ps, const struct words *w,
 			    "(spaces or dots need quotes)", w->display.s);
 	if (put_local(ps, mbox, &w->local) < 0)
 		return -1;
+	ps->cur.local_end = ps->last_end;
 	if (!peek_spec(ps, '@'))
 		return ps->have_tok ? 0 : -1;
 	consume(ps);
-	return buf_add(ps, mbox, "@", 1) < 0 ? -1 : read_domain(ps, mbox);
+	if (buf_add(ps, mbox, "@", 1) < 0 || !peek(ps))
+		return -1;
+	ps->cur.dom_start = ps->t.start;
+	if (read_domain(ps, mbox) < 0)
+		return -1;
+	ps->cur.dom_end = ps->last_end;
+	return 0;
 }
 
 /* RFC 5322 section 4.4 obs-route: "@a,@b:" before the addr-spec; it is
@@ -537,12 +559,20 @@ static int read_angle(struct parser *ps, struct abuf *mbox)
 
 static int push(struct parser *ps, const struct abuf *mbox, const char *disp)
 {
-	if (addrlist_add(&ps->res, mbox->s, disp) < 0) {
-		fail(ps, "out of memory");
-		errno = ENOMEM;
-		return -1;
-	}
+	struct span *v = ps->spans;
+
+	if (ps->want_spans && !(v = realloc(ps->spans, (ps->nspans + 1) * sizeof *v)))
+		goto nomem;
+	ps->spans = v;
+	if (addrlist_add(&ps->res, mbox->s, disp) < 0)
+		goto nomem;
+	if (ps->want_spans)
+		ps->spans[ps->nspans++] = ps->cur;
 	return 0;
+nomem:
+	fail(ps, "out of memory");
+	errno = ENOMEM;
+	return -1;
 }
 
 /* An element ends at ',', ';' (group end) or the end of the input. */
@@ -581,6 +611,7 @@ static int read_element(struct parser *ps)
 	const struct tok *t;
 
 	mbox.s[0] = '\0';
+	memset(&ps->cur, 0, sizeof ps->cur);
 	if (read_words(ps, &w) < 0 || !(t = peek(ps)))
 		return -1;
 	if (t->type == T_SPEC && t->c == ':')
@@ -815,6 +846,87 @@ const char *addr_domain(const char *mailbox)
 			at = p;
 	}
 	return at ? at + 1 : NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* local names and their qualification */
+
+size_t addr_local_name(const char *mailbox, const char *const *local_domains)
+{
+	const char *d = addr_domain(mailbox);
+
+	if (!*mailbox || (d && d == mailbox + 1))
+		return 0;
+	if (!d)
+		return strlen(mailbox);
+	for (size_t i = 0; local_domains && local_domains[i]; i++)
+		if (*local_domains[i] && strcasecmp(d, local_domains[i]) == 0)
+			return (size_t)(d - 1 - mailbox);
+	return 0;
+}
+
+/* A local name that addr_qualify_list rewrites: one that is still a valid
+ * path length (RFC 5321 4.5.3.1.3) once qualified; a longer one is no
+ * address a relay would take either way, and is left as it is. */
+static int qualifiable(const char *mailbox, const char *const *local_domains,
+		       size_t dlen)
+{
+	size_t n = addr_local_name(mailbox, local_domains);
+
+	return n && n + 1 + dlen <= PATH_MAX_LEN;
+}
+
+int addr_qualify_list(const char *s, size_t len, const char *domain,
+		      const char *const *local_domains, char **out, size_t *outlen)
+{
+	struct parser ps = { .s = s, .len = len, .want_spans = 1 };
+	size_t dlen = strlen(domain), cap = len + 1, o = 0, from = 0;
+	char *buf = NULL;
+	int changed = 0;
+
+	*out = NULL;
+	*outlen = 0;
+	if (read_list(&ps) < 0) {   /* unparsable: left as it is */
+		int rc = errno == ENOMEM ? -1 : 0;
+		addrlist_free(&ps.res);
+		free(ps.spans);
+		return rc;
+	}
+	for (size_t i = 0; i < ps.nspans; i++)
+		if (qualifiable(ps.res.v[i].mailbox, local_domains, dlen))
+			cap += dlen + 1;
+	if (!(buf = malloc(cap)))
+		goto out;
+	for (size_t i = 0; i < ps.nspans; i++) {
+		const struct span *sp = &ps.spans[i];
+		size_t at = sp->dom_end ? sp->dom_start : sp->local_end;
+
+		if (!qualifiable(ps.res.v[i].mailbox, local_domains, dlen) || at < from)
+			continue;
+		memcpy(buf + o, s + from, at - from);   /* up to the edit, as it was */
+		o += at - from;
+		if (!sp->dom_end)
+			buf[o++] = '@';
+		memcpy(buf + o, domain, dlen);
+		o += dlen;
+		from = sp->dom_end ? sp->dom_end : sp->local_end;
+		changed = 1;
+	}
+	memcpy(buf + o, s + from, len - from);
+	o += len - from;
+	buf[o] = '\0';
+out:
+	addrlist_free(&ps.res);
+	free(ps.spans);
+	if (!buf)
+		return -1;
+	if (!changed) {
+		free(buf);
+		return 0;
+	}
+	*out = buf;
+	*outlen = o;
+	return 1;
 }
 
 /* ------------------------------------------------------------------ */

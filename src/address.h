@@ -61,4 +61,21 @@ int addr_valid_mailbox(const char *s);
 /* Pointer to the domain part (after the last '@' outside quotes), or NULL. */
 const char *addr_domain(const char *mailbox);
 
+/* Whether mailbox names a user of this host: a bare local name ("root"), or
+ * one whose domain is in local_domains (a NULL-terminated list, compared
+ * case-insensitively: "localhost" and the host's own names).  Returns the
+ * length of the local part, or 0 when mailbox is not local (or is ""). */
+size_t addr_local_name(const char *mailbox, const char *const *local_domains);
+
+/* Qualify the local names (as addr_local_name) in an address-list header
+ * value s[0..len): "root" becomes "root@domain", "root@localhost" becomes
+ * "root@domain".  Everything else stays byte for byte: display names,
+ * comments, quoting, groups, folding, and every address already qualified
+ * with another domain (and a local name too long to be a valid address once
+ * qualified, over 254 bytes).  Returns 1 with *out (malloc'd, NUL-terminated,
+ * *outlen bytes) when something changed; 0 when nothing needed to or the
+ * value does not parse (it is then left alone); -1 when out of memory. */
+int addr_qualify_list(const char *s, size_t len, const char *domain,
+		      const char *const *local_domains, char **out, size_t *outlen);
+
 #endif

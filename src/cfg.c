@@ -78,6 +78,8 @@ static const char *const v_queue[] = { "on-failure", "always", "never", NULL };
 static const char *const v_auto_off[] = { "auto", "off", NULL };
 static const char *const v_auto_on_off[] = { "auto", "on", "off", NULL };
 static const char *const v_dsn_return[] = { "headers", "full", NULL };
+static const char *const v_facility[] = { "mail", "user", "daemon", "local0", "local1",
+	"local2", "local3", "local4", "local5", "local6", "local7", NULL };
 
 static const struct keydef keys[K__COUNT + 1] = {
 	[K_HOST] = { "host", T_STR, W_ANY_ACC, NULL, 0, 0 },
@@ -113,7 +115,9 @@ static const struct keydef keys[K__COUNT + 1] = {
 	[K_SET_FROM_HEADER] = { "set_from_header", T_ENUM, W_ANY_ACC, v_auto_on_off, 0, 0 },
 	[K_SET_TO_HEADER] = { "set_to_header", T_ENUM, W_ANY_ACC, v_auto_off, 0, 0 },
 	[K_MAILDOMAIN] = { "maildomain", T_STR, W_ANY_ACC, NULL, 0, 0 },
-	[K_LOG] = { "log", T_PATH, W_ANY_ACC, NULL, 0, 0 },
+	/* "syslog" and files, a comma list; a repeated key adds to it */
+	[K_LOG] = { "log", T_LIST, W_ANY_ACC, NULL, 0, 0 },
+	[K_LOG_FACILITY] = { "log_facility", T_ENUM, W_ANY_ACC, v_facility, 0, 0 },
 	[K_TIMEOUT] = { "timeout", T_INT, W_ANY_ACC, NULL, 1, 3600 },
 	[K_ALIASES] = { "aliases", T_PATH, W_ANY_ACC, NULL, 0, 0 },
 	/* SPEC 9: who may set the envelope sender of dropped mail (root always) */

@@ -95,6 +95,45 @@ static const char *step_of(enum smtp_phase ph)
 	}
 }
 
+static void step_tls(const struct relay *rl)
+{
+	char buf[1200];
+
+	snprintf(buf, sizeof buf, "%s, %s, valid until %s", rl->ti.version,
+		 rl->ti.subject, ctime(&rl->ti.not_after));
+	buf[strcspn(buf, "\n")] = '\0';
+	step("TLS", buf);
+}
+
+/* smtp_open does connect, greeting, EHLO, TLS and AUTH in one go; when it
+ * fails, the steps before the failing one still ran and are shown, so the
+ * report says how far it got (a refused password after a good TLS). */
+static void steps_before(const struct relay *rl, enum smtp_phase ph)
+{
+	int starttls = rl->p.tls == SMTP_TLS_STARTTLS;
+	int tls_done = rl->ti.version[0] != '\0' && ph != PHASE_TLS && ph != PHASE_STARTTLS;
+	int greeted = ph == PHASE_AUTH || (starttls && (ph == PHASE_STARTTLS || ph == PHASE_TLS ||
+						       (tls_done && ph <= PHASE_HELO)));
+
+	if (greeted || (tls_done && ph == PHASE_AUTH))
+		step("connect", "greeting and EHLO");
+	if (tls_done)
+		step_tls(rl);
+}
+
+/* Not a failure (mail with full addresses goes), but cron's "root" would
+ * wait in the queue: say so before anyone relies on it. */
+static void check_maildomain(const struct account *a)
+{
+	if (cfg_str(a, K_MAILDOMAIN)) {
+		step("maildomain", cfg_str(a, K_MAILDOMAIN));
+		return;
+	}
+	printf("  warn  %-16s not set: mail to or from a local name (cron's root, "
+	       "user@localhost)\n        waits in the queue until 'maildomain = "
+	       "your.domain' is set\n", "maildomain");
+}
+
 int mode_check(struct ctx *c, struct result *r)
 {
 	struct relay_overrides ov;
@@ -115,6 +154,7 @@ int mode_check(struct ctx *c, struct result *r)
 		 rl.p.tls == SMTP_TLS_OFF ? "off" :
 		 rl.p.tls == SMTP_TLS_IMPLICIT ? "implicit" : "starttls", rl.ap.mech);
 	step("configuration", buf);
+	check_maildomain(c->acct);
 	if (resolve(&rl, r) < 0)
 		return -1;
 	if (relay_auth(&rl, r) < 0) {
@@ -124,19 +164,19 @@ int mode_check(struct ctx *c, struct result *r)
 	}
 	ss = smtp_open(&rl.p, r);
 	if (!ss) {
+		steps_before(&rl, r->phase);
 		fail(&rl, step_of(r->phase), r);
 		relay_free(&rl);
 		return -1;
 	}
 	step("connect", "greeting and EHLO");
-	if (rl.p.tls != SMTP_TLS_OFF) {
-		snprintf(buf, sizeof buf, "%s, %s, valid until %s", rl.ti.version,
-			 rl.ti.subject, ctime(&rl.ti.not_after));
-		buf[strcspn(buf, "\n")] = '\0';
-		step("TLS", buf);
+	if (rl.p.tls != SMTP_TLS_OFF)
+		step_tls(&rl);
+	if (rl.p.auth) {
+		snprintf(buf, sizeof buf, "%s with %s", rl.ap.user ? rl.ap.user : "",
+			 rl.auth_used[0] ? rl.auth_used : "?");
+		step("authenticate", buf);
 	}
-	if (rl.p.auth)
-		step("authenticate", rl.ap.user ? rl.ap.user : "");
 	smtp_close(ss);
 	relay_free(&rl);
 	printf("everything works; nothing was sent\n");

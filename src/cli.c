@@ -13,7 +13,7 @@ enum arg_rule { ARG_NONE, ARG_REQUIRED, ARG_ATTACHED };
 enum action {
 	A_IGNORE, A_EXTRACT, A_VERBOSE, A_FROM, A_FULLNAME, A_CONFIG, A_ACCOUNT,
 	A_OPTION, A_MODE, A_BODY, A_NOTIFY, A_RET, A_ENVID, A_QUEUE, A_TAG,
-	A_TRANSCRIPT,
+	A_TRANSCRIPT, A_NEWALIASES,
 };
 
 struct letter {
@@ -39,11 +39,12 @@ static const struct letter letters[] = {
 	{ 'R', ARG_REQUIRED, A_RET },
 	{ 'V', ARG_REQUIRED, A_ENVID },
 	{ 'L', ARG_REQUIRED, A_TAG },
-	{ 'X', ARG_REQUIRED, A_TRANSCRIPT },
+	{ 'X', ARG_REQUIRED, A_TRANSCRIPT }, /* -X FILE; -XV, -XVxy: Postfix VERP */
+	{ 'I', ARG_NONE, A_NEWALIASES },  /* Postfix: same as -bi */
 	{ 'h', ARG_REQUIRED, A_IGNORE },  /* hop count */
 	{ 'A', ARG_REQUIRED, A_IGNORE },  /* -Ac / -Am: which sendmail.cf */
 	{ 'O', ARG_REQUIRED, A_IGNORE },  /* -O option=value */
-	{ 'o', ARG_ATTACHED, A_OPTION },  /* -oi, -oem, -odi, ... */
+	{ 'o', ARG_REQUIRED, A_OPTION },  /* -oi, -oem, -odi, -o i, -o x value */
 	{ 'B', ARG_ATTACHED, A_BODY },    /* -B8BITMIME, -BBINARYMIME */
 	{ 'b', ARG_ATTACHED, A_MODE },    /* -bm, -bp, -bs, -bi */
 	{ 'q', ARG_ATTACHED, A_QUEUE },   /* -q, -q15m */
@@ -87,19 +88,33 @@ static const struct long_opt long_opts[] = {
 	{ "queue-retry", L_MODE_VALUE, OFF(queue_id), MODE_QUEUE_RETRY },
 };
 
+/* -b letters.  -bv keeps MODE_SEND with o->verify; -bh and -bH (sendmail's
+ * host status, which Postfix accepts and ignores) do nothing. */
 static const struct {
 	const char *word;
 	enum cli_mode mode;
 } b_modes[] = {
 	{ "m", MODE_SEND }, { "p", MODE_QUEUE_LIST }, { "s", MODE_SMTP },
-	{ "i", MODE_ALIASES },
+	{ "i", MODE_ALIASES }, { "v", MODE_SEND }, { "h", MODE_IGNORE },
+	{ "H", MODE_IGNORE },
 };
+
+/* Single-letter sendmail options (-oX) that are switches; every other letter
+ * names an option that takes a value (-oQ/dir, -oem, -odb), so in the
+ * two-word form "-o X value" the word after X is its value (sendmail.cf(5)
+ * option letters: SevenBitInput, HoldExpensive, SaveFromLine, MatchGECOS,
+ * IgnoreDots, SendMimeErrors, MeToo, CheckAliases, OldStyleHeaders,
+ * DontPruneRoutes, SuperSafe, Verbose, TryNullMXList, ForkEachJob). */
+static const char o_switches[] = "7cfGijmnoRsvwY";
 
 void cli_usage(FILE *f)
 {
 	fprintf(f, "usage: pushmail [-t] [-i] [-v] [-C file] [-a account] [-f from] "
 		"[-F name] [--dry-run] [--] recipient...\n"
-		"       pushmail --help | --version | --serverinfo | --check\n");
+		"       pushmail -q[interval] | -qIid | -bp | -bs | -bi | -bv recipient...\n"
+		"       pushmail --check | --serverinfo | --queue-retry id | "
+		"--queue-delete id\n"
+		"       pushmail --help | --version | --import-msmtprc [file]\n");
 }
 
 void cli_help(FILE *f)
@@ -113,20 +128,51 @@ void cli_help(FILE *f)
 		"  -C, --config FILE   configuration file\n"
 		"  -a, --account NAME  account to use\n"
 		"  -v, --verbose       print the SMTP transcript on stderr\n"
+		"  -X FILE             append the SMTP transcript to FILE\n"
 		"  -i, -oi             accepted: a lone \".\" never ends the input\n"
 		"  --dry-run           print the envelope and the DATA bytes, send nothing\n"
+		"  --no-queue          send directly; a temporary failure exits 75\n"
 		"  --host, --port, --tls, --auth, --user, --from, --timeout VALUE\n"
 		"                      override the account's setting\n"
 		"  --read-envelope-from  use the From header as envelope sender\n"
+		"\nOther modes:\n"
+		"  -q                  deliver the queued messages now (-q --due: only\n"
+		"                      those whose retry time has come)\n"
+		"  -qINTERVAL          keep doing so every INTERVAL (-q15m)\n"
+		"  -qIID               deliver queued message ID now\n"
+		"  -bp, mailq          list the queue\n"
+		"  --queue-retry ID    deliver ID now (from failed/ too)\n"
+		"  --queue-delete ID   remove ID from the queue\n"
+		"  -bs                 speak SMTP on stdin/stdout\n"
+		"  -bi, -I, newaliases check the aliases file\n"
+		"  -bv RCPT...         show where each recipient would go, send nothing\n"
+		"  --check             test the account: connect, TLS, AUTH; send nothing\n"
+		"  --serverinfo        show the relay's greeting, capabilities, certificate\n"
+		"  --import-msmtprc [FILE]  convert an msmtp configuration\n"
+		"  --daemon            the system delivery service (see SYSTEM MODE)\n"
+		"  --setup-system      create the service user, groups, spool (root)\n"
 		"  --version, --help\n\n"
-		"Other sendmail options (-oem -odi -B8BITMIME -N -R -V -L ...) are\n"
+		"Other sendmail options (-oem -odi -B8BITMIME -N -R -V -L -XV ...) are\n"
 		"accepted; see pushmail(1).  Exit status follows sysexits(3).\n");
+}
+
+/* Remember an accepted-and-ignored option for -v, up to three words. */
+static void note_ignored3(struct options *o, const char *a, const char *b,
+			  const char *c, const char *why)
+{
+	char *t;
+
+	if (o->nignored >= CLI_IGNORED_MAX)
+		return;
+	t = o->ignored_text[o->nignored];
+	snprintf(t, sizeof o->ignored_text[0], "%s%s%s%s%s%s%s", a, b ? " " : "",
+		 b ? b : "", c ? " " : "", c ? c : "", why ? " " : "", why ? why : "");
+	o->ignored[o->nignored++] = t;
 }
 
 static void note_ignored(struct options *o, const char *arg)
 {
-	if (o->nignored < CLI_IGNORED_MAX)
-		o->ignored[o->nignored++] = arg;
+	note_ignored3(o, arg, NULL, NULL, NULL);
 }
 
 static int set_mode(struct options *o, const char *word, struct result *r)
@@ -134,9 +180,44 @@ static int set_mode(struct options *o, const char *word, struct result *r)
 	for (size_t i = 0; i < sizeof b_modes / sizeof b_modes[0]; i++)
 		if (strcmp(word, b_modes[i].word) == 0) {
 			o->mode = b_modes[i].mode;
+			o->verify = strcmp(word, "v") == 0;
+			if (o->mode == MODE_IGNORE)
+				note_ignored3(o, word[0] == 'h' ? "-bh" : "-bH", NULL, NULL,
+					      "(sendmail host status: nothing to do)");
 			return 0;
 		}
 	return result_fail(r, EX_USAGE, "unsupported mode -b%s", word);
+}
+
+/* Postfix's -XV and -XVxy ask for VERP, which only an MTA can do; every other
+ * -X value is sendmail's transcript file (write -X ./V for a file named V). */
+static int is_verp(const char *arg)
+{
+	return arg[0] == 'V' && (arg[1] == '\0' || strlen(arg) == 3);
+}
+
+/* -q: -q (now), -qINTERVAL, -qIID (that message now, as --queue-retry ID);
+ * -qR and -qS select by site or sender, which needs an MTA's queue. */
+static int set_queue(struct options *o, const char *arg, struct result *r)
+{
+	if (arg[0] == 'I') {
+		if (!arg[1])
+			return result_fail(r, EX_USAGE, "-qI needs a queue id (-qIID, "
+					   "as 'mailq' shows it)");
+		o->mode = MODE_QUEUE_RETRY;
+		o->queue_id = arg + 1;
+		return 0;
+	}
+	if (arg[0] == 'R' || arg[0] == 'S')
+		return result_fail(r, EX_USAGE, "-q%c is not supported: pushmail sends "
+				   "no ETRN and keeps one queue per account; use -q to "
+				   "deliver everything that is queued", arg[0]);
+	if (arg[0] && (arg[0] < '0' || arg[0] > '9'))
+		return result_fail(r, EX_USAGE, "-q%c is not supported (use -q, "
+				   "-qINTERVAL or -qIID)", arg[0]);
+	o->mode = MODE_QUEUE_RUN;
+	o->queue_interval = *arg ? arg : NULL;
+	return 0;
 }
 
 /* Apply one letter with its argument (NULL for ARG_NONE). */
@@ -155,20 +236,46 @@ static int apply(struct options *o, const struct letter *l, const char *arg,
 	case A_RET: o->dsn_ret = arg; return 0;
 	case A_ENVID: o->dsn_envid = arg; return 0;
 	case A_TAG: o->log_tag = arg; return 0;
-	case A_TRANSCRIPT: o->transcript = arg; return 0;
+	case A_TRANSCRIPT: {
+		int attached = arg > word && arg < word + strlen(word);   /* "-XV" */
+
+		if (!is_verp(arg))
+			o->transcript = arg;
+		else
+			note_ignored3(o, attached ? word : "-X", attached ? NULL : arg, NULL,
+				      "(Postfix VERP: the relay decides the return path)");
+		return 0;
+	}
+	case A_NEWALIASES: o->mode = MODE_ALIASES; return 0;
 	case A_BODY:   /* only BINARYMIME is used: 8-bit bytes are detected */
 		o->body_type = arg;
 		if (strcasecmp(arg, "BINARYMIME") != 0)
 			note_ignored(o, word);
 		return 0;
-	case A_OPTION: note_ignored(o, word); return 0;  /* -oi, -oem, -odb... */
+	case A_OPTION: return 0;   /* noted by parse_o: it may take two words */
 	case A_MODE: return set_mode(o, arg, r);
-	case A_QUEUE:
-		o->mode = MODE_QUEUE_RUN;
-		o->queue_interval = *arg ? arg : NULL;
-		return 0;
+	case A_QUEUE: return set_queue(o, arg, r);
 	}
 	return 0;
+}
+
+/* -oX[value] or "-o X [value]": sendmail options, all ignored.  A single
+ * letter that takes a value and has none attached takes the next word as
+ * its value ("-o x value", "-oQ /var/spool"), so that word never becomes a
+ * recipient; a switch letter ("-o i") takes nothing more. */
+static void parse_o(int argc, char **argv, int *i, struct options *o,
+		    const char *name, int separate)
+{
+	const char *value = NULL;
+
+	if (strlen(name) == 1 && !strchr(o_switches, name[0]) && *i + 1 < argc &&
+	    argv[*i + 1][0] != '-') {
+		value = argv[++*i];
+	}
+	if (separate)
+		note_ignored3(o, "-o", name, value, NULL);
+	else
+		note_ignored3(o, argv[*i - (value != NULL)], value, NULL, NULL);
 }
 
 static const struct letter *find_letter(char ch)
@@ -207,6 +314,8 @@ static int parse_short(int argc, char **argv, int *i, struct options *o,
 						   "option -%c needs an argument", *p);
 			}
 		}
+		if (l->act == A_OPTION)
+			parse_o(argc, argv, i, o, arg, !p[1]);
 		if (apply(o, l, arg, word, r) < 0)
 			return -1;
 		if (l->rule != ARG_NONE)

@@ -25,6 +25,7 @@ enum cli_mode {
 	MODE_IMPORT,       /* --import-msmtprc [FILE] */
 	MODE_DAEMON,       /* --daemon: the system delivery service */
 	MODE_SETUP,        /* --setup-system */
+	MODE_IGNORE,       /* -bh, -bH: Postfix accepts them and does nothing */
 };
 
 #define CLI_IGNORED_MAX 16
@@ -37,7 +38,7 @@ struct options {
 	const char *full_name;     /* -F */
 	const char *host, *port, *tls, *auth, *user, *timeout; /* --host ... overrides */
 	const char *queue_interval; /* -qINTERVAL */
-	const char *queue_id;      /* --queue-delete / --queue-retry */
+	const char *queue_id;      /* --queue-delete / --queue-retry / -qIID */
 	const char *dsn_notify, *dsn_ret, *dsn_envid; /* -N, -R, -V */
 	const char *body_type;     /* -B value */
 	const char *log_tag;       /* -L */
@@ -48,11 +49,13 @@ struct options {
 	int read_envelope_from;    /* --read-envelope-from */
 	int no_queue;              /* --no-queue */
 	int queue_due;             /* --due: -q sends only what is due (timer, cron) */
+	int verify;                /* -bv: report the recipients, send nothing */
 	int bad_option;            /* parse failed on an unknown/incomplete option */
 	char **rcpt;               /* recipient arguments (point into argv) */
 	int nrcpt;
 	const char *ignored[CLI_IGNORED_MAX]; /* accepted-and-ignored options, for -v */
 	int nignored;
+	char ignored_text[CLI_IGNORED_MAX][128]; /* storage for multi-word ones */
 };
 
 /* Parse argv (argv[0]'s basename selects mailq/newaliases).  Permutes like

@@ -1,6 +1,7 @@
 /* log.c - stderr, transcripts and the mail log (see log.h). */
 #include "config.h"
 #include "log.h"
+#include "cfg.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,15 +19,16 @@ static const char *tag = "pushmail";
 __attribute__((format(printf, 1, 0)))
 static void vlog(const char *fmt, va_list ap)
 {
-	char buf[2048];
+	char buf[2048], clean[4 * sizeof buf];
+	int n = vsnprintf(buf, sizeof buf, fmt, ap);
 
-	vsnprintf(buf, sizeof buf, fmt, ap);
 	/* Whatever went into the message (addresses, server text, file names),
-	 * no control character reaches the terminal. */
-	for (char *p = buf; *p; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
-			*p = '?';
-	fprintf(stderr, "pushmail: %s\n", buf);
+	 * no control character reaches the terminal; UTF-8 stays readable. */
+	if (n < 0)
+		n = 0;
+	result_sanitise(clean, sizeof clean, buf,
+			(size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+	fprintf(stderr, "pushmail: %s\n", clean);
 }
 
 void log_err(const char *fmt, ...)
@@ -94,10 +96,12 @@ static void format_record(const struct log_record *lr, char *out, size_t cap)
 
 	result_sanitise(detail, sizeof detail, lr->detail ? lr->detail : "",
 			lr->detail ? strlen(lr->detail) : 0);
-	snprintf(out, cap, "account=%s host=%s tls=%s auth=%s from=<%s> to=<%s>%s%zu "
-		 "size=%llu status=%s exit=%d%s%s relay=\"%s\"",
+	snprintf(out, cap, "account=%s host=%s tls=%s tls_version=%s cipher=%s auth=%s "
+		 "from=<%s> to=<%s>%s%zu size=%llu status=%s exit=%d%s%s relay=\"%s\"",
 		 lr->account ? lr->account : "-", lr->host ? lr->host : "-",
-		 lr->tls ? lr->tls : "-", lr->auth ? lr->auth : "-",
+		 lr->tls ? lr->tls : "-", lr->tls_version && *lr->tls_version ?
+		 lr->tls_version : "-", lr->cipher && *lr->cipher ? lr->cipher : "-",
+		 lr->auth && *lr->auth ? lr->auth : "-",
 		 lr->from ? lr->from : "", lr->rcpt ? lr->rcpt : "",
 		 " nrcpt=", lr->nrcpt, lr->size, lr->status, lr->exitcode,
 		 lr->qid ? " queue_id=" : "", lr->qid ? lr->qid : "", detail);
@@ -123,18 +127,65 @@ static void to_file(const char *path, const char *line)
 	close(fd);
 }
 
+static const struct {
+	const char *name;
+	int code;
+} facilities[] = {
+	{ "mail", LOG_MAIL }, { "user", LOG_USER }, { "daemon", LOG_DAEMON },
+	{ "local0", LOG_LOCAL0 }, { "local1", LOG_LOCAL1 }, { "local2", LOG_LOCAL2 },
+	{ "local3", LOG_LOCAL3 }, { "local4", LOG_LOCAL4 }, { "local5", LOG_LOCAL5 },
+	{ "local6", LOG_LOCAL6 }, { "local7", LOG_LOCAL7 },
+};
+
+int log_facility_code(const char *name)
+{
+	if (!name)
+		return LOG_MAIL;
+	for (size_t i = 0; i < sizeof facilities / sizeof facilities[0]; i++)
+		if (strcmp(name, facilities[i].name) == 0)
+			return facilities[i].code;
+	return -1;
+}
+
+/* One destination of the log key: "syslog", or a file ("~/" is home; the
+ * configuration expands only a value's first "~", not a later item's). */
+static void log_to(const char *item, size_t n, const char *line, int facility,
+		   int exitcode)
+{
+	char path[4096];
+	const char *home = cfg_home_dir();
+
+	if (n == 6 && strncmp(item, "syslog", 6) == 0) {
+		openlog(tag, LOG_PID, facility);
+		syslog(exitcode ? LOG_WARNING : LOG_INFO, "%s", line);
+		closelog();
+		return;
+	}
+	if (n >= 2 && item[0] == '~' && item[1] == '/' && home)
+		snprintf(path, sizeof path, "%s%.*s", home, (int)n - 1, item + 1);
+	else
+		snprintf(path, sizeof path, "%.*s", (int)n, item);
+	to_file(path, line);
+}
+
 void log_delivery(const char *where, const struct log_record *lr)
 {
 	char line[1600];
+	int facility = log_facility_code(lr->facility);
 
 	if (!where)
 		return;
 	format_record(lr, line, sizeof line);
-	if (strcmp(where, "syslog") == 0) {
-		openlog(tag, LOG_PID, LOG_MAIL);
-		syslog(lr->exitcode ? LOG_WARNING : LOG_INFO, "%s", line);
-		closelog();
-	} else {
-		to_file(where, line);
+	for (const char *p = where; *p;) {
+		size_t n = strcspn(p, ","), s = 0, e = n;
+
+		while (s < e && (p[s] == ' ' || p[s] == '\t'))
+			s++;
+		while (e > s && (p[e - 1] == ' ' || p[e - 1] == '\t'))
+			e--;
+		if (e > s)
+			log_to(p + s, e - s, line, facility < 0 ? LOG_MAIL : facility,
+			       lr->exitcode);
+		p += n + (p[n] == ',');
 	}
 }

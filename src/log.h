@@ -30,9 +30,15 @@ void log_transcript_close(void);
 void log_set_tag(const char *tag);
 
 /* One delivery attempt, as a mail system logs it.  `where` is the account's
- * log key: "syslog", a file path, or NULL for no mail log. */
+ * log key: a comma list of "syslog" and file paths (a leading "~/" is the
+ * home directory), or NULL for no mail log. */
 struct log_record {
-	const char *account, *host, *tls, *auth, *from;
+	const char *account, *host;
+	const char *tls;           /* the account's mode: off, starttls, implicit */
+	const char *tls_version, *cipher; /* what the handshake chose, or NULL */
+	const char *auth;          /* the mechanism that logged in, or NULL */
+	const char *facility;      /* log_facility (syslog), NULL: mail */
+	const char *from;
 	size_t nrcpt;
 	const char *rcpt;          /* the first recipient */
 	unsigned long long size;
@@ -42,5 +48,9 @@ struct log_record {
 	int exitcode;
 };
 void log_delivery(const char *where, const struct log_record *lr);
+
+/* The syslog facility named by log_facility ("mail", "user", "daemon",
+ * "local0".."local7"); -1 for another word.  NULL is LOG_MAIL. */
+int log_facility_code(const char *name);
 
 #endif

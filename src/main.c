@@ -41,6 +41,7 @@ static int run(struct ctx *c, struct result *r)
 	case MODE_IMPORT: return mode_import(c, r);
 	case MODE_DAEMON: return mode_daemon(c, r);
 	case MODE_SETUP: return mode_setup_system(c, r);
+	case MODE_IGNORE: return 0;
 	}
 	return result_fail(r, EX_SOFTWARE, "unknown mode %d", (int)c->o.mode);
 }

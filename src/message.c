@@ -1,7 +1,10 @@
 /* message.c - the header block: find its end, parse it, rewrite it.
  *
  * Kept header fields are copied byte for byte (never re-folded or
- * re-encoded), so a DKIM signature made before submission still verifies;
+ * re-encoded), so a DKIM signature made before submission still verifies,
+ * except that with maildomain an address field naming a local user ("root",
+ * "root@localhost") gets the domain in place: mail from cron is not signed,
+ * and providers refuse unqualified addresses;
  * unfolding happens only inside the address parser.  Added fields go at the
  * end of the block with "\n" line endings; the body filter turns every line
  * ending into CRLF afterwards.
@@ -577,6 +580,83 @@ static int wanted_rcpt(const char *in, const struct field *f,
 	       is_dest(in, f, "Resent-");
 }
 
+/* Address fields whose local names get maildomain (RFC 5322 3.6.2, 3.6.3,
+ * 3.6.6).  Bcc is dropped anyway. */
+static int is_addr_field(const char *in, const struct field *f)
+{
+	static const char *const names[] = { "From", "Sender", "Reply-To", "To", "Cc" };
+	char name[24];
+
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+		snprintf(name, sizeof name, "Resent-%s", names[i]);
+		if (name_is(in, f, names[i]) || (i != 2 && name_is(in, f, name)))
+			return 1;
+	}
+	return 0;
+}
+
+/* RFC 5322 2.1.1: lines SHOULD stay within 78 characters.  A line the rewrite
+ * pushed past that is folded at the last ", " outside quoted strings and
+ * comments that keeps it short enough (the space stays as the fold's WSP). */
+static void put_folded(struct sbuf *b, const char *v, size_t n, size_t col)
+{
+	size_t line = 0, cut = 0;
+	int quoted = 0, depth = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		char c = v[i];
+
+		if (c == '\n') {
+			col = 0;
+			cut = 0;
+		} else if (c == '\\' && (quoted || depth) && i + 1 < n) {
+			i++;
+			col++;
+		} else if (c == '"' && !depth) {
+			quoted = !quoted;
+		} else if (c == '(' && !quoted) {
+			depth++;
+		} else if (c == ')' && !quoted && depth) {
+			depth--;
+		} else if (c == ' ' && !quoted && !depth && i && v[i - 1] == ',') {
+			cut = i;
+		}
+		if (++col > 78 && cut > line) {
+			sb_add(b, v + line, cut - line);
+			sb_add(b, "\n", 1);
+			col = i - cut + 1;
+			line = cut;
+			cut = 0;
+		}
+	}
+	sb_add(b, v + line, n - line);
+}
+
+/* Copies field f, qualifying its local names when it is an address field.
+ * An unparsable value is copied as it is (-t reports it when it matters). */
+static int copy_field(const char *in, const struct field *f, const struct msg_opts *o,
+		      struct sbuf *b, struct result *r)
+{
+	char *v = NULL;
+	size_t n = 0;
+	int rc = 0;
+
+	if (o->maildomain && is_addr_field(in, f))
+		rc = addr_qualify_list(in + f->vstart, f->vend - f->vstart, o->maildomain,
+				       o->local_domains, &v, &n);
+	if (rc < 0)
+		return result_fail(r, EX_OSERR, "out of memory");
+	if (rc == 0) {
+		sb_add(b, in + f->start, f->end - f->start);
+		return 0;
+	}
+	sb_add(b, in + f->start, f->vstart - f->start);
+	put_folded(b, v, n, f->vstart - f->start);
+	sb_add(b, in + f->vend, f->end - f->vend);
+	free(v);
+	return 0;
+}
+
 /* Copies the kept fields, collects -t recipients.  Returns the offset of
  * the blank separator line, len when there is none, or -1. */
 static long copy_fields(const char *in, size_t len, const struct msg_opts *o,
@@ -596,7 +676,8 @@ static long copy_fields(const char *in, size_t len, const struct msg_opts *o,
 		if (name_is(in, &f, "Bcc") || name_is(in, &f, "Resent-Bcc") ||
 		    (replace_from && name_is(in, &f, "From")))
 			continue;
-		sb_add(b, in + f.start, f.end - f.start);
+		if (copy_field(in, &f, o, b, r) < 0)
+			return -1;
 	}
 	return (long)len;
 }

@@ -24,6 +24,9 @@ struct msg_opts {
 	const char *domain;     /* Message-ID domain when env_from has none; may be NULL */
 	enum hdr_policy set_date, set_msgid, set_from, set_to;
 	time_t now;             /* clock for Date (tests pass a fixed value) */
+	const char *maildomain; /* qualifies local names in From, To, Cc, Reply-To,
+				 * Sender (and their Resent- forms); NULL: none */
+	const char *const *local_domains; /* this host's names (addr_local_name) */
 };
 
 struct msg_head {
@@ -50,6 +53,10 @@ long msg_head_end(const char *buf, size_t len, int eof);
  * address header with -t, EX_OSERR for memory or getrandom failure).  out is
  * owned by the caller and released with msg_head_free; out->text is also
  * NUL-terminated (after len bytes).
+ * With maildomain, a local name in an address header ("root", "root@localhost",
+ * see addr_qualify_list) is qualified in place, the rest of the field kept
+ * byte for byte; a line the rewrite makes longer than 78 characters is
+ * folded after a comma.  -t recipients are collected as written.
  * Policies: HDR_ON equals HDR_AUTO (add when missing) except for From, where
  * it replaces every existing From with the generated one.  A From is generated
  * only when env_from is a non-empty valid mailbox (addr_valid_mailbox). */

@@ -19,6 +19,7 @@
 #include "sbuf.h"
 #include "cfg.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -1079,26 +1080,31 @@ static void em_auto_from(struct conv *c, const struct acct *a,
 		     a->v[S_MAILDOMAIN] ? a->v[S_MAILDOMAIN] : "(no domain)");
 }
 
-/* pushmail writes one log: a file, or syslog. */
+/* log: the file and syslog, as msmtp had them (a repeated log key adds to
+ * the list), and the syslog facility (msmtp's LOG_LOCAL3 is local3). */
 static void em_log(struct conv *c, const struct acct *a, const struct row *m)
 {
 	const char *file = a->v[S_LOGFILE], *facility = a->v[S_SYSLOG];
+	char fac[16];
 
 	if (is(file, "-")) {
 		note(&c->out, "logfile - (standard output) has no equivalent");
 		file = NULL;
 	}
-	if (file) {
-		put(c, m->key, file, V_PATH);
-		if (facility)
-			note(&c->out, "syslog %s: msmtp also logged to syslog; "
-			     "pushmail writes one log", facility);
-	} else if (facility) {
-		put(c, m->key, "syslog", V_TEXT);
-		if (!is(facility, "LOG_USER") && !is(facility, "LOG_MAIL"))
-			note(&c->out, "syslog %s: pushmail does not choose the "
-			     "syslog facility", facility);
+	if (file && strchr(file, ',')) {
+		note(&c->out, "logfile %s not converted: a comma separates pushmail's "
+		     "log destinations", file);
+		file = NULL;
 	}
+	if (file)
+		put(c, m->key, file, V_PATH);
+	if (!facility)
+		return;
+	put(c, m->key, "syslog", V_TEXT);
+	snprintf(fac, sizeof fac, "%s", facility + (strncmp(facility, "LOG_", 4) ? 0 : 4));
+	for (char *p = fac; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	put(c, "log_facility", fac, V_TEXT);
 }
 
 static void em_timeout(struct conv *c, const struct acct *a,

@@ -74,6 +74,7 @@ int relay_init(struct relay *rl, const struct account *a,
 	memset(rl, 0, sizeof *rl);
 	o = o ? o : &none;
 	rl->acct = a;
+	rl->p.auth_used = rl->auth_used;
 	if (o->tls && (tls = tls_word(o->tls)) < 0)
 		return result_fail(r, EX_USAGE, "--tls must be starttls, implicit or off");
 	if (o->timeout && (atol(o->timeout) <= 0 || atol(o->timeout) > 3600))

@@ -21,6 +21,7 @@ struct relay {
 	struct tls_params tp;
 	struct tls_info ti;
 	struct auth_params ap;
+	char auth_used[AUTH_MECH_MAX];  /* the mechanism AUTH used, "" before */
 	char *secret;
 	char ehlo[256];
 };

@@ -122,19 +122,61 @@ void result_clear(struct result *r)
 	r->exitcode = EX_OK;
 }
 
+/* Length of the valid UTF-8 sequence at p that is safe to print, or 0: RFC
+ * 3629 forms only (no overlong forms, no surrogates, nothing past U+10FFFF),
+ * and not a C1 control (U+0080..U+009F, which terminals may obey). */
+static size_t utf8_printable(const unsigned char *p, size_t n)
+{
+	static const unsigned min[5] = { 0, 0, 0x80, 0x800, 0x10000 };
+	size_t k = p[0] >= 0xc2 && p[0] <= 0xdf ? 2 : p[0] >= 0xe0 && p[0] <= 0xef ? 3 :
+		   p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : 0;
+	unsigned cp;
+
+	if (k == 0 || n < k)
+		return 0;
+	cp = p[0] & (0x7fu >> k);
+	for (size_t i = 1; i < k; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (p[i] & 0x3fu);
+	}
+	if (cp < min[k] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) || cp < 0xa0)
+		return 0;
+	return k;
+}
+
+/* Text from servers, files and the command line, made safe for a terminal
+ * and a log: valid UTF-8 stays readable (a "-v" transcript shows the
+ * SMTPUTF8 address that went on the wire), while C0 and C1 controls, DEL and
+ * bytes that are not valid UTF-8 become "\xNN", so no escape sequence gets
+ * through.  A unit is never cut: what does not fit is dropped whole. */
 size_t result_sanitise(char *out, size_t cap, const char *in, size_t len)
 {
+	const unsigned char *p = (const unsigned char *)in;
 	size_t o = 0;
 
 	if (cap == 0)
 		return 0;
-	for (size_t i = 0; i < len && o + 1 < cap; i++) {
-		unsigned char ch = (unsigned char)in[i];
-		if (ch == '\n')
-			ch = ' ';   /* multi-line replies read as one line */
-		else if (ch < 0x20 || ch >= 0x7f)
-			ch = '?';   /* no escape sequence reaches the terminal */
-		out[o++] = (char)ch;
+	for (size_t i = 0; i < len;) {
+		size_t k = p[i] >= 0x80 ? utf8_printable(p + i, len - i) : 0;
+
+		if (k) {
+			if (o + k >= cap)
+				break;
+			memcpy(out + o, p + i, k);
+			o += k;
+			i += k;
+		} else if (p[i] == '\n' || (p[i] >= 0x20 && p[i] < 0x7f)) {
+			if (o + 1 >= cap)
+				break;
+			out[o++] = p[i] == '\n' ? ' ' : (char)p[i];  /* one line */
+			i++;
+		} else {
+			if (o + 4 >= cap)
+				break;
+			snprintf(out + o, 5, "\\x%02x", p[i++]);
+			o += 4;
+		}
 	}
 	out[o] = '\0';
 	return o;

@@ -74,9 +74,11 @@ const char *result_phase_name(enum smtp_phase phase);
 /* The symbolic name of a sysexits value ("EX_TEMPFAIL"). */
 const char *result_exit_name(int exitcode);
 
-/* Copy `in` (len bytes) into out (cap bytes, NUL-terminated), replacing
- * control characters, DEL and bytes >= 0x80 with '?', so that server text can
- * never drive the terminal.  Returns the length written. */
+/* Copy `in` (len bytes) into out (cap bytes, NUL-terminated) for a terminal
+ * or a log: valid UTF-8 is kept, LF becomes a space, and C0 controls, DEL, C1
+ * controls (U+0080..U+009F) and invalid or overlong UTF-8 become "\xNN", so
+ * that server text can never drive the terminal.  Escapes and characters are
+ * never cut by truncation.  Returns the length written. */
 size_t result_sanitise(char *out, size_t cap, const char *in, size_t len);
 
 #endif

@@ -65,15 +65,21 @@ static void human_duration(long s, char *out, size_t cap)
 static const char *const tls_names[] = { "off", "starttls", "implicit" };
 
 /* The mail log line for one try (SPEC/issue: account, host, tls, auth, from,
- * recipients, size, relay reply, queue id, exit status). */
-static void log_try(const struct account *a, const struct qentry *e,
-		    const char *status, const char *detail, int exitcode)
+ * recipients, size, relay reply, queue id, exit status).  With the session
+ * (ss, may be NULL) it names the TLS version, cipher and AUTH mechanism that
+ * were actually used. */
+static void log_try(const struct account *a, const struct smtp_session *ss,
+		    const struct qentry *e, const char *status, const char *detail,
+		    int exitcode)
 {
+	const struct smtp_params *p = ss ? smtp_params_of(ss) : NULL;
 	struct log_record lr = {
 		.account = a ? a->name : NULL, .host = a ? cfg_str(a, K_HOST) : NULL,
 		.tls = a ? tls_names[cfg_tls_mode(a) % 3] : NULL,
-		.auth = a ? (cfg_str(a, K_AUTH) ? cfg_str(a, K_AUTH) :
-			     cfg_str(a, K_USER) ? "auto" : "off") : NULL,
+		.tls_version = p && p->tls_info ? p->tls_info->version : NULL,
+		.cipher = p && p->tls_info ? p->tls_info->cipher : NULL,
+		.auth = p ? p->auth_used : NULL,
+		.facility = a ? cfg_str(a, K_LOG_FACILITY) : NULL,
 		.from = e->env.from, .nrcpt = e->env.nrcpt,
 		.rcpt = e->env.nrcpt ? e->env.rcpt[0] : NULL, .size = e->env.size,
 		.status = status, .detail = detail, .qid = e->env.id,
@@ -83,12 +89,13 @@ static void log_try(const struct account *a, const struct qentry *e,
 	log_delivery(a ? cfg_str(a, K_LOG) : NULL, &lr);
 }
 
-/* The outcome r for entry e.  counted: r is this message's own try (not a
- * session failure that stopped the run before the message was tried), so
- * it counts in tries. */
+/* The outcome r for entry e, tried on session ss (NULL: none).  counted:
+ * r is this message's own try (not a session failure that stopped the run
+ * before the message was tried), so it counts in tries. */
 static enum runq_outcome record(struct queue *q, struct qentry *e,
-				const struct account *a, const struct runq_policy *pol,
-				const struct result *r, int counted)
+				const struct account *a, const struct smtp_session *ss,
+				const struct runq_policy *pol, const struct result *r,
+				int counted)
 {
 	char why[RESULT_TEXT_MAX + 300];
 	struct result ignored;
@@ -102,7 +109,7 @@ static enum runq_outcome record(struct queue *q, struct qentry *e,
 		e->env.next_try = now + queue_backoff(e->env.tries, pol->retry_min,
 						      pol->retry_max);
 		queue_update(q, e, &ignored);
-		log_try(a, e, "deferred", why, r->exitcode);
+		log_try(a, ss, e, "deferred", why, r->exitcode);
 		return RUNQ_DEFERRED;
 	}
 	if (runq_is_temporary(r)) {
@@ -113,36 +120,38 @@ static enum runq_outcome record(struct queue *q, struct qentry *e,
 	} else {
 		queue_to_failed(q, e, why, &ignored);
 	}
-	log_try(a, e, "failed", e->env.error, r->exitcode);
+	log_try(a, ss, e, "failed", e->env.error, r->exitcode);
 	return RUNQ_FAILED;
 }
 
 enum runq_outcome runq_record(struct queue *q, struct qentry *e,
 			      const struct runq_policy *pol, const struct result *r)
 {
-	return record(q, e, NULL, pol, r, 1);
+	return record(q, e, NULL, NULL, pol, r, 1);
 }
 
 enum runq_outcome runq_record_for(struct queue *q, struct qentry *e,
 				  const struct account *a,
 				  const struct runq_policy *pol, const struct result *r)
 {
-	return record(q, e, a, pol, r, 1);
+	return record(q, e, a, NULL, pol, r, 1);
 }
 
 /* Bare local names (cron's "root") get the account's maildomain now, since
- * the message may have been queued before any account existed. */
+ * the message may have been queued before any account existed; the sender
+ * is v[nrcpt].  Without maildomain a bare name stays bare and the message
+ * waits (see bare_name). */
 static char **envelope_rcpts(const struct qenv *qe, const struct account *a)
 {
 	const char *md = a ? cfg_str(a, K_MAILDOMAIN) : NULL;
-	char **v = calloc(qe->nrcpt + 1, sizeof *v);
+	char **v = calloc(qe->nrcpt + 2, sizeof *v);
 
 	if (!v)
 		return NULL;
-	for (size_t i = 0; i < qe->nrcpt; i++) {
-		int n = !strchr(qe->rcpt[i], '@') && md ?
-			asprintf(&v[i], "%s@%s", qe->rcpt[i], md) :
-			((v[i] = strdup(qe->rcpt[i])) ? 0 : -1);
+	for (size_t i = 0; i <= qe->nrcpt; i++) {
+		const char *m = i < qe->nrcpt ? qe->rcpt[i] : qe->from;
+		int n = *m && !strchr(m, '@') && md ? asprintf(&v[i], "%s@%s", m, md) :
+			((v[i] = strdup(m)) ? 0 : -1);
 		if (n < 0) {
 			v[i] = NULL;
 			for (size_t k = 0; k < i; k++)
@@ -152,6 +161,20 @@ static char **envelope_rcpts(const struct qenv *qe, const struct account *a)
 		}
 	}
 	return v;
+}
+
+/* A relay would refuse (or misroute) MAIL FROM:<root>: a configuration
+ * problem, temporary (SPEC 6), so the message waits for maildomain. */
+static int bare_name(char *const *v, size_t n, const struct account *a,
+		     struct result *r)
+{
+	for (size_t i = 0; i < n; i++)
+		if (*v[i] && !strchr(v[i], '@'))
+			return result_fail(r, EX_CONFIG, "<%s> has no domain and account "
+					   "'%s' has no maildomain: set 'maildomain = "
+					   "your.domain' (see pushmail.conf(5))", v[i],
+					   a ? a->name : "");
+	return 0;
 }
 
 enum runq_outcome runq_attempt(struct queue *q, struct qentry *e,
@@ -172,17 +195,19 @@ enum runq_outcome runq_attempt(struct queue *q, struct qentry *e,
 		return runq_record_for(q, e, a, pol, r);
 	}
 	env.rcpt = (const char *const *)rcpt;
+	env.from = rcpt[e->env.nrcpt];
 	lseek(e->msgfd, 0, SEEK_SET);
-	rc = smtp_transaction(ss, &env, &msg, 0, &out, r);
-	for (size_t i = 0; i < e->env.nrcpt; i++)
+	rc = bare_name(rcpt, e->env.nrcpt + 1, a, r) < 0 ? -1 :
+	     smtp_transaction(ss, &env, &msg, 0, &out, r);
+	for (size_t i = 0; i <= e->env.nrcpt; i++)
 		free(rcpt[i]);
 	free(rcpt);
 	if (rc == 0) {
-		log_try(a, e, "sent", out.final_reply, 0);
+		log_try(a, ss, e, "sent", out.final_reply, 0);
 		queue_done(q, e);
 		return RUNQ_DELIVERED;
 	}
-	return runq_record_for(q, e, a, pol, r);
+	return record(q, e, a, ss, pol, r, 1);
 }
 
 /* ---- queue runs ------------------------------------------------------------ */
@@ -309,7 +334,7 @@ static int run_group(struct queue *q, const struct runq_opts *o, struct group *g
 		if (!ss && !down && relay_ok && relay_auth(&rl, &open_r) == 0)
 			ss = smtp_open(&rl.p, &open_r);
 		if (!ss) {
-			oc = record(q, &e, g->acct, &pol, &open_r, !down);
+			oc = record(q, &e, g->acct, NULL, &pol, &open_r, !down);
 			if (!down || oc != RUNQ_DEFERRED)
 				report(&e, oc, &open_r);
 			untried += down && oc == RUNQ_DEFERRED;

@@ -620,6 +620,11 @@ int smtp_transaction(struct smtp_session *ss, const struct smtp_envelope *env,
 	return rc;
 }
 
+const struct smtp_params *smtp_params_of(const struct smtp_session *ss)
+{
+	return ss->p;
+}
+
 int smtp_usable(const struct smtp_session *ss)
 {
 	const struct smtp_session *s = ss;

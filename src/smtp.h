@@ -28,6 +28,8 @@ struct smtp_params {
 	const struct tls_params *tlsp;  /* with tls != SMTP_TLS_OFF */
 	struct tls_info *tls_info;      /* filled after the handshake; may be NULL */
 	const struct auth_params *auth; /* NULL: no AUTH */
+	char *auth_used;         /* AUTH_MECH_MAX bytes: gets the mechanism that
+				  * logged in ("" before); may be NULL */
 	int timeout_s;           /* caps every RFC 5321 phase timeout; 0 = RFC values */
 	int partial_delivery;    /* 1: deliver to accepted recipients when some are refused */
 };
@@ -90,6 +92,9 @@ int smtp_transaction(struct smtp_session *s, const struct smtp_envelope *env,
 		     const struct smtp_message *msg, int last,
 		     struct smtp_outcome *out, struct result *r);
 int smtp_usable(const struct smtp_session *s);
+/* The parameters the session was opened with (its tls_info and auth_used
+ * are filled by then), for the mail log. */
+const struct smtp_params *smtp_params_of(const struct smtp_session *s);
 void smtp_close(struct smtp_session *s);
 
 /* The session on an existing connection (tests and fuzzing use a socketpair). */

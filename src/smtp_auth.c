@@ -106,6 +106,8 @@ int ss_do_auth(struct smtp_session *s)
 		return -1;
 	rc = auth_exchange(s, ac, mech);
 	auth_end(ac);
+	if (rc == 0 && s->p->auth_used)   /* the mail log names what was used */
+		snprintf(s->p->auth_used, AUTH_MECH_MAX, "%s", mech);
 	/* every AUTH line was flushed before its reply was read */
 	conn_wipe_output(s->c);
 	return rc;

@@ -15,6 +15,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,7 +41,50 @@ struct job {
 	const char *envid;
 	struct aliases *aliases;      /* the account's aliases file, loaded lazily */
 	int aliases_loaded;
+	char host[256], fqdn[256];    /* this host's names, for local_domains */
+	const char *local_domains[5]; /* "localhost", ..., NULL (addr_local_name) */
+	char unqualified[256];        /* a local name that no maildomain qualified */
 };
+
+static const char *acct_str(const struct job *j, enum cfg_key k)
+{
+	return j->acct ? cfg_str(j->acct, k) : NULL;
+}
+
+/* user@localhost and user@<this host> are local users, as a bare name is:
+ * aliases apply, then maildomain (a relay would refuse root@vm). */
+static void find_local_domains(struct job *j)
+{
+	size_t n = 0;
+
+	j->local_domains[n++] = "localhost";
+	j->local_domains[n++] = "localhost.localdomain";
+	if (gethostname(j->host, sizeof j->host - 1) == 0 && j->host[0])
+		j->local_domains[n++] = j->host;
+	relay_default_ehlo(j->fqdn, sizeof j->fqdn);
+	if (strcasecmp(j->fqdn, j->host) != 0)
+		j->local_domains[n++] = j->fqdn;
+	j->local_domains[n] = NULL;
+}
+
+/* The local part of a local name, qualified with maildomain when the account
+ * has one; without it the bare name is kept (the queue runner qualifies it
+ * once maildomain is set) and remembered for the notice. */
+static void qualify(struct job *j, const char *mbox, char *out, size_t cap)
+{
+	const char *md = acct_str(j, K_MAILDOMAIN);
+	size_t n = addr_local_name(mbox, j->local_domains);
+
+	if (!n) {
+		snprintf(out, cap, "%s", mbox);
+	} else if (md) {
+		snprintf(out, cap, "%.*s@%s", (int)n, mbox, md);
+	} else {
+		snprintf(out, cap, "%.*s", (int)n, mbox);
+		if (!j->unqualified[0])
+			snprintf(j->unqualified, sizeof j->unqualified, "%s", mbox);
+	}
+}
 
 static void job_free(struct job *j)
 {
@@ -50,11 +94,6 @@ static void job_free(struct job *j)
 	free(j->raw);
 	free(j->msgbuf);
 	free(j->from);
-}
-
-static const char *acct_str(const struct job *j, enum cfg_key k)
-{
-	return j->acct ? cfg_str(j->acct, k) : NULL;
 }
 
 /* Sanitised: the address may come from a header. */
@@ -70,13 +109,13 @@ static int bad_address(struct result *r, int exitcode, const char *what,
 }
 
 /* Envelope sender: -f > --read-envelope-from > the submitter of a dropped
- * message (SPEC 9: its owner, user@maildomain) > account from > login@host.
- * "<>" is the null sender.  A sender that is not a mailbox once its domain
+ * message (SPEC 9: its owner, user@maildomain) > account from > login name,
+ * a local name qualified with maildomain.  "<>" is the null sender.  A sender that is not a mailbox once its domain
  * is in A-labels is the fault of where it came from: the command line
  * (EX_USAGE), the From header (EX_DATAERR) or the account (EX_CONFIG). */
 static int choose_from(struct job *j, const char *header_from, struct result *r)
 {
-	const char *f = j->req->from, *md = acct_str(j, K_MAILDOMAIN);
+	const char *f = j->req->from;
 	char buf[1024];
 	int bad = EX_USAGE;
 
@@ -89,26 +128,21 @@ static int choose_from(struct job *j, const char *header_from, struct result *r)
 		f = header_from;
 		bad = EX_DATAERR;
 	}
-	if (!f && j->req->user) {
-		snprintf(buf, sizeof buf, "%.200s@%.500s", j->req->user, md ? md : j->ehlo);
-		f = buf;
-	}
+	if (!f && j->req->user)
+		f = j->req->user;   /* qualified below, like a login name */
 	if (!f) {
 		f = acct_str(j, K_FROM);
 		bad = EX_CONFIG;
 	}
 	if (!f) {
 		struct passwd *pw = getpwuid(getuid());
-		snprintf(buf, sizeof buf, "%s@%s", pw ? pw->pw_name : "root", j->ehlo);
-		f = buf;
+		f = pw ? pw->pw_name : "root";
 	}
 	if (strcmp(f, "<>") == 0)
 		f = "";
-	/* cronie's "-f alice": a bare name gets maildomain, as recipients do */
-	if (*f && !strchr(f, '@') && md) {
-		snprintf(buf, sizeof buf, "%.500s@%.500s", f, md);
-		f = buf;
-	}
+	/* cronie's "-f alice", or root@vm: maildomain, as for recipients */
+	qualify(j, f, buf, sizeof buf);
+	f = buf;
 	j->from = idn_envelope_address(f);
 	return j->from ? 0 : bad_address(r, bad, "sender", f);
 }
@@ -117,15 +151,12 @@ static int choose_from(struct job *j, const char *header_from, struct result *r)
  * the exit status when it cannot go (see choose_from). */
 static int add_rcpt(struct job *j, const char *mbox, int bad, struct result *r)
 {
-	const char *md = acct_str(j, K_MAILDOMAIN);
 	char buf[600];
 	char *ace;
 	int rc = 0;
 
-	if (!strchr(mbox, '@') && md) {   /* cron's "root" -> root@maildomain */
-		snprintf(buf, sizeof buf, "%s@%s", mbox, md);
-		mbox = buf;
-	}
+	qualify(j, mbox, buf, sizeof buf);   /* cron's "root" -> root@maildomain */
+	mbox = buf;
 	ace = *mbox ? idn_envelope_address(mbox) : NULL;
 	if (!ace)
 		return bad_address(r, bad, "recipient", mbox);
@@ -168,7 +199,13 @@ static int add_local(struct job *j, const char *name, int bad, struct result *r)
 
 static int add_one(struct job *j, const char *mbox, int bad, struct result *r)
 {
-	return strchr(mbox, '@') ? add_rcpt(j, mbox, bad, r) : add_local(j, mbox, bad, r);
+	size_t n = addr_local_name(mbox, j->local_domains);
+	char local[600];
+
+	if (!n)
+		return add_rcpt(j, mbox, bad, r);
+	snprintf(local, sizeof local, "%.*s", (int)n, mbox);   /* root@localhost */
+	return add_local(j, local, bad, r);
 }
 
 static int add_list(struct job *j, const char *a, struct result *r)
@@ -306,6 +343,8 @@ static int prepare_message(struct job *j, struct result *r)
 	mo.set_msgid = policy(j, K_SET_MSGID_HEADER);
 	mo.set_from = policy(j, K_SET_FROM_HEADER);
 	mo.set_to = policy(j, K_SET_TO_HEADER);
+	mo.maildomain = acct_str(j, K_MAILDOMAIN);
+	mo.local_domains = j->local_domains;
 	return msg_head_process(j->raw, j->headlen, &mo, &j->head, r);
 }
 
@@ -374,7 +413,9 @@ static void log_direct(const struct job *j, const struct relay *rl,
 	static const char *const tls[] = { "off", "starttls", "implicit" };
 	struct log_record lr = {
 		.account = j->acct->name, .host = rl->p.host, .tls = tls[rl->p.tls % 3],
-		.auth = rl->ap.mech, .from = j->from, .nrcpt = j->rcpts.n,
+		.tls_version = rl->ti.version, .cipher = rl->ti.cipher,
+		.auth = rl->auth_used, .facility = acct_str(j, K_LOG_FACILITY),
+		.from = j->from, .nrcpt = j->rcpts.n,
 		.rcpt = j->rcpts.n ? j->rcpts.v[0].mailbox : NULL, .size = size,
 		.status = exitcode ? "failed" : "sent", .detail = detail,
 		.exitcode = exitcode,
@@ -432,7 +473,16 @@ static void fill_qenv(struct job *j, struct qenv *qe, const char **rcpt)
 	qe->envid = (char *)j->envid;
 }
 
-/* Try the spooled message now; the queue records the outcome. */
+/* Without maildomain a local name would go to the relay bare (RCPT TO:<root>,
+ * MAIL FROM:<root>), which providers refuse: a configuration problem, which
+ * SPEC 6 treats as temporary, so the message waits for the fix. */
+static int maildomain_missing(const struct job *j, struct result *r)
+{
+	return result_fail(r, EX_CONFIG, "<%s> has no domain and account '%s' has no "
+			   "maildomain: set 'maildomain = your.domain' (see "
+			   "pushmail.conf(5))", j->unqualified, j->acct->name);
+}
+
 /* Try the spooled message now on relay rl (already checked); the queue
  * records the outcome. */
 static enum runq_outcome try_now(struct job *j, struct relay *rl, struct queue *q,
@@ -443,6 +493,10 @@ static enum runq_outcome try_now(struct job *j, struct relay *rl, struct queue *
 	enum runq_outcome oc;
 
 	runq_policy_of(j->acct, &pol);
+	if (j->unqualified[0]) {
+		maildomain_missing(j, r);
+		return runq_record_for(q, e, j->acct, &pol, r);
+	}
 	if (relay_auth(rl, r) == 0)
 		ss = smtp_open(&rl->p, r);
 	oc = ss ? runq_attempt(q, e, ss, j->acct, &pol, r) :
@@ -551,6 +605,21 @@ static int send_queued(struct job *j, const char **rcpt, int always, struct resu
 	return rc;
 }
 
+/* -bv: where each recipient would go after aliases and maildomain.  Postfix
+ * mails a report instead; a relay client can only say what it would send. */
+static int verify_report(const struct job *j)
+{
+	for (size_t i = 0; i < j->rcpts.n; i++)
+		if (j->acct)
+			printf("<%s>: would be sent through account '%s' (%s)\n",
+			       j->rcpts.v[i].mailbox, j->acct->name,
+			       j->c->host ? j->c->host : "?");
+		else
+			printf("<%s>: would be queued (no relay is configured)\n",
+			       j->rcpts.v[i].mailbox);
+	return 0;
+}
+
 static int deliver(struct job *j, struct result *r)
 {
 	const char **rcpt = rcpt_vector(j);
@@ -563,7 +632,14 @@ static int deliver(struct job *j, struct result *r)
 		free(rcpt);
 		return ctx_load_config(j->c, 1, r);   /* says how to configure one */
 	}
-	if (j->c->o.dry_run) {
+	if (j->unqualified[0] && j->acct && (j->c->o.verify || j->c->o.dry_run)) {
+		struct result why;
+		maildomain_missing(j, &why);
+		log_err("warning: %s", why.text);
+	}
+	if (j->c->o.verify) {
+		rc = verify_report(j);
+	} else if (j->c->o.dry_run) {
 		struct smtp_envelope env = { .from = j->from, .rcpt = rcpt,
 					     .nrcpt = j->rcpts.n };
 		struct smtp_message m = { .head = j->msgbuf, .headlen = j->msglen,
@@ -571,7 +647,7 @@ static int deliver(struct job *j, struct result *r)
 		rc = smtp_dry_run(stdout, &env, &m, r);
 	} else if (j->acct && !j->req->spool_only &&
 		   (j->c->o.no_queue || (mode && !strcmp(mode, "never")))) {
-		rc = send_direct(j, rcpt, r);
+		rc = j->unqualified[0] ? maildomain_missing(j, r) : send_direct(j, rcpt, r);
 	} else {
 		rc = send_queued(j, rcpt, mode && !strcmp(mode, "always"), r);
 	}
@@ -583,8 +659,8 @@ static int deliver(struct job *j, struct result *r)
  * may not read the system's hands the message to the delivery service. */
 static int use_drop(const struct ctx *c, const struct submit_req *req)
 {
-	return !c->cfg_found && !c->o.dry_run && !c->o.no_queue && !req->spool_only &&
-	       geteuid() != 0 && sysmode_available();
+	return !c->cfg_found && !c->o.dry_run && !c->o.verify && !c->o.no_queue &&
+	       !req->spool_only && geteuid() != 0 && sysmode_available();
 }
 
 static int drop_message(struct ctx *c, const struct submit_req *req, struct result *r)
@@ -605,7 +681,7 @@ int submit(struct ctx *c, const struct submit_req *req, struct result *r)
 
 	if (use_drop(c, req))
 		return drop_message(c, req, r);
-
+	find_local_domains(&j);
 	rc = prepare_message(&j, r) < 0 || collect_rcpts(&j, r) < 0 ||
 	     choose_dsn(&j, r) < 0 || build_msgbuf(&j, r) < 0 ? -1 : deliver(&j, r);
 	job_free(&j);
@@ -616,9 +692,20 @@ int mode_send(struct ctx *c, struct result *r)
 {
 	struct submit_req req = { .infd = 0, .from = c->o.from, .rcpt = c->o.rcpt,
 				  .nrcpt = (size_t)c->o.nrcpt, .extract = c->o.extract };
+	int rc;
 
+	/* -bv reads no message: the recipients come from the command line. */
+	if (c->o.verify && (c->o.extract || c->o.nrcpt == 0))
+		return result_fail(r, EX_USAGE, "-bv needs recipients on the command "
+				   "line (and no -t)");
+	if (c->o.verify && (req.infd = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)
+		return result_fail(r, EX_OSERR, "/dev/null: %s", strerror(errno));
 	/* No configuration is not an error here: the message is queued. */
 	if (ctx_load_config(c, 0, r) < 0 && ctx_set_aside_config(c, r) < 0)
-		return -1;
-	return submit(c, &req, r);
+		rc = -1;
+	else
+		rc = submit(c, &req, r);
+	if (c->o.verify)
+		close(req.infd);
+	return rc;
 }

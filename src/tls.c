@@ -190,7 +190,10 @@ static void fill_info(gnutls_session_t s, gnutls_x509_crt_t crt,
 	char *desc = gnutls_session_get_desc(s);
 	unsigned char ch[32], sh[32];
 
+	const char *cipher = gnutls_cipher_get_name(gnutls_cipher_get(s));
+
 	snprintf(info->version, sizeof info->version, "%s", ver ? ver : "?");
+	snprintf(info->cipher, sizeof info->cipher, "%s", cipher ? cipher : "?");
 	snprintf(info->desc, sizeof info->desc, "%s", desc ? desc : "");
 	gnutls_free(desc);
 	if (!crt)

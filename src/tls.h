@@ -28,6 +28,7 @@ struct tls_params {
 /* What the handshake established (for -v, --serverinfo and SASL). */
 struct tls_info {
 	char version[16];          /* "TLS1.3" */
+	char cipher[48];           /* "AES-256-GCM", for the mail log */
 	char desc[160];            /* gnutls_session_get_desc() */
 	char subject[512], issuer[512];
 	char sans[1024];           /* comma-separated DNS/IP SANs */

@@ -287,6 +287,46 @@ def case_missing_headers(h):
              first_difference(rest[-len(body):], stored_form(body)))
 
 
+def case_cron_maildomain(h):
+    """Debian cron's and cronie's command lines with maildomain and no `from`:
+    Postfix receives a qualified envelope and qualified address headers."""
+    import pwd
+    me = pwd.getpwuid(os.getuid()).pw_name
+    cfg = t.write_config(text="[pf]\nhost = 127.0.0.1\nport = %d\ntls = off\n"
+                         "auth = off\nmaildomain = %s\n" % (h.pf.port, DOMAIN))
+    rows = [
+        ("Debian cron line, maildomain", ["-FCronDaemon", "-i", "-B8BITMIME", "-oem", "user"],
+         b"From: root (Cron Daemon)\nTo: user\nSubject: Cron <root@host1> daily\n"
+         b"Content-Type: text/plain; charset=UTF-8\n\ndone\n",
+         "%s@%s" % (me, DOMAIN),
+         [b"From: root@test.example (Cron Daemon)", b"To: user@test.example"]),
+        ("cronie line, maildomain", ["-FCronDaemon", "-i", "-odi", "-oem", "-oi", "-t",
+                                     "-f", "user"],
+         b"From: \"(Cron Daemon)\" <user>\nTo: user\nCc: Copy <cc@localhost>\n"
+         b"Subject: Cron <user@host1> job\n\noutput\n",
+         "user@" + DOMAIN,
+         [b"From: \"(Cron Daemon)\" <user@test.example>", b"To: user@test.example",
+          b"Cc: Copy <cc@test.example>"]),
+    ]
+    for name, args, msg, sender, want_hdrs in rows:
+        r = h.run(args, msg, cfg)
+        t.ok(r.rc == 0, "%s: pushmail exits 0" % name, *r.describe())
+        got = h.fetch(name) if r.rc == 0 else None
+        if got is None:
+            continue
+        trace, rest = split_trace(got[0])
+        t.is_eq(trace.get("return-path"), [b"<" + sender.encode() + b">"],
+                "%s: qualified envelope sender (Return-Path)" % name)
+        t.is_eq(trace.get("delivered-to"), [b"user@" + DOMAIN.encode()],
+                "%s: qualified envelope recipient (Delivered-To)" % name)
+        hdrs = headers_of(rest)
+        for w in want_hdrs:
+            t.ok(w in hdrs, "%s: header %s" % (name, w.decode()), repr(hdrs))
+        if name.startswith("cronie"):
+            cc = h.fetch(name + " (cc)", user="cc")
+            t.ok(cc is not None, "%s: cc@localhost went to cc@%s" % (name, DOMAIN))
+
+
 def case_5mib(h):
     name = "5 MiB message"
     msg = std_headers() + b"\n" + big_body(5 * 1024 * 1024)
@@ -340,7 +380,7 @@ def case_refusals(h):
 
 
 CASES = [case_small, case_envelope_from, case_dots_and_line_ends, case_t_flag,
-         case_missing_headers, case_5mib, case_refusals]
+         case_missing_headers, case_cron_maildomain, case_5mib, case_refusals]
 
 
 def main():

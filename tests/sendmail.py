@@ -326,6 +326,23 @@ APT_MSG = (b"Auto-Submitted: auto-generated\n"
 RECORDED = {}   # name -> (MAIL line, RCPT lines) for the final report
 
 
+def qualified(msg, *names):
+    """msg as pushmail sends it with maildomain: in the address fields of the
+    header block, each bare local name in `names` gets @MAILDOMAIN (as
+    <name> or as a whole value), nothing else changes."""
+    head, sep, body = msg.partition(b"\n\n")
+    out = []
+    for line in head.split(b"\n"):
+        fname = line.split(b":", 1)[0].lower()
+        if fname in (b"from", b"to", b"cc", b"reply-to", b"sender"):
+            for n in names:
+                line = line.replace(b"<%s>" % n, b"<%s@%s>" % (n, MAILDOMAIN.encode()))
+                line = re.sub(rb"(: |, )%s(?=[, ]|$)" % re.escape(n),
+                              rb"\g<1>%s@%s" % (n, MAILDOMAIN.encode()), line)
+        out.append(line)
+    return b"\n".join(out) + sep + body
+
+
 def remember(name, srv):
     txns = done_txns(srv)
     if txns:
@@ -344,7 +361,7 @@ def test_callers():
     # qualified like a bare recipient, or relays refuse MAIL FROM:<alice>.
     x = check_envelope(name, srv, b"MAIL FROM:<alice@example.net>",
                        [b"alice@example.net"])
-    check_message(name, x, CRONIE_MSG, added=(DATE_RE, MSGID_RE))
+    check_message(name, x, qualified(CRONIE_MSG, b"alice"), added=(DATE_RE, MSGID_RE))
 
     name = "Debian cron -FCronDaemon -i -B8BITMIME -oem root"
     res, srv = send(["-FCronDaemon", "-i", "-B8BITMIME", "-oem", "root"],
@@ -399,7 +416,7 @@ def test_callers():
         expect_ok(name, res, srv)
         x = check_envelope(name, srv, b"MAIL FROM:<sender@example.com>",
                            [b"root@example.net"])
-        check_message(name, x, msg, added=(DATE_RE, MSGID_RE))
+        check_message(name, x, qualified(msg, b"root"), added=(DATE_RE, MSGID_RE))
         if x:
             t.ok(b"\r\n..\r\n" in x.data_raw and x.data_raw.endswith(b"\r\n.\r\n"),
                  name + ": the lone dot went out as '..', the message continued",
@@ -409,7 +426,7 @@ def test_callers():
     res, srv = send(["-oi", "-t"], APT_MSG, md)
     expect_ok(name, res, srv)
     x = check_envelope(name, srv, b"MAIL FROM:<sender@example.com>", [b"root@example.net"])
-    check_message(name, x, APT_MSG,
+    check_message(name, x, qualified(APT_MSG, b"root"),
                   added=(DATE_RE, MSGID_RE, b"From: sender@example.com"))
 
 
@@ -908,7 +925,8 @@ def test_aliases():
     expect_ok(name, res, srv)
     x = check_envelope(name, srv, b"MAIL FROM:<sender@example.com>", [
         b"loop-b@example.net", b"eve@example.org", b"x@elsewhere.example"])
-    check_message(name, x, tmsg, added=(DATE_RE, MSGID_RE))
+    # the header names the alias, qualified; its expansion stays private
+    check_message(name, x, qualified(tmsg, b"loop-b"), added=(DATE_RE, MSGID_RE))
 
     name = "no aliases key: bare name qualified with maildomain"
     res, srv = send(["postmaster"], msg, {"maildomain": MAILDOMAIN})
@@ -1051,6 +1069,19 @@ def test_eai():
     t.is_eq([l for l, _ in txns[0].rcpts] if txns else [],
             [b"RCPT TO:<jos\xc3\xa9@example.org>"], name + ": UTF-8 RCPT sent as is")
     check_message(name, txns[0] if txns else None, msg, added=(DATE_RE, MSGID_RE))
+
+    name = "-v shows UTF-8 as it went on the wire, server controls escaped"
+    res, srv = send(["-v", "-t", "-f", "j\u00f6rg@example.com"], msg,
+                    server={"extensions": UTF8_EXTS,
+                            "rules": {"DATA": "354 go \x1b[31mahead\x9b"}})
+    expect_ok(name, res, srv, stderr_empty=False)
+    t.ok(b"-> RCPT TO:<jos\xc3\xa9@example.org>" in res.err,
+         name + ": -v shows RCPT TO:<jos\u00e9@example.org> in UTF-8",
+         "stderr: %s" % t.show(res.err, 2000))
+    t.ok(b"\x1b" not in res.err and b"\\x1b[31mahead" in res.err,
+         name + ": the server's ESC is shown as \\x1b", "stderr: %s" % t.show(res.err, 2000))
+    t.ok(b"\x9b" not in res.err and b"\\x9b" in res.err,
+         name + ": the server's C1 CSI is escaped", "stderr: %s" % t.show(res.err, 2000))
 
     name = "SMTPUTF8 not offered, non-ASCII local part"
     res, srv = send(["-t"], msg, server={"extensions": ["PIPELINING", "8BITMIME"]})
@@ -1236,6 +1267,85 @@ def test_logging():
     no_secret(name, "the -X file", read_file(xfile))
 
 
+def log_line(path, idx=-1):
+    lines = read_file(path).splitlines()
+    return lines[idx] if lines else b""
+
+
+def test_log_details():
+    """The mail log names what was used (AUTH mechanism, TLS version and
+    cipher), can go to several places, and takes a syslog facility."""
+    msg = b"From: s@example.com\nTo: a@example.org\nSubject: log\n\nbody\n"
+    d = sub_dir("log-details")
+    keys = {"user": AUTH_USER.decode(), "password": PASSWORD.decode(),
+            "allow_plaintext_auth": "yes", "auth": None}
+    exts = ["PIPELINING", "AUTH LOGIN PLAIN", "8BITMIME"]
+    for mode, env in (("never", None), ("on-failure", queue_env("q-log-details"))):
+        name = "log: auth = login logs LOGIN (queue = %s)" % mode
+        log = os.path.join(d, "mech-" + mode)
+        res, srv = send(["a@example.org"], msg, dict(keys, log=log, queue=mode, auth="login"),
+                        server={"extensions": exts}, env=env)
+        expect_ok(name, res, srv)
+        line = log_line(log)
+        t.ok(b"auth=LOGIN " in line, name + ": auth=LOGIN", "line: %s" % t.show(line))
+        t.ok(b"tls=off tls_version=- cipher=-" in line, name + ": no TLS",
+             "line: %s" % t.show(line))
+
+    import certs
+    C = certs.get()
+    if C is None:
+        t.skip("log: TLS version and cipher", "certtool or Python ssl not available")
+    else:
+        for mode, env in (("never", None), ("on-failure", queue_env("q-log-tls"))):
+            name = "log: auth = auto, TLS version and cipher (queue = %s)" % mode
+            log = os.path.join(d, "tls-" + mode)
+            res, srv = send(["a@example.org"], msg,
+                            dict(keys, log=log, queue=mode, tls="implicit",
+                                 tls_trust_file=C.ca, allow_plaintext_auth=None),
+                            server={"extensions": exts, "ssl_context": C.context(C.good),
+                                    "tls": "implicit"}, env=env)
+            expect_ok(name, res, srv)
+            line = log_line(log)
+            t.ok(re.search(rb"tls=implicit tls_version=TLS1\.[23] cipher=[A-Z0-9-]+ "
+                           rb"auth=PLAIN ", line) and b"auth=auto" not in line,
+                 name + ": tls_version, cipher and mechanism logged", "line: %s" % t.show(line))
+
+    name = "log: syslog and a file at once"
+    log = os.path.join(d, "both")
+    res, srv = send(["a@example.org"], msg, {"log": "syslog, " + log})
+    expect_ok(name, res, srv)
+    t.ok(b"status=sent" in log_line(log), name + ": the file has the line",
+         "log: %s" % t.show(read_file(log)))
+
+    name = "log: two files, the second with ~/"
+    home = sub_dir("log-home")
+    env = t.base_env(HOME=home)
+    log = os.path.join(d, "first")
+    res, srv = send(["a@example.org"], msg, {"log": "%s, ~/second.log" % log}, env=env)
+    expect_ok(name, res, srv)
+    t.ok(b"status=sent" in log_line(log), name + ": first file")
+    t.ok(b"status=sent" in log_line(os.path.join(home, "second.log")),
+         name + ": ~/second.log in HOME")
+
+    name = "log: repeated log keys add up"
+    srv = ScriptedServer().start()
+    la, lb = os.path.join(d, "rep-a"), os.path.join(d, "rep-b")
+    text = ("[test]\n" + "".join("%s = %s\n" % kv for kv in dict(
+        t.CONFIG_DEFAULTS, port=str(srv.port)).items()) +
+        "log = %s\nlog = %s\nlog_facility = local3\n" % (la, lb))
+    res = t.run([t.PUSHMAIL, "-C", t.write_config(text=text), "a@example.org"], stdin=msg)
+    srv.stop()
+    expect_ok(name, res, srv)
+    t.ok(b"status=sent" in log_line(la) and b"status=sent" in log_line(lb),
+         name + ": both files have the line")
+
+    name = "log_facility: a bad value is a configuration error"
+    res, srv = send(["a@example.org"], msg, {"log": "syslog", "log_facility": "kern"})
+    t.is_eq(res.rc, 78, name + ": exit 78", *info(res, srv))
+    t.ok(b"log_facility" in res.err and b"local7" in res.err,
+         name + ": names the key and the values", "stderr: %s" % t.show(res.err))
+
+
 # --------------------------------------------------------------------------
 # 7. --dry-run
 
@@ -1331,10 +1441,148 @@ def test_contrib():
 
 # --------------------------------------------------------------------------
 
-GROUPS = [("callers", test_callers), ("options", test_options),
+# --------------------------------------------------------------------------
+# Cron mail that real providers accept: maildomain qualifies local names in
+# the envelope and in the address headers; without it the mail waits.
+
+DEB_CRON_FULL = (b"From: root (Cron Daemon)\n"
+                 b"To: root\n"
+                 b"Subject: Cron <root@host1> run-parts --report /etc/cron.daily\n"
+                 b"MIME-Version: 1.0\n"
+                 b"Content-Type: text/plain; charset=UTF-8\n"
+                 b"Content-Transfer-Encoding: 8bit\n"
+                 b"X-Cron-Env: <SHELL=/bin/sh>\n"
+                 b"X-Cron-Env: <LOGNAME=root>\n"
+                 b"\n"
+                 b"/etc/cron.daily/logrotate: done\n")
+CRONIE_ROOT = (b"From: \"(Cron Daemon)\" <root>\n"
+               b"To: root\n"
+               b"Subject: Cron <root@host1> /usr/local/bin/job\n"
+               b"Auto-Submitted: auto-generated\n"
+               b"\n"
+               b"job output\n")
+DEB_CRON_ARGS = ["-FCronDaemon", "-i", "-B8BITMIME", "-oem", "root"]
+CRONIE_ARGS = ["-FCronDaemon", "-i", "-odi", "-oem", "-oi", "-t", "-f", "root"]
+
+
+def login_name():
+    import pwd
+    return pwd.getpwuid(os.getuid()).pw_name.encode()
+
+
+def host_names():
+    import socket
+    short = socket.gethostname()
+    try:
+        fqdn = socket.getaddrinfo(short, None, flags=socket.AI_CANONNAME)[0][3] or short
+    except OSError:
+        fqdn = short
+    return short, fqdn
+
+
+def test_cron_mail():
+    md = {"maildomain": MAILDOMAIN, "from": None}
+    me = login_name()
+
+    name = "Debian cron line, no from key, maildomain"
+    res, srv = send(DEB_CRON_ARGS, DEB_CRON_FULL, md)
+    expect_ok(name, res, srv)
+    x = check_envelope(name, srv, b"MAIL FROM:<%s@example.net>" % me, [b"root@example.net"])
+    check_message(name, x, qualified(DEB_CRON_FULL, b"root"), added=(DATE_RE, MSGID_RE))
+    if x:
+        t.ok(b"From: root@example.net (Cron Daemon)\r\n" in x.message and
+             b"To: root@example.net\r\n" in x.message,
+             name + ": From keeps its comment, To qualified", "msg: %s" % t.show(x.message))
+
+    name = "cronie line (-t -f root), maildomain"
+    res, srv = send(CRONIE_ARGS, CRONIE_ROOT, md)
+    expect_ok(name, res, srv)
+    x = check_envelope(name, srv, b"MAIL FROM:<root@example.net>", [b"root@example.net"])
+    check_message(name, x, qualified(CRONIE_ROOT, b"root"), added=(DATE_RE, MSGID_RE))
+    if x:
+        t.ok(b'From: "(Cron Daemon)" <root@example.net>\r\n' in x.message,
+             name + ": display name kept, address qualified")
+
+    name = "qualified addresses are never rewritten"
+    msg = (b"From: Ops Team <ops@example.org> (night shift)\n"
+           b"To: a@example.org,\n \"B, Person\" <b@example.com>\n"
+           b"Cc: group: c@example.org;\nReply-To: r@example.org\n"
+           b"Sender: s@example.org\nSubject: root\n\nbody root\n")
+    res, srv = send(["-t"], msg, md)
+    expect_ok(name, res, srv)
+    x = check_envelope(name, srv, b"MAIL FROM:<%s@example.net>" % me,
+                       [b"a@example.org", b"b@example.com", b"c@example.org"])
+    check_message(name, x, msg, added=(DATE_RE, MSGID_RE))
+
+    aliases = write_file("cron-aliases", b"admin: boss@example.org\nops: admin, root\n")
+    short, fqdn = host_names()
+    name = "user@localhost and user@%s go through aliases" % short
+    msg = b"From: root@localhost\nTo: admin@localhost\nCc: ops@%s\nSubject: a\n\nb\n" % (
+        short.encode())
+    res, srv = send(["-t", "-f", "root@%s" % fqdn], msg, dict(md, aliases=aliases))
+    expect_ok(name, res, srv)
+    x = check_envelope(name, srv, b"MAIL FROM:<root@example.net>",
+                       [b"boss@example.org", b"root@example.net"])
+    if x:
+        f, _ = head_fields(x.message)
+        t.is_eq(f[:3], [b"From: root@example.net", b"To: admin@example.net",
+                        b"Cc: ops@example.net"],
+                name + ": header addresses qualified (aliases not exposed)")
+
+    name = "no maildomain: Debian cron mail is queued with a notice"
+    env = queue_env("q-no-maildomain")
+    keys = {"from": None, "queue": "on-failure"}
+    res, srv = send(DEB_CRON_ARGS, DEB_CRON_FULL, keys, env=env)
+    t.is_eq(res.rc, EX_OK, name + ": exit 0", *info(res, srv))
+    t.ok(b"queued as" in res.err and b"maildomain" in res.err,
+         name + ": the notice names maildomain", "stderr: %s" % t.show(res.err))
+    t.is_eq(len(srv.records), 0, name + ": nothing connected to the relay")
+    t.is_eq(len([f for f in queued_files(env) if f.startswith("new/")]), 2,
+            name + ": the message waits in new/")
+    m = re.search(rb"queued as (\S+)", res.err)
+    qid = m.group(1).decode() if m else "none"
+
+    name = "no maildomain: the queue run keeps waiting"
+    srv = ScriptedServer().start()
+    cfg_no = t.write_config(port=srv.port, **{"from": None, "queue": "on-failure"})
+    res = t.run([t.PUSHMAIL, "-C", cfg_no, "-qI" + qid], env=env)
+    srv.stop()
+    t.is_eq([r.transactions for r in srv.records if r.transactions], [],
+            name + ": no MAIL command", *res.describe())
+    t.is_eq(len([f for f in queued_files(env) if f.startswith("new/")]), 2,
+            name + ": still queued")
+    t.ok(b"maildomain" in res.err, name + ": says maildomain", "stderr: %s" % t.show(res.err))
+
+    name = "maildomain set later: -q sends it qualified"
+    srv = ScriptedServer().start()
+    cfg_md = t.write_config(port=srv.port, **{"from": None, "queue": "on-failure",
+                                              "maildomain": MAILDOMAIN})
+    res = t.run([t.PUSHMAIL, "-C", cfg_md, "-qI" + qid], env=env)
+    srv.stop()
+    t.is_eq(res.rc, EX_OK, name + ": exit 0", *res.describe())
+    check_envelope(name, srv, b"MAIL FROM:<%s@example.net>" % me, [b"root@example.net"])
+    t.is_eq(queued_files(env), [], name + ": the queue is empty")
+
+    name = "no maildomain, queue = never: configuration error"
+    res, srv = send(DEB_CRON_ARGS, DEB_CRON_FULL, {"from": None})
+    t.is_eq(res.rc, 78, name + ": exit 78", *info(res, srv))
+    t.ok(b"maildomain" in res.err, name + ": names maildomain")
+    t.is_eq(len(srv.records), 0, name + ": nothing connected to the relay")
+
+    name = "--check reports a missing maildomain"
+    res, srv = send(["--check"], b"", {"from": None})
+    t.is_eq(res.rc, EX_OK, name + ": exit 0", *info(res, srv))
+    t.ok(b"maildomain" in res.out, name + ": says maildomain", "stdout: %s" % t.show(res.out))
+    res, srv = send(["--check"], b"", md)
+    t.ok(b"maildomain" not in res.out or b"ok    maildomain" in res.out,
+         name + ": no warning when it is set", "stdout: %s" % t.show(res.out))
+
+
+GROUPS = [("callers", test_callers), ("cron-mail", test_cron_mail), ("options", test_options),
           ("option-forms", test_option_forms), ("links", test_links),
           ("bs", test_bs), ("aliases", test_aliases), ("headers", test_headers),
-          ("eai", test_eai), ("logging", test_logging), ("dry-run", test_dry_run),
+          ("eai", test_eai), ("logging", test_logging),
+          ("log-details", test_log_details), ("dry-run", test_dry_run),
           ("contrib", test_contrib)]
 
 

@@ -476,9 +476,9 @@ def case_hostile_callers(s, alice):
     cfg = os.path.join(cdir, "config.ini")
     with open(cfg, "w") as f:
         f.write("[mine]\nhost = 127.0.0.1\nport = 1\ntls = off\nauth = plain\n"
-                "allow_plaintext_auth = yes\nuser = a\n"
+                "allow_plaintext_auth = yes\nuser = a\nmaildomain = %s\n"
                 "password_command = sh -c 'id -G > %s; echo x'\naliases = %s\n"
-                "queue = never\n" % (out, victim))
+                "queue = never\n" % (DOMAIN, out, victim))
     uid, gid = pwd.getpwnam(alice).pw_uid, pwd.getpwnam(alice).pw_gid
     for p in (os.path.join(home, ".config"), cdir, cfg):
         os.chown(p, uid, gid)

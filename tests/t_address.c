@@ -461,9 +461,71 @@ static void test_dedupe(void)
 	addrlist_free(&l);
 }
 
+/* Header values with local names qualified, everything else byte for byte. */
+static const char *const locals[] = { "localhost", "vm", "vm.example.lan", NULL };
+
+static const struct {
+	const char *in, *want;   /* want NULL: left unchanged */
+} qual[] = {
+	{ "root", "root@example.net" },
+	{ "root (Cron Daemon)", "root@example.net (Cron Daemon)" },
+	{ "Cron Daemon <root>", "Cron Daemon <root@example.net>" },
+	{ "\"Cron, Daemon\" <root> (comment)", "\"Cron, Daemon\" <root@example.net> (comment)" },
+	{ " root, a@example.org,\r\n\tbob (x)", " root@example.net, a@example.org,\r\n\tbob@example.net (x)" },
+	{ "root@localhost", "root@example.net" },
+	{ "Root <root@LOCALHOST>", "Root <root@example.net>" },
+	{ "root@vm (me)", "root@example.net (me)" },
+	{ "root@vm.example.lan", "root@example.net" },
+	{ "root @ localhost", "root @ example.net" },
+	{ "\"john doe\"", "\"john doe\"@example.net" },
+	{ "Team: root, a@b.example;", "Team: root@example.net, a@b.example;" },
+	{ "a@example.org", NULL },
+	{ "A <a@example.org>, b@vm.example.com", NULL },
+	{ "undisclosed-recipients:;", NULL },
+	{ "<>", NULL },
+	{ "root@[127.0.0.1]", NULL },
+	{ "bad <<", NULL },
+	{ "", NULL },
+};
+
+static void test_qualify(void)
+{
+	for (size_t i = 0; i < sizeof qual / sizeof qual[0]; i++) {
+		char *out = NULL;
+		size_t n = 0;
+		int rc = addr_qualify_list(qual[i].in, strlen(qual[i].in), "example.net",
+					   locals, &out, &n);
+
+		is_int(rc, qual[i].want ? 1 : 0, "qualify %s: %s", qual[i].in,
+		       qual[i].want ? "changed" : "unchanged");
+		if (qual[i].want)
+			is_str(out ? out : "", qual[i].want, "qualify %s", qual[i].in);
+		if (out)
+			is_int(n, strlen(out), "qualify %s: length", qual[i].in);
+		free(out);
+	}
+	{
+		char longname[260], *out = NULL;
+		size_t n;
+
+		memset(longname, 'a', 250);
+		longname[250] = '\0';
+		is_int(addr_qualify_list(longname, 250, "example.net", locals, &out, &n), 0,
+		       "qualify: a name too long to qualify within 254 bytes is left alone");
+		free(out);
+	}
+	is_int(addr_local_name("root", locals), 4, "local: bare");
+	is_int(addr_local_name("root@VM", locals), 4, "local: host name");
+	is_int(addr_local_name("root@example.org", locals), 0, "local: other domain");
+	is_int(addr_local_name("", locals), 0, "local: null sender");
+	is_int(addr_local_name("@vm", locals), 0, "local: no local part");
+	is_int(addr_local_name("root", NULL), 4, "local: no list");
+}
+
 int main(void)
 {
 	test_dedupe();
+	test_qualify();
 	test_good();
 	test_bad();
 	test_hostile();

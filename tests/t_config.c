@@ -264,9 +264,10 @@ static const struct {
 	[K_DSN_NOTIFY] = { "delay", "delay" }, [K_DSN_RETURN] = { "headers", "headers" },
 	[K_SET_DATE_HEADER] = { "off", "off" }, [K_SET_MSGID_HEADER] = { "auto", "auto" },
 	[K_SET_FROM_HEADER] = { "off", "off" }, [K_SET_TO_HEADER] = { "off", "off" },
-	[K_MAILDOMAIN] = { "b", "b" }, [K_LOG] = { "syslog", "syslog" },
+	[K_MAILDOMAIN] = { "b", "b" }, [K_LOG] = { "syslog, /var/log/x", "syslog,/var/log/x" },
 	[K_TIMEOUT] = { "9", "9" }, [K_ALIASES] = { "/etc/aliases", "/etc/aliases" },
 	[K_TRUSTED_USERS] = { "alice, bob", "alice,bob" },
+	[K_LOG_FACILITY] = { "local3", "local3" },
 };
 
 static void test_every_key(void)

@@ -684,8 +684,51 @@ static void test_read_stops(void)
 	free(blk);
 }
 
+/* maildomain: local names in address fields qualified in place. */
+static const struct {
+	const char *in, *want;
+} qcases[] = {
+	{ "From: root (Cron Daemon)\nTo: root\nSubject: x\n\n",
+	  "From: root@example.net (Cron Daemon)\nTo: root@example.net\nSubject: x\n\n" },
+	{ "From: a@example.org\r\nTo: A <a@example.org>\r\n\r\n",
+	  "From: a@example.org\r\nTo: A <a@example.org>\r\n\r\n" },
+	{ "Reply-To: Ops <ops>\nSender: root@localhost\nCc: bob, c@example.org\n"
+	  "Subject: root\nX-Other: root\n\n",
+	  "Reply-To: Ops <ops@example.net>\nSender: root@example.net\n"
+	  "Cc: bob@example.net, c@example.org\nSubject: root\nX-Other: root\n\n" },
+	{ "Resent-To: root\nResent-From: root@vm\nTo: x@example.org\n\n",
+	  "Resent-To: root@example.net\nResent-From: root@example.net\nTo: x@example.org\n\n" },
+	{ "To: bad <<\n\n", "To: bad <<\n\n" },
+	{ "To: aaaaaaaaaaaa, bbbbbbbbbbbb, cccccccccccc, dddddddddddd, eeeeeeeeeeee\n\n",
+	  "To: aaaaaaaaaaaa@example.net, bbbbbbbbbbbb@example.net,\n"
+	  " cccccccccccc@example.net, dddddddddddd@example.net, eeeeeeeeeeee@example.net\n\n" },
+	{ "To: aaaaaaaaaaaa, bbbbbbbbbbbb, cccccccccccc, dddddddddddd, eeeeeeeeeeee, f\n\n",
+	  "To: aaaaaaaaaaaa@example.net, bbbbbbbbbbbb@example.net,\n"
+	  " cccccccccccc@example.net, dddddddddddd@example.net, eeeeeeeeeeee@example.net,\n"
+	  " f@example.net\n\n" },
+	{ "To: \"x, y\" <root>, \"a b\" (c, d) <bob>\n\n",
+	  "To: \"x, y\" <root@example.net>, \"a b\" (c, d) <bob@example.net>\n\n" },
+};
+
+static void test_qualify(void)
+{
+	static const char *const locals[] = { "localhost", "vm", NULL };
+
+	for (size_t i = 0; i < sizeof qcases / sizeof qcases[0]; i++) {
+		struct msg_opts o = { .set_date = HDR_OFF, .set_msgid = HDR_OFF,
+				      .set_from = HDR_OFF, .set_to = HDR_OFF,
+				      .maildomain = "example.net", .local_domains = locals };
+		struct msg_head h;
+
+		is_int(process(qcases[i].in, &o, &h), 0, "qualify %zu: processed", i);
+		is_str(h.text ? h.text : "", qcases[i].want, "qualify %zu", i);
+		msg_head_free(&h);
+	}
+}
+
 int main(void)
 {
+	test_qualify();
 	signal(SIGPIPE, SIG_IGN);
 	setenv("TZ", "UTC0", 1);
 	tzset();

@@ -18,7 +18,7 @@
 : "${_pushmail_system_config:=/etc/pushmail.ini}"
 
 _pushmail_short_opts='-t -i -v -m -n -G -U -f -r -F -C -a -N -R -V -L -X -h -A -O
- -oi -oem -odi -odb -B8BITMIME -BBINARYMIME -bm -bp -bs -bi -q'
+ -oi -oem -odi -odb -B8BITMIME -BBINARYMIME -bm -bp -bs -bi -bv -I -q'
 _pushmail_long_opts='--config --account --host --port --tls --auth --user --from
  --timeout --read-envelope-from --serverinfo --check --dry-run --no-queue --due
  --verbose --queue-delete --queue-retry --import-msmtprc --version --help'
@@ -43,7 +43,10 @@ _pushmail_takes_arg()
 	for ((i = 1; i < ${#w}; i++)); do
 		ch=${w:i:1}
 		case $ch in
-		o|B|b|q) return ;;               # the rest of the word is the value
+		o)                               # "-o x [value]": the next word
+			((i == ${#w} - 1)) && printf -- '-o\n'
+			return ;;
+		B|b|q) return ;;                 # the rest of the word is the value
 		f|r|F|C|a|N|R|V|L|X|h|A|O)
 			((i == ${#w} - 1)) && printf -- '-%s\n' "$ch"
 			return ;;

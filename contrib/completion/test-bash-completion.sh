@@ -110,7 +110,7 @@ contains "every long option" "--config --account --host --port --tls --auth
  --no-queue --queue-delete --queue-retry --import-msmtprc --version --help" pushmail --
 contains "sendmail letters" "-t -i -f -r -F -C -a -N -R -V -L -X -v -oi -oem -odi
  -B8BITMIME -bp -bs -bi -bm -q --dry-run" pushmail -
-check "-b modes" "-bi -bm -bp -bs" pushmail -b
+check "-b modes" "-bi -bm -bp -bs -bv" pushmail -b
 check "-B body types" "-B8BITMIME -BBINARYMIME" pushmail -B
 check "option after recipients" "--dry-run" pushmail a@b --dr
 check "nothing after --" "" pushmail -t -- -

@@ -7,7 +7,10 @@
  *  - on failure nothing is appended and errno is EINVAL (no allocation fails
  *    here), and the message is set;
  *  - addr_valid_mailbox(s) for a non-empty s means "<s>" parses to exactly
- *    one mailbox that is valid as well. */
+ *    one mailbox that is valid as well;
+ *  - addr_qualify_list on a list that parses gives a list that parses to as
+ *    many mailboxes, each the original one or, for a local name, its local
+ *    part at the new domain; it reports "unchanged" only without local names. */
 #include "config.h"
 #include "fuzz.h"
 #include "address.h"
@@ -70,6 +73,43 @@ static void check_valid(const uint8_t *data, size_t size)
 	free(s);
 }
 
+/* The local part that gets the domain, or 0: a local name that stays
+ * within the 254-byte path limit once qualified. */
+static size_t qualified_len(const char *m, const char *const *locals)
+{
+	size_t k = addr_local_name(m, locals);
+
+	return k && k + 1 + strlen("q.example") <= 254 ? k : 0;
+}
+
+static void check_qualify(const char *s, size_t size, const struct addrlist *orig)
+{
+	static const char *const locals[] = { "localhost", "vm", NULL };
+	struct addrlist l = { 0 };
+	char *out = NULL, want[1100];
+	size_t n = 0, nlocal = 0;
+	int rc = addr_qualify_list(s, size, "q.example", locals, &out, &n);
+
+	for (size_t i = 1; i < orig->n; i++)
+		nlocal += qualified_len(orig->v[i].mailbox, locals) != 0;
+	CHECK(rc == (nlocal ? 1 : 0));
+	if (rc != 1)
+		return;
+	CHECK(strlen(out) == n);
+	CHECK(addr_parse_list(out, n, &l, NULL, 0) == 0);
+	CHECK(l.n == orig->n - 1);
+	for (size_t i = 0; i < l.n; i++) {
+		const char *m = orig->v[i + 1].mailbox;
+		size_t k = qualified_len(m, locals);
+
+		snprintf(want, sizeof want, "%.*s%s", (int)(k ? k : strlen(m)), m,
+			 k ? "@q.example" : "");
+		CHECK(strcmp(l.v[i].mailbox, want) == 0);
+	}
+	addrlist_free(&l);
+	free(out);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct addrlist l = { 0 };
@@ -84,6 +124,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (addr_parse_list(s, size, &l, err, sizeof err) == 0) {
 		for (size_t i = 1; i < l.n; i++)
 			check_parsed(&l.v[i]);
+		check_qualify(s, size, &l);
 	} else {
 		CHECK(errno == EINVAL);
 		CHECK(err[0] != '\0');

@@ -5,7 +5,8 @@
  *   byte 0: bit 0 -t, bits 1-2 Date policy, 3-4 Message-ID, 5-6 From,
  *           bit 7: the -F name is the next input line
  *   byte 1: bits 0-1 To policy, bits 2-4 envelope sender (table below;
- *           6 and 7: the next input line)
+ *           6 and 7: the next input line), bit 5 maildomain (local names
+ *           in address fields qualified in place)
  * Oracles:
  *  - msg_head_end answers the same at every split point: fed a prefix with
  *    eof = 0 it says "need more" (-1) or gives the final answer;
@@ -135,6 +136,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	o.full_name = (data[0] & 0x80) ? (name_line = take_line(&p, end)) : "Fuzz Er";
 	o.domain = "example.net";
 	o.now = 1700000000;
+	if (data[1] & 0x20) {
+		static const char *const locals[] = { "localhost", "vm", NULL };
+		o.maildomain = "q.example";
+		o.local_domains = locals;
+	}
 
 	/* exact-size copy of the message so over-reads are caught */
 	len = (size_t)(end - p);
