@@ -368,6 +368,37 @@ def case_root_direct(s):
     t.is_eq([subject_of(m) for m in got], ["root sends directly"], "root's message arrived")
 
 
+def case_sudo_alert(s, alice):
+    """sudo's security alert (mail_always / a user not in sudoers), with
+    pushmail as sudo's mailer: it must arrive, whoever sudo runs it as."""
+    sudo = shutil.which("sudo")
+    if not sudo:
+        t.skip("sudo's alert mail arrives", "sudo not installed")
+        return
+    path = "/etc/sudoers.d/pushmail-test-" + SUFFIX
+    with open(path, "w") as f:
+        f.write('Defaults mailerpath="%s"\nDefaults mailerflags="-t"\n'
+                'Defaults mailto="%s"\nDefaults mail_always\n' % (s.pm, RCPT))
+    os.chmod(path, 0o440)
+    s.start_daemon()
+    try:
+        chk = sh(["visudo", "-c", "-f", path], check=False)
+        t.is_eq(chk.returncode, 0, "the test's sudoers file is valid",
+                chk.stdout.decode(errors="replace"))
+        # -S with no password on stdin: a failed authentication, which sudo
+        # reports by mail, running the mailer as the invoking user
+        r = t.run(["runuser", "-u", alice, "--", sudo, "-S", "true"],
+                  env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+        t.ok(r.rc != 0, "sudo refuses the user (no password given)", *r.describe())
+        got = s.wait_for(1)
+        subj = subject_of(got[0]) or ""
+        t.ok("SECURITY" in subj.upper(), "sudo's security alert arrived through "
+             "pushmail (%s)" % subj)
+    finally:
+        os.unlink(path)
+        s.stop_daemon()
+
+
 def case_kill9_burst(s, users):
     """40 messages from three users while the service is killed with -9."""
     s.start_daemon()
@@ -678,6 +709,7 @@ def main():
             lambda: case_root_direct(s),
             lambda: case_broken_configs(s, alice),
             lambda: case_spool_missing(s, alice),
+            lambda: case_sudo_alert(s, alice),
             lambda: case_kill9_burst(s, [alice, bob, "nobody"]),
             lambda: case_setgid_copy(s, alice, None),
             lambda: case_hostile_callers(s, alice),
