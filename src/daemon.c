@@ -7,6 +7,10 @@
  * SPEC 6 (runq.c).  No polling: it sleeps until a drop arrives, a signal
  * comes, or the next queued message is due.
  *
+ * After a delivery it keeps the relay session open for LINGER_MS, and what
+ * is dropped meanwhile goes over the same session: a burst (cron at the
+ * hour, a script's loop) costs one connection, not one per message.
+ *
  * SIGTERM and SIGINT are blocked and read from a signalfd, so they never
  * interrupt an SMTP exchange: the queue run checks for them between
  * messages, finishes the one in flight and the service exits.  SIGHUP only
@@ -30,18 +34,33 @@
 #include <sys/inotify.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #define WAIT_MAX 3600        /* seconds: wake at least hourly (lifetimes, sweeps) */
 #define CONFIG_RETRY 60      /* seconds between tries of a missing/broken config */
 #define BURST_MS 200         /* a burst of drops is gathered into one round */
+#define LINGER_MS 3000       /* a session stays open this long for more mail */
 
 struct service {
 	int ifd, sfd, dropfd;
 	sigset_t sigs;
 	char last_error[RESULT_TEXT_MAX + 300];
+	struct stat cfg_st;          /* the configuration as last loaded */
 };
+
+/* Has the configuration file changed since it was loaded? */
+static int config_changed(const struct service *sv)
+{
+	struct stat st;
+
+	if (stat(SYS_CONFIG, &st) < 0)
+		return 1;
+	return st.st_ino != sv->cfg_st.st_ino || st.st_size != sv->cfg_st.st_size ||
+	       st.st_mtim.tv_sec != sv->cfg_st.st_mtim.tv_sec ||
+	       st.st_mtim.tv_nsec != sv->cfg_st.st_mtim.tv_nsec;
+}
 
 static int become_service_user(struct result *r)
 {
@@ -98,6 +117,8 @@ static int load_config(struct ctx *c, struct service *sv)
 	cfg_free(&c->cfg);
 	c->cfg_found = 0;
 	result_clear(&r);
+	if (stat(SYS_CONFIG, &sv->cfg_st) < 0)
+		memset(&sv->cfg_st, 0, sizeof sv->cfg_st);
 	if (cfg_load_file(&c->cfg, SYS_CONFIG, &r) == 0 && cfg_finish(&c->cfg, &r) == 0) {
 		c->cfg_found = 1;
 		sv->last_error[0] = '\0';
@@ -128,15 +149,45 @@ static time_t next_due(struct queue *q)
 	return due;
 }
 
+static void drain(int fd);
+
+struct linger_ctx {
+	struct ctx *c;
+	struct service *sv;
+	struct queue *q;
+};
+
+/* runq's linger hook: wait a little for new drops while a session is open,
+ * and queue them; a signal ends the wait (the main loop reads it). */
+static size_t linger_wait(void *arg)
+{
+	struct linger_ctx *lc = arg;
+	struct pollfd p[2] = { { lc->sv->ifd, POLLIN, 0 }, { lc->sv->sfd, POLLIN, 0 } };
+	struct pickup_stats ps;
+
+	if (poll(p, 2, LINGER_MS) <= 0 || (p[1].revents & POLLIN) ||
+	    !(p[0].revents & POLLIN))
+		return 0;
+	/* an edited configuration ends the session: the next round reads it
+	 * (and picks these drops up under it) */
+	if (config_changed(lc->sv))
+		return 0;
+	poll(NULL, 0, 50);   /* let the rest of a burst land */
+	drain(lc->sv->ifd);
+	pickup_run(lc->c, lc->q, lc->sv->dropfd, &ps);
+	return ps.queued;
+}
+
 /* One round: pick up, deliver what is due; returns when to wake next. */
 static time_t round_once(struct ctx *c, struct service *sv)
 {
-	struct runq_opts o = { .stop = stop_requested };
+	struct runq_opts o = { .stop = stop_requested, .linger = linger_wait };
 	struct relay_overrides ov = { 0 };
 	struct pickup_stats ps;
 	struct runq_stats st;
 	struct queue q;
 	struct result r;
+	struct linger_ctx lc = { c, sv, &q };
 	time_t due;
 
 	result_clear(&r);
@@ -152,6 +203,7 @@ static time_t round_once(struct ctx *c, struct service *sv)
 	pickup_run(c, &q, sv->dropfd, &ps);
 	o.cfg = &c->cfg;
 	o.ov = &ov;
+	o.linger_arg = &lc;
 	if (runq_flush(&q, &o, &st, &r) < 0)
 		log_err("queue run: %s", r.text);
 	due = next_due(&q);

@@ -298,6 +298,57 @@ static void count(struct runq_stats *st, enum runq_outcome oc, const struct resu
 	}
 }
 
+#define LINGER_ROUNDS 100   /* bound: then the session closes anyway */
+
+/* One newly due message of account a over the open session. */
+static void linger_one(struct queue *q, const struct account *a,
+		       struct smtp_session *ss,
+		       const struct runq_policy *pol, const char *id,
+		       struct runq_stats *st)
+{
+	struct qentry e;
+	struct result r;
+	enum runq_outcome oc;
+
+	result_clear(&r);
+	if (queue_lock(q, id, 0, &e, &r) != 0)
+		return;
+	oc = runq_attempt(q, &e, ss, a, pol, &r);
+	report(&e, oc, &r);
+	count(st, oc, &r);
+	queue_release(&e);
+}
+
+/* SPEC 9: a burst (cron at the hour, a script's loop) goes over one session:
+ * while new mail keeps coming within the linger time, send this account's
+ * due messages on the session that is still open. */
+static void linger(struct queue *q, const struct runq_opts *o, const struct account *a,
+		   struct smtp_session *ss, const struct runq_policy *pol,
+		   struct runq_stats *st)
+{
+	size_t mine = 1;
+
+	/* mail for other accounts ends the lingering: the next run sends it */
+	for (int round = 0; round < LINGER_ROUNDS && mine && smtp_usable(ss) &&
+	     !(o->stop && o->stop()) && o->linger(o->linger_arg) > 0; round++) {
+		struct qenv *list;
+		struct result r;
+		size_t n;
+		time_t now = time(NULL);
+		int gone;
+
+		if (queue_list(q, 0, &list, &n, &r) < 0)
+			return;
+		mine = 0;
+		for (size_t i = 0; i < n && smtp_usable(ss); i++)
+			if (wanted(o, &list[i], now) && route(o->cfg, &list[i], &gone) == a) {
+				linger_one(q, a, ss, pol, list[i].id, st);
+				mine++;
+			}
+		queue_list_free(list, n);
+	}
+}
+
 /* One account's messages over one connection.  A connection broken by a
  * message's transaction is reopened for the next message; but once opening
  * fails (refused, timed out, no greeting or 421, TLS, AUTH), the relay is
@@ -355,6 +406,8 @@ static int run_group(struct queue *q, const struct runq_opts *o, struct group *g
 		log_err("account '%s': %zu more message%s deferred without a try, "
 			"after that failure", g->acct->name, untried,
 			untried == 1 ? "" : "s");
+	if (ss && o->linger)
+		linger(q, o, g->acct, ss, &pol, st);
 	smtp_close(ss);
 	relay_free(&rl);
 	return 0;

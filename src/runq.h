@@ -50,6 +50,12 @@ struct runq_opts {
 	const char *only_id;       /* one message (a queue id, else EX_USAGE) */
 	const char *only_account;  /* one account (after a successful send) */
 	int (*stop)(void);         /* optional: 1 = stop after the message in flight */
+	/* Optional (the delivery service): after an account's messages, while
+	 * its session is usable, linger(linger_arg) may wait a few seconds for
+	 * new mail and queue it; it returns how many messages it queued, and
+	 * the due ones of this account go over the same session. */
+	size_t (*linger)(void *linger_arg);
+	void *linger_arg;
 };
 
 struct runq_stats {

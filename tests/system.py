@@ -324,6 +324,37 @@ def case_service_up(s, alice, bob):
             "delivered by the running service")
 
 
+def submission_sessions(s, since):
+    """mail= counts of the submission sessions logged after byte `since`."""
+    import re
+    with open(s.pf.maillog, "rb") as f:
+        f.seek(since)
+        log = f.read()
+    return [int(m) for m in re.findall(rb"submission/smtpd\[\d+\]: disconnect from "
+                                         rb"[^\n]* mail=(\d+)", log)]
+
+
+def case_burst_one_session(s, users):
+    """A burst spread over a few seconds goes over one relay session: the
+    service keeps it open a moment after each delivery."""
+    since = os.path.getsize(s.pf.maillog)
+    for i in range(6):
+        r = s.as_user(users[i % len(users)], [RCPT], message("spaced %d" % i))
+        if r.rc != 0:
+            t.check_exit("spaced burst sender", r, 0, r.describe())
+        time.sleep(0.4)
+    got = s.wait_for(6)
+    t.is_eq(sorted(subject_of(m) for m in got), ["spaced %d" % i for i in range(6)],
+            "six messages dropped 0.4 s apart all arrived")
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and sum(submission_sessions(s, since)) < 6:
+        time.sleep(0.2)
+    sessions = submission_sessions(s, since)
+    # the session of the previous case may still be open and carry them too
+    t.ok(len(sessions) == 1 and sessions[0] >= 6,
+         "they went over one relay session", "mail= per session: %s" % sessions)
+
+
 def case_untrusted_f(s, alice):
     r = s.as_user(alice, ["-f", "ceo@" + DOMAIN, RCPT], message("forged -f"))
     t.check_exit("-f from an untrusted user is accepted", r, 0, r.describe())
@@ -600,23 +631,31 @@ def case_drop_dir_direct(s, alice):
 def case_hostile_drops(s):
     """Files in the drop directory that the helper would never make."""
     s.start_daemon()
-    made = []
+    stage = os.path.join(s.root, "stage")
+    os.makedirs(stage, exist_ok=True)
+
+    # each file is made complete in a staging directory and renamed in, as
+    # the helper does, so the running service never sees one half-made
+    def commit(name):
+        os.rename(os.path.join(stage, name), os.path.join(s.drop, name))
 
     def put(name, data=b"pushmail-drop 1\nrcpt %s\n\nSubject: x\n\nx\n" % RCPT.encode(),
-            mode=0o604, uid=65534):
-        p = os.path.join(s.drop, name)
+            mode=0o604, uid=65534, link=None):
+        p = os.path.join(stage, name)
         with open(p, "wb") as f:
             f.write(data)
         os.chown(p, uid, -1)
         os.chmod(p, mode)
-        made.append(name)
-        return p
+        if link:
+            os.link(p, link)
+        commit(name)
 
     shadow_before = tree_state("/etc/shadow")
-    os.symlink("/etc/shadow", os.path.join(s.drop, "m.20990101T000000.000001.1.0001"))
-    os.mkfifo(os.path.join(s.drop, "m.20990101T000000.000002.1.0002"), 0o604)
-    p = put("m.20990101T000000.000003.1.0003")
-    os.link(p, os.path.join(s.root, "hardlink"))
+    os.symlink("/etc/shadow", os.path.join(stage, "m.20990101T000000.000001.1.0001"))
+    commit("m.20990101T000000.000001.1.0001")
+    os.mkfifo(os.path.join(stage, "m.20990101T000000.000002.1.0002"), 0o604)
+    commit("m.20990101T000000.000002.1.0002")
+    put("m.20990101T000000.000003.1.0003", link=os.path.join(s.root, "hardlink"))
     put("m.20990101T000000.000004.1.0004", mode=0o644)
     put("m.20990101T000000.000005.1.0005", data=b"not a drop file\n\nx")
     put("m.20990101T000000.000006.1.0006", data=b"pushmail-drop 1\nrcpt a\x01b\n\nx")
@@ -703,6 +742,7 @@ def main():
             lambda: case_setup(s, setup.out),
             lambda: case_users_service_down(s, alice, bob),
             lambda: case_service_up(s, alice, bob),
+            lambda: case_burst_one_session(s, [alice, bob, "nobody"]),
             lambda: case_untrusted_f(s, alice),
             lambda: case_trusted_f(s, carol),
             lambda: case_root_q(s, alice),
