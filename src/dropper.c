@@ -17,6 +17,7 @@
  */
 #include "config.h"
 #include "drop.h"
+#include "qid.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -25,17 +26,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/time.h>
-#include <time.h>
 #include <unistd.h>
 
 #define DROP_DIR SPOOLDIR "/drop"
 
-/* sysexits.h values, spelled out: this file includes nothing of pushmail's
- * but drop.h. */
+/* sysexits.h values, spelled out: this program links nothing of pushmail's
+ * but qid.c, and includes only drop.h's constants. */
 enum { OK = 0, USAGE = 64, DATAERR = 65, CANTCREAT = 73, IOERR = 74, TEMPFAIL = 75 };
 
 static int dirfd_ = -1;
@@ -59,22 +57,6 @@ static void sane_fds(void)
 	for (int fd = 0; fd < 3; fd++)
 		if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) != fd)
 			_exit(IOERR);
-}
-
-static void make_id(char *out, size_t cap)
-{
-	struct timeval tv;
-	struct tm tm;
-	unsigned short rnd = 0;
-	char stamp[32];
-
-	gettimeofday(&tv, NULL);
-	gmtime_r(&tv.tv_sec, &tm);
-	strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%S", &tm);
-	if (getrandom(&rnd, sizeof rnd, 0) != sizeof rnd)
-		rnd = (unsigned short)tv.tv_usec;
-	snprintf(out, cap, "%s.%06ld.%d.%04x", stamp, (long)tv.tv_usec,
-		 (int)getpid(), rnd);
 }
 
 static void write_all(int fd, const char *p, size_t n)
@@ -131,7 +113,7 @@ int main(int argc, char **argv)
 	if (dirfd_ < 0)
 		die(TEMPFAIL, "cannot open " DROP_DIR " (run pushmail --setup-system as root)",
 		    errno);
-	make_id(id, sizeof id);
+	qid_make(id, sizeof id);
 	snprintf(tmpname, sizeof tmpname, "t.%s", id);
 	snprintf(final, sizeof final, "m.%s", id);
 	fd = openat(dirfd_, tmpname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,

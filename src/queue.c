@@ -1,6 +1,7 @@
 /* queue.c - the crash-safe local spool (see queue.h). */
 #include "config.h"
 #include "queue.h"
+#include "qid.h"
 #include "body.h"
 #include "cfg.h"
 
@@ -443,21 +444,6 @@ static char *read_small(int fd, size_t *len)
 	return buf;
 }
 
-static void make_id(char out[QUEUE_ID_MAX])
-{
-	struct timeval tv;
-	struct tm tm;
-	unsigned short rnd = 0;
-	char stamp[32];
-
-	gettimeofday(&tv, NULL);
-	gmtime_r(&tv.tv_sec, &tm);
-	strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%S", &tm);
-	if (getrandom(&rnd, sizeof rnd, 0) != sizeof rnd)
-		rnd = (unsigned short)tv.tv_usec;
-	snprintf(out, QUEUE_ID_MAX, "%s.%06ld.%d.%04x", stamp, (long)tv.tv_usec,
-		 (int)getpid(), rnd);
-}
 
 /* ID.ext, a name inside one of the queue's directories (always used with
  * openat and its descriptor); -1 (EINVAL) for anything but a queue id. */
@@ -535,7 +521,7 @@ int queue_add(struct queue *q, const struct qenv *env, const char *head,
 	if (env->id[0])   /* the drop directory's id (pickup.c) */
 		snprintf(e->env.id, sizeof e->env.id, "%s", env->id);
 	else
-		make_id(e->env.id);
+		qid_make(e->env.id, sizeof e->env.id);
 	e->env.created = time(NULL);
 	e->env.next_try = e->env.created;
 	if (name_of(msg, sizeof msg, e->env.id, "msg") < 0 ||
