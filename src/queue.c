@@ -60,7 +60,9 @@ static void adopt(const struct queue *q, int fd)
 		(void)!fchown(fd, q->uid, q->gid);
 }
 
-/* mkdir -p with mode 0700 for the parts we create. */
+/* mkdir -p: the queue directory itself 0700, parents we create 0755 (a
+ * private parent such as /usr/local/var would lock callers out of the
+ * system spool's drop directory below it). */
 static int make_path(const char *path)
 {
 	char buf[PATH_MAX];
@@ -73,7 +75,7 @@ static int make_path(const char *path)
 		if (*p != '/')
 			continue;
 		*p = '\0';
-		if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
 			return -1;
 		*p = '/';
 	}
