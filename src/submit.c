@@ -4,6 +4,7 @@
 #include "config.h"
 #include "address.h"
 #include "aliases.h"
+#include "compose.h"
 #include "idn.h"
 #include "log.h"
 #include "message.h"
@@ -303,12 +304,17 @@ static int build_msgbuf(struct job *j, struct result *r)
 	return 0;
 }
 
-/* SIZE= estimate for a direct send: known only when stdin is a regular file. */
+/* SIZE= estimate for a direct send: known when stdin is a regular file or
+ * the message was composed (its size is counted in advance). */
 static unsigned long long size_estimate(const struct job *j)
 {
 	struct stat st;
 	int fd = j->req->infd;
-	off_t pos = lseek(fd, 0, SEEK_CUR);
+	off_t pos;
+
+	if (j->req->size)
+		return j->req->size >= j->rawlen ? j->msglen + (j->req->size - j->rawlen) : 0;
+	pos = lseek(fd, 0, SEEK_CUR);
 
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || pos < 0 || st.st_size < pos)
 		return 0;
@@ -575,8 +581,23 @@ int mode_send(struct ctx *c, struct result *r)
 	struct submit_req req = { .infd = 0, .from = c->o.from, .rcpt = c->o.rcpt,
 				  .nrcpt = (size_t)c->o.nrcpt, .extract = c->o.extract };
 
+	struct compose cm = { .fd = -1 };
+	int rc;
+
+	/* Composing: bad attachments are refused before anything else, and
+	 * the message then comes from the composer as it would on stdin. */
+	if (compose_wanted(&c->o)) {
+		if (compose_start(&c->o, &cm, r) < 0)
+			return -1;
+		req.infd = cm.fd;
+		req.rcpt = cm.rcpt;
+		req.nrcpt = cm.nrcpt;
+		req.size = cm.size;
+	}
 	/* No configuration is not an error here: the message is queued. */
 	if (ctx_load_config(c, 0, r) < 0 && ctx_set_aside_config(c, r) < 0)
-		return -1;
-	return submit(c, &req, r);
+		rc = -1;
+	else
+		rc = submit(c, &req, r);
+	return cm.fd >= 0 ? compose_finish(&cm, rc, r) : rc;
 }
