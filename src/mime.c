@@ -333,9 +333,15 @@ void mime_header_text(struct sbuf *b, const char *name, const char *value)
 {
 	struct mime_fold f;
 
+	size_t n;
+
+	/* white space around the value is not part of it (as in put_ascii) */
+	value += strspn(value, " \t");
+	for (n = strlen(value); n && (value[n - 1] == ' ' || value[n - 1] == '\t'); n--)
+		;
 	fold_start(&f, b, name);
 	if (text_needs_words(value, strlen(name)))
-		put_words(&f, value, strlen(value), 1);
+		put_words(&f, value, n, 1);
 	else
 		put_ascii(&f, value);
 	fold_end(&f);

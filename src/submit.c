@@ -304,6 +304,15 @@ static int build_msgbuf(struct job *j, struct result *r)
 	return 0;
 }
 
+static size_t bare_lfs(const char *s, size_t n)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < n; i++)
+		k += s[i] == '\n' && (i == 0 || s[i - 1] != '\r');
+	return k;
+}
+
 /* SIZE= estimate for a direct send: known when stdin is a regular file or
  * the message was composed (its size is counted in advance). */
 static unsigned long long size_estimate(const struct job *j)
@@ -312,8 +321,9 @@ static unsigned long long size_estimate(const struct job *j)
 	int fd = j->req->infd;
 	off_t pos;
 
-	if (j->req->size)
-		return j->req->size >= j->rawlen ? j->msglen + (j->req->size - j->rawlen) : 0;
+	if (j->req->size)   /* + the CRs that added header lines will get */
+		return j->req->size >= j->rawlen ?
+		       j->msglen + bare_lfs(j->msgbuf, j->msglen) + (j->req->size - j->rawlen) : 0;
 	pos = lseek(fd, 0, SEEK_CUR);
 
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || pos < 0 || st.st_size < pos)
