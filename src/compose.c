@@ -21,6 +21,7 @@
 #include <strings.h>
 #include <unistd.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -501,25 +502,41 @@ static unsigned long long total_size(const struct build *b)
 	return n;
 }
 
+/* The writer's channel is a Unix stream socket, not a pipe, so that a
+ * writer that fails half-way (an attachment cut short, a crash) cannot look
+ * like the end of a complete message: the parent leaves one byte unread in
+ * the writer's receive queue, and Linux reports ECONNRESET instead of end
+ * of file to the reader of a socket whose peer closed with data unread.
+ * The reader (submit: DATA, BDAT, the queue) then fails with EX_IOERR and
+ * no end of data is sent, nothing is queued.  The writer reads the byte
+ * only after the last one of the message went out. */
+static void writer(int fd, const struct build *b)
+{
+	char token;
+	int ok = write_message(fd, b) == 0 && read(fd, &token, 1) == 1;
+
+	_exit(ok ? 0 : 1);
+}
+
 static int start_writer(struct build *b, struct compose *cm, struct result *r)
 {
-	int pfd[2];
+	int sv[2];
 	pid_t pid;
 
-	if (pipe2(pfd, O_CLOEXEC) < 0)
-		return result_fail(r, EX_OSERR, "pipe: %s", strerror(errno));
-	pid = fork();
-	if (pid < 0) {
-		close(pfd[0]);
-		close(pfd[1]);
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return result_fail(r, EX_OSERR, "socketpair: %s", strerror(errno));
+	if (write(sv[0], "!", 1) != 1 || (pid = fork()) < 0) {
+		close(sv[0]);
+		close(sv[1]);
 		return result_fail(r, EX_OSERR, "fork: %s", strerror(errno));
 	}
 	if (pid == 0) {
-		close(pfd[0]);
-		_exit(write_message(pfd[1], b) < 0 ? 1 : 0);
+		close(sv[0]);
+		writer(sv[1], b);
 	}
-	close(pfd[1]);
-	cm->fd = pfd[0];
+	close(sv[1]);
+	shutdown(sv[0], SHUT_WR);
+	cm->fd = sv[0];
 	cm->pid = pid;
 	cm->size = total_size(b);
 	return 0;
@@ -589,8 +606,13 @@ int compose_finish(struct compose *cm, int rc, struct result *r)
 	cm->fd = -1;
 	while (cm->pid > 0 && waitpid(cm->pid, &st, 0) < 0 && errno == EINTR)
 		;
-	if (rc == 0 && cm->pid > 0 && !(WIFEXITED(st) && WEXITSTATUS(st) == 0))
-		rc = result_fail(r, EX_IOERR, "composing the message failed");
+	/* The writer said why on stderr; the reader only saw the reset. */
+	if (cm->pid > 0 && !(WIFEXITED(st) && WEXITSTATUS(st) == 0) &&
+	    rc < 0 && r->exitcode == EX_IOERR) {
+		result_clear(r);
+		rc = result_fail(r, EX_IOERR, "the message could not be composed to its "
+				 "end; nothing was sent or queued");
+	}
 	cm->pid = 0;
 	free(cm->rcpt);
 	cm->rcpt = NULL;

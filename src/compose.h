@@ -36,8 +36,9 @@ int compose_wanted(const struct options *o);
 int compose_start(const struct options *o, struct compose *cm, struct result *r);
 
 /* Close the read end and reap the writer.  rc is the outcome of reading
- * the message (0 or -1); returns rc, or -1 with r filled (EX_IOERR) when rc
- * was 0 but the writer failed (an attachment could not be read to its end). */
+ * the message (0 or -1) and is returned.  A writer that failed half-way
+ * (an attachment cut short) makes the reader fail with EX_IOERR before any
+ * end of data or queue entry (see start_writer); r then says so. */
 int compose_finish(struct compose *cm, int rc, struct result *r);
 
 #define COMPOSE_BODY_MAX (64u << 20)   /* body text is held in memory */
