@@ -278,6 +278,9 @@ def case_usage(f):
     t.is_eq(r.rc, EX_OK, "--body may span lines", *r.describe())
     r = dry_run(["--body=a\nb", RCPT])
     t.is_eq(r.rc, EX_OK, "--body=TEXT may span lines", *r.describe())
+    for mode in (["-bs"], ["-q"], ["-bp"], ["--check"]):
+        r = dry_run(mode + ["--subject", "s"])
+        t.is_eq(r.rc, EX_USAGE, "%s with --subject: EX_USAGE" % mode[0], *r.describe())
     r = dry_run(["-f", "--body", "x\ny"])
     t.is_eq(r.rc, EX_USAGE, "a line break in -f's value, after the word --body, is refused",
             *r.describe())
