@@ -8,6 +8,7 @@
 #include "idn.h"
 #include "log.h"
 #include "message.h"
+#include "progress.h"
 #include "modes.h"
 #include "runq.h"
 #include "smtp.h"
@@ -375,7 +376,7 @@ static int send_direct(struct job *j, const char **rcpt, struct result *r)
 				     .eightbit = j->head.has_8bit,
 				     .binary = body_type_is(j, "BINARYMIME") };
 	struct smtp_message m = { .head = j->msgbuf, .headlen = j->msglen,
-				  .fd = j->req->infd };
+				  .fd = j->req->infd, .size = env.size };
 	struct smtp_outcome out = { 0 };
 	struct relay_overrides ov;
 
@@ -593,6 +594,11 @@ int mode_send(struct ctx *c, struct result *r)
 
 	struct compose cm = { .fd = -1 };
 	int rc;
+
+	/* SPEC/issue 19: a person at a terminal sees a long send progress;
+	 * -v owns standard error, --dry-run prints the message itself. */
+	if (isatty(2) && !c->o.verbose && !c->o.dry_run)
+		progress_enable();
 
 	/* Composing: bad attachments are refused before anything else, and
 	 * the message then comes from the composer as it would on stdin. */

@@ -381,6 +381,73 @@ def case_short_read(f):
         t.ok(not queued, name + ": nothing queued", "queue: %r" % queued)
 
 
+def run_tty_stderr(argv, env, timeout=60):
+    """Run argv with stderr on a pseudo-terminal; returns (rc, what the
+    terminal received)."""
+    import select
+    import subprocess
+    import time
+    master, slave = pty.openpty()
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=slave, env=env)
+    os.close(slave)
+    out, deadline = b"", time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:   # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+        elif p.poll() is not None:
+            break
+    try:
+        rc = p.wait(max(1, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        p.kill()
+        rc = p.wait()
+    os.close(master)
+    return rc, out
+
+
+def case_progress(f):
+    """The relay holds the DATA reply for 1.5 s, so the send takes over a
+    second: a terminal gets the progress line, cleared at the end; a pipe
+    never does."""
+    from smtpserver import delay
+    path = f.write("progress.bin", os.urandom(3 << 20))
+    srv_kw = dict(rules={"DATA": delay(1.5, "354 go ahead")},
+                  extensions=["PIPELINING", "SIZE 100000000", "8BITMIME"])
+    args = ["--subject", "p", "--attach", path, RCPT]
+    srv = ScriptedServer(**srv_kw).start()
+    try:
+        cfg = t.write_config(port=srv.port, timeout="20")
+        rc, tty = run_tty_stderr([t.PUSHMAIL, "-C", cfg] + args, t.base_env())
+    finally:
+        srv.stop()
+    name = "progress on a terminal"
+    t.is_eq(rc, EX_OK, name + ": exit 0", t.show(tty))
+    t.is_eq(len(srv.messages()), 1, name + ": delivered")
+    t.ok(re.search(rb"\rpushmail: [0-9.]+ [KMG]?i?B of 4\.[0-9] MiB \(\d+%\), [^\r]*/s",
+                   tty) is not None, name + ": bytes of total and rate, redrawn in place",
+         t.show(tty))
+    t.ok(tty.endswith(b"\r\x1b[K"), name + ": the line is cleared at the end", t.show(tty))
+    res, srv = run_server(args, srv_kw=srv_kw, cfg_keys={"timeout": "20"}, timeout=60)
+    t.is_eq(res.rc, EX_OK, "progress, stderr not a terminal: exit 0", *t.server_diag(res, srv))
+    t.is_eq(res.err, b"", "progress, stderr not a terminal: nothing on stderr")
+    srv = ScriptedServer(**srv_kw).start()
+    try:
+        cfg = t.write_config(port=srv.port, timeout="20")
+        rc, tty = run_tty_stderr([t.PUSHMAIL, "-C", cfg, "-v"] + args, t.base_env())
+    finally:
+        srv.stop()
+    t.ok(rc == EX_OK and b"\x1b[K" not in tty and b"DATA" in tty,
+         "progress: not with -v (the conversation is shown instead)", t.show(tty[-300:]))
+
+
 def case_bcc_wire(f):
     name = "Bcc over SMTP"
     res, srv = run_server(["--subject", "s", "--body", "b", "--bcc", "hidden@example.org",
@@ -441,7 +508,7 @@ def postfix_cases(f):
 
 CASES = [case_dry_full, case_dry_single, case_dry_stdin_body, case_dry_tty, case_dry_headers,
          case_dry_empty_body_attachment, case_usage, case_bcc_wire, case_bad_input, case_short_read,
-         case_size_and_memory, postfix_cases]
+         case_size_and_memory, case_progress, postfix_cases]
 
 
 def main():
