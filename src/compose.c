@@ -40,6 +40,7 @@ struct part {
 
 struct build {
 	const struct options *o;
+	int stdin_open;            /* fd 0 was open when composing began */
 	struct sbuf head;          /* message head (and the text part) */
 	struct sbuf text;          /* body text, then its encoded form */
 	struct part *parts;
@@ -184,7 +185,8 @@ static int read_text(struct sbuf *t, int fd, const char *what, struct result *r)
 }
 
 /* --body TEXT, --body - or --body-file FILE; else a standard input that is
- * not a terminal (never a silent wait for someone to type). */
+ * not a terminal (never a silent wait for someone to type).  A closed
+ * standard input is an empty body. */
 static int load_body(struct build *b, struct result *r)
 {
 	const struct options *o = b->o;
@@ -205,7 +207,7 @@ static int load_body(struct build *b, struct result *r)
 		else
 			rc = read_text(&b->text, fd, o->body_file, r);
 		close(fd);
-	} else if (o->body || !isatty(0)) {
+	} else if (b->stdin_open && (o->body || !isatty(0))) {
 		rc = read_text(&b->text, 0, "standard input", r);
 	}
 	if (rc == 0 && b->text.len && b->text.s[b->text.len - 1] != '\n')
@@ -574,11 +576,14 @@ static void build_free(struct build *b)
 
 int compose_start(const struct options *o, struct compose *cm, struct result *r)
 {
-	struct build b = { .o = o };
+	/* checked before anything is opened: a closed fd 0 would be reused */
+	struct build b = { .o = o, .stdin_open = fcntl(0, F_GETFD) >= 0 };
 	int rc;
 
 	memset(cm, 0, sizeof *cm);
 	cm->fd = -1;
+	if (o->body && o->body_file)
+		return result_fail(r, EX_USAGE, "--body and --body-file: give one of them");
 	for (int i = 0; i < o->attach.n; i++)
 		if (!o->attach.v[i][0])
 			return result_fail(r, EX_USAGE, "--attach needs a file name");

@@ -238,6 +238,21 @@ def case_dry_tty(f):
     t.is_eq(m.get_content(), "", name + ": empty body")
 
 
+def case_dry_closed_stdin(f):
+    name = "closed stdin means an empty body"
+    cfg = t.write_config(port=t.closed_port())
+    r = t.run(["sh", "-c", 'exec "$0" "$@" <&-', t.PUSHMAIL, "-C", cfg, "--dry-run",
+               "--subject", "closed", RCPT], timeout=20)
+    t.is_eq(r.rc, EX_OK, name + ": exit 0", *r.describe())
+    t.is_eq(parse(dry_message(r.out)[1]).get_content(), "", name + ": empty body")
+    # the attachment opened first takes fd 0: it must not become the body
+    r = t.run(["sh", "-c", 'exec "$0" "$@" <&-', t.PUSHMAIL, "-C", cfg, "--dry-run",
+               "--attach", f.paths["pdf"], RCPT], timeout=20)
+    parts = list(parse(dry_message(r.out)[1]).iter_parts())
+    t.ok(r.rc == EX_OK and len(parts) == 1 and parts[0].get_content_type() == "application/pdf",
+         name + ", with an attachment: only the attachment", *r.describe())
+
+
 def case_dry_headers(f):
     name = "dry-run, --header, --reply-to, forced type"
     r = dry_run(["--header", "X-Ticket: 1234", "--header", "X-Note: ärger",
@@ -278,6 +293,8 @@ def case_usage(f):
     t.is_eq(r.rc, EX_OK, "--body may span lines", *r.describe())
     r = dry_run(["--body=a\nb", RCPT])
     t.is_eq(r.rc, EX_OK, "--body=TEXT may span lines", *r.describe())
+    r = dry_run(["--body", "x", "--body-file", "/etc/hostname", RCPT])
+    t.is_eq(r.rc, EX_USAGE, "--body with --body-file: EX_USAGE", *r.describe())
     for mode in (["-bs"], ["-q"], ["-bp"], ["--check"]):
         r = dry_run(mode + ["--subject", "s"])
         t.is_eq(r.rc, EX_USAGE, "%s with --subject: EX_USAGE" % mode[0], *r.describe())
@@ -506,7 +523,7 @@ def postfix_cases(f):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-CASES = [case_dry_full, case_dry_single, case_dry_stdin_body, case_dry_tty, case_dry_headers,
+CASES = [case_dry_full, case_dry_single, case_dry_stdin_body, case_dry_tty, case_dry_closed_stdin, case_dry_headers,
          case_dry_empty_body_attachment, case_usage, case_bcc_wire, case_bad_input, case_short_read,
          case_size_and_memory, case_progress, postfix_cases]
 
