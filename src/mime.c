@@ -158,9 +158,10 @@ static size_t qp_byte(struct mime_qp *q, unsigned char c, char *out)
 		q->pend_ws = c;
 		return o;
 	}
-	/* a "." first on a line is encoded: nothing in the body then looks
-	 * like an SMTP end of data, whatever a relay does with it */
-	if (c < 33 || c > 126 || c == '=' || (c == '.' && q->col == 0))
+	/* a "." first on a line (or after a soft break) is encoded: nothing in
+	 * the body then looks like an SMTP end of data, whatever a relay does */
+	if (c < 33 || c > 126 || c == '=' ||
+	    (c == '.' && (q->col == 0 || q->col + 1 > QP_LINE - 1)))
 		return o + qp_hex(q, c, out + o);
 	return o + qp_put(q, (const char *)&c, 1, out + o);
 }
@@ -291,20 +292,24 @@ static void put_words(struct mime_fold *f, const char *s, size_t n, int sep)
 	}
 }
 
+/* Encoded-words are needed for bytes outside printable ASCII and tab, for
+ * "=?" (it would be read as an encoded-word), and when white space and the
+ * word after it would not fit on a folded line of 998. */
 static int text_needs_words(const char *v, size_t namelen)
 {
-	size_t run = 0;
-
 	if (strstr(v, "=?"))
-		return 1;   /* would be read as an encoded-word */
-	for (const char *p = v; *p; p++) {
-		unsigned char c = (unsigned char)*p;
+		return 1;
+	for (const char *p = v; *p;) {
+		size_t ws = strspn(p, " \t"), word = strcspn(p + ws, " \t");
 
-		if ((c < 32 && c != '\t') || c > 126)
+		for (size_t i = 0; i < ws + word; i++) {
+			unsigned char c = (unsigned char)p[i];
+			if ((c < 32 && c != '\t') || c > 126)
+				return 1;
+		}
+		if (ws + word + namelen + 2 > MIME_LINE_HARD)
 			return 1;
-		run = c == ' ' || c == '\t' ? 0 : run + 1;
-		if (run + namelen + 3 > MIME_LINE_HARD)
-			return 1;   /* no white space to fold at */
+		p += ws + word;
 	}
 	return 0;
 }
@@ -323,9 +328,11 @@ static void put_ascii(struct mime_fold *f, const char *v)
 		mime_fold_put(f, ws, p, tl);
 		p += tl;
 		wl = strspn(p, " \t");
-		memcpy(ws, p, wl < MIME_LINE_HARD ? wl : MIME_LINE_HARD);
-		ws[wl < MIME_LINE_HARD ? wl : MIME_LINE_HARD] = '\0';
-		p += wl;
+		if (wl > MIME_LINE_HARD)   /* text_needs_words keeps runs shorter */
+			wl = MIME_LINE_HARD;
+		memcpy(ws, p, wl);
+		ws[wl] = '\0';
+		p += strspn(p, " \t");
 	}
 }
 
@@ -455,8 +462,10 @@ static void param_2231(struct mime_fold *f, const char *attr, const char *v)
 		while (i < len) {
 			size_t k = 1, need;
 
-			while (i + k < len && ((unsigned char)v[i + k] & 0xc0) == 0x80)
-				k++;   /* the whole character goes in one section */
+			/* the whole character (at most 4 bytes; more continuation
+			 * bytes are not UTF-8) goes in one section */
+			while (i + k < len && k < 4 && ((unsigned char)v[i + k] & 0xc0) == 0x80)
+				k++;
 			need = 0;
 			for (size_t j = 0; j < k; j++)
 				need += attr_char((unsigned char)v[i + j]) ? 1 : 3;

@@ -49,6 +49,11 @@ static const struct enc_case cases[] = {
 	{ "qp CR at end", QP, S("a\r"), S("a=0D=\r\n") },
 	{ "qp CR CR LF", QP, S("a\r\r\n"), S("a=0D\r\n") },
 	{ "qp leading dot", QP, S(".\n.x\n"), S("=2E\r\n=2Ex\r\n") },
+	{ "qp dot after a soft break", QP,
+	  S("..........................................................................."
+	    ".x\n"),
+	  S("=2E........................................................................=\r\n"
+	    "=2E..x\r\n") },
 	{ "qp NUL and controls", QP, S("\0\x1b\x7f\n"), S("=00=1B=7F\r\n") },
 	{ "qp soft break at 76", QP,
 	  S("0123456789012345678901234567890123456789012345678901234567890123456789"
