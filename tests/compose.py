@@ -370,6 +370,17 @@ def case_bad_input(f):
     t.ok(srv.record is None, "missing --body-file: nothing reached the server")
 
 
+def case_size_limit(f):
+    name = "attachment over the relay's SIZE limit"
+    res, srv = run_server(["--subject", "s", "--attach", f.paths["binary"], RCPT],
+                          srv_kw=dict(extensions=["PIPELINING", "SIZE 100000"]))
+    info = t.server_diag(res, srv)
+    t.is_eq(res.rc, 69, name + ": EX_UNAVAILABLE", *info)
+    t.ok(srv.record is not None and not any(c.startswith((b"MAIL", b"DATA"))
+                                            for c in srv.record.commands),
+         name + ": refused before MAIL (the size is known in advance)", *info)
+
+
 def case_short_read(f):
     """A file that turns out shorter than its size (truncated while being
     sent; a sysfs attribute says 4096 bytes and holds a few) must not go out
@@ -524,7 +535,7 @@ def postfix_cases(f):
 
 
 CASES = [case_dry_full, case_dry_single, case_dry_stdin_body, case_dry_tty, case_dry_closed_stdin, case_dry_headers,
-         case_dry_empty_body_attachment, case_usage, case_bcc_wire, case_bad_input, case_short_read,
+         case_dry_empty_body_attachment, case_usage, case_bcc_wire, case_bad_input, case_short_read, case_size_limit,
          case_size_and_memory, case_progress, postfix_cases]
 
 
