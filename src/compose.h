@@ -1,9 +1,10 @@
 /* compose.h - one-off mail from the shell (issue 19): a message built from
  * --subject, --body, --attach, --cc, --bcc, --header and --reply-to.
  *
- * The composed message comes out of a pipe, written by a child process, so
- * that the rest of pushmail (submit: head rewrite, Date/Message-ID/From,
- * queue, SMTP) reads it exactly as it reads standard input.  Attachments are
+ * The composed message comes out of a Unix socket, written by a child
+ * process, so that the rest of pushmail (submit: head rewrite,
+ * Date/Message-ID/From, queue, SMTP) reads it exactly as it reads standard
+ * input.  Attachments are
  * opened and typed (libmagic) before anything else happens, and streamed in
  * blocks through the base64 encoder: memory stays flat whatever their size,
  * and the size of the whole message is known before it is written (SIZE=).
