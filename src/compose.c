@@ -43,6 +43,7 @@ struct build {
 	int stdin_open;            /* fd 0 was open when composing began */
 	struct sbuf head;          /* message head (and the text part) */
 	struct sbuf text;          /* body text, then its encoded form */
+	char charset[64];          /* of the body text: utf-8 unless it is not */
 	struct part *parts;
 	size_t nparts;
 	char boundary[48];
@@ -213,6 +214,29 @@ static int load_body(struct build *b, struct result *r)
 	if (rc == 0 && b->text.len && b->text.s[b->text.len - 1] != '\n')
 		sbuf_add(&b->text, "\n", 1);   /* mail text ends with a line break */
 	return rc == 0 && b->text.nomem ? result_fail(r, EX_OSERR, "out of memory") : rc;
+}
+
+/* Text is declared UTF-8; text that is not (a Latin-1 file given to
+ * --body-file) gets the charset libmagic finds, or unknown-8bit (RFC 1428),
+ * rather than a label that makes it unreadable. */
+static void text_charset(struct build *b)
+{
+	const char *s = b->text.s ? b->text.s : "";
+	magic_t m;
+
+	snprintf(b->charset, sizeof b->charset, "utf-8");
+	if (mime_utf8_valid(s, b->text.len))
+		return;
+	snprintf(b->charset, sizeof b->charset, "unknown-8bit");
+	m = magic_open(MAGIC_MIME_ENCODING);
+	if (m && magic_load(m, NULL) == 0) {
+		const char *e = magic_buffer(m, s, b->text.len);
+		if (e && is_token(e, strlen(e)) && strcmp(e, "binary") &&
+		    strcmp(e, "utf-8") && strcmp(e, "us-ascii"))
+			snprintf(b->charset, sizeof b->charset, "%s", e);
+	}
+	if (m)
+		magic_close(m);
 }
 
 /* Encode the text in place of itself; returns the transfer encoding. */
@@ -401,20 +425,24 @@ static int make_boundary(struct build *b, struct result *r)
 	return 0;
 }
 
-static void text_part_head(struct sbuf *h, const char *cte)
+static void text_part_head(struct sbuf *h, const char *charset, const char *cte)
 {
-	sbuf_str(h, "Content-Type: text/plain; charset=utf-8\r\n"
-		 "Content-Transfer-Encoding: ");
+	sbuf_str(h, "Content-Type: text/plain; charset=");
+	sbuf_str(h, charset);
+	sbuf_str(h, "\r\nContent-Transfer-Encoding: ");
 	sbuf_str(h, cte);
 	sbuf_str(h, "\r\n\r\n");
 }
 
 static int build_head(struct build *b, struct result *r)
 {
-	const char *cte = encode_text(b);
+	const char *cte;
+
+	text_charset(b);
+	cte = encode_text(b);
 
 	if (b->o->attach.n == 0) {
-		text_part_head(&b->head, cte);
+		text_part_head(&b->head, b->charset, cte);
 		sbuf_add(&b->head, b->text.s ? b->text.s : "", b->text.len);
 		b->tail = "";
 		return 0;
@@ -428,7 +456,7 @@ static int build_head(struct build *b, struct result *r)
 		sbuf_str(&b->head, "\r\n--");
 		sbuf_str(&b->head, b->boundary);
 		sbuf_str(&b->head, "\r\n");
-		text_part_head(&b->head, cte);
+		text_part_head(&b->head, b->charset, cte);
 		sbuf_add(&b->head, b->text.s, b->text.len);
 	}
 	snprintf(b->tailbuf, sizeof b->tailbuf, "\r\n--%s--\r\n", b->boundary);

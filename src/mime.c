@@ -213,6 +213,32 @@ int mime_text_is_7bit(const char *s, size_t n)
 	return 1;
 }
 
+/* RFC 3629: well-formed UTF-8 (no overlong forms, surrogates or values
+ * past U+10FFFF). */
+int mime_utf8_valid(const char *str, size_t n)
+{
+	const unsigned char *s = (const unsigned char *)str;
+
+	for (size_t i = 0; i < n;) {
+		unsigned c = s[i], len = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 :
+			     c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+		unsigned v = len == 1 ? c : c & (0x3f >> (len - 1));
+
+		if (!len || i + len > n)
+			return 0;
+		for (unsigned k = 1; k < len; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				return 0;
+			v = v << 6 | (s[i + k] & 0x3f);
+		}
+		if ((len == 3 && (v < 0x800 || (v >= 0xd800 && v <= 0xdfff))) ||
+		    (len == 4 && (v < 0x10000 || v > 0x10ffff)))
+			return 0;
+		i += len;
+	}
+	return 1;
+}
+
 /* ------------------------------------------------------------------ */
 /* header fields */
 

@@ -58,6 +58,10 @@ size_t mime_qp_final(struct mime_qp *q, char *out);
  * needs quoted-printable (8-bit bytes, controls, NUL, bare CR, long lines). */
 int mime_text_is_7bit(const char *s, size_t n);
 
+/* 1 when s[0..n) is well-formed UTF-8 (RFC 3629: no overlong forms,
+ * surrogates, or values past U+10FFFF). */
+int mime_utf8_valid(const char *s, size_t n);
+
 /* ---- header fields ---- */
 
 /* Where a header line is being built: b gets the text, col is the column. */

@@ -224,6 +224,19 @@ def case_dry_stdin_body(f):
             "--body-file FILE is the body")
 
 
+def case_dry_charset(f):
+    name = "body text that is not UTF-8"
+    bf = f.write("latin1.txt", "Grüße aus Köln, café\n".encode("latin-1"))
+    r = dry_run(["--body-file", bf, RCPT])
+    m = parse(dry_message(r.out)[1])
+    t.is_eq(r.rc, EX_OK, name + ": exit 0", *r.describe())
+    t.is_eq(m.get_content_charset(), "iso-8859-1", name + ": charset found by libmagic")
+    t.is_eq(m.get_content(), "Grüße aus Köln, café\n", name + ": decodes to the text")
+    r = dry_run(["--body", "plain ascii", RCPT])
+    t.is_eq(parse(dry_message(r.out)[1]).get_content_charset(), "utf-8",
+            "ASCII body text: charset utf-8")
+
+
 def case_dry_tty(f):
     name = "terminal stdin means an empty body"
     master, slave = pty.openpty()
@@ -559,7 +572,7 @@ def postfix_cases(f):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-CASES = [case_dry_full, case_dry_single, case_dry_stdin_body, case_dry_tty, case_dry_closed_stdin, case_dry_headers,
+CASES = [case_dry_full, case_dry_single, case_dry_stdin_body, case_dry_tty, case_dry_charset, case_dry_closed_stdin, case_dry_headers,
          case_dry_empty_body_attachment, case_usage, case_bcc_wire, case_bad_input, case_short_read, case_size_limit,
          case_size_and_memory, case_progress, postfix_cases]
 

@@ -171,6 +171,24 @@ static void test_7bit(void)
 		       "7bit: %s", sc[i].name);
 }
 
+static void test_utf8(void)
+{
+	const struct seven_case uc[] = {
+		{ "ASCII", S("plain"), 1 },
+		{ "two, three and four bytes", S("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80"), 1 },
+		{ "Latin-1", S("caf\xe9"), 0 },
+		{ "overlong slash", S("\xc0\xaf"), 0 },
+		{ "overlong three bytes", S("\xe0\x80\xaf"), 0 },
+		{ "surrogate", S("\xed\xa0\x80"), 0 },
+		{ "past U+10FFFF", S("\xf4\x90\x80\x80"), 0 },
+		{ "cut short", S("\xe2\x82"), 0 },
+		{ "lone continuation", S("\x80"), 0 },
+	};
+
+	for (size_t i = 0; i < sizeof uc / sizeof uc[0]; i++)
+		is_int(mime_utf8_valid(uc[i].in, uc[i].len), uc[i].want, "utf-8: %s", uc[i].name);
+}
+
 /* ---- headers ---- */
 
 static int lines_within(const char *s, size_t limit)
@@ -380,6 +398,7 @@ int main(void)
 	test_splits();
 	test_b64_size();
 	test_7bit();
+	test_utf8();
 	test_header_text();
 	test_addrs();
 	test_params();
