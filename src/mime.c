@@ -222,10 +222,11 @@ int mime_utf8_valid(const char *str, size_t n)
 	for (size_t i = 0; i < n;) {
 		unsigned c = s[i], len = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 :
 			     c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
-		unsigned v = len == 1 ? c : c & (0x3f >> (len - 1));
+		unsigned v;
 
 		if (!len || i + len > n)
 			return 0;
+		v = len == 1 ? c : c & (0x3f >> (len - 1));
 		for (unsigned k = 1; k < len; k++) {
 			if ((s[i + k] & 0xc0) != 0x80)
 				return 0;
