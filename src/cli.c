@@ -50,7 +50,7 @@ static const struct letter letters[] = {
 	{ 'q', ARG_ATTACHED, A_QUEUE },   /* -q, -q15m */
 };
 
-enum long_kind { L_FLAG, L_VALUE, L_MODE_VALUE };
+enum long_kind { L_FLAG, L_VALUE, L_MODE_VALUE, L_LIST };
 
 struct long_opt {
 	const char *name;
@@ -86,6 +86,15 @@ static const struct long_opt long_opts[] = {
 	{ "setup-system", L_FLAG, 0, MODE_SETUP },
 	{ "queue-delete", L_MODE_VALUE, OFF(queue_id), MODE_QUEUE_DELETE },
 	{ "queue-retry", L_MODE_VALUE, OFF(queue_id), MODE_QUEUE_RETRY },
+	/* composing (issue 19); no sendmail option has these names */
+	{ "subject", L_VALUE, OFF(subject), 0 },
+	{ "body", L_VALUE, OFF(body), 0 },
+	{ "body-file", L_VALUE, OFF(body_file), 0 },
+	{ "reply-to", L_VALUE, OFF(reply_to), 0 },
+	{ "attach", L_LIST, OFF(attach), 0 },
+	{ "header", L_LIST, OFF(headers), 0 },
+	{ "cc", L_LIST, OFF(cc), 0 },
+	{ "bcc", L_LIST, OFF(bcc), 0 },
 };
 
 /* -b letters.  -bv keeps MODE_SEND with o->verify; -bh and -bH (sendmail's
@@ -111,6 +120,8 @@ void cli_usage(FILE *f)
 {
 	fprintf(f, "usage: pushmail [-t] [-i] [-v] [-C file] [-a account] [-f from] "
 		"[-F name] [--dry-run] [--] recipient...\n"
+		"       pushmail [--subject TEXT] [--body TEXT | --body-file FILE] "
+		"[--attach FILE[:TYPE]]... recipient...\n"
 		"       pushmail -q[interval] | -qIid | -bp | -bs | -bi | -bv recipient...\n"
 		"       pushmail --check | --serverinfo | --queue-retry id | "
 		"--queue-delete id\n"
@@ -135,6 +146,15 @@ void cli_help(FILE *f)
 		"  --host, --port, --tls, --auth, --user, --from, --timeout VALUE\n"
 		"                      override the account's setting\n"
 		"  --read-envelope-from  use the From header as envelope sender\n"
+		"\nComposing (pushmail writes the message itself):\n"
+		"  --subject TEXT      Subject (any UTF-8)\n"
+		"  --body TEXT         body text (--body - reads standard input);\n"
+		"                      without it, a standard input that is not a\n"
+		"                      terminal is the body\n"
+		"  --body-file FILE    body text from FILE\n"
+		"  --attach FILE[:TYPE]  attach FILE (repeatable; type found from the\n"
+		"                      content unless given)\n"
+		"  --cc ADDRS, --bcc ADDRS, --reply-to ADDRS, --header 'Name: value'\n"
 		"\nOther modes:\n"
 		"  -q                  deliver the queued messages now (-q --due: only\n"
 		"                      those whose retry time has come)\n"
@@ -324,6 +344,15 @@ static int parse_short(int argc, char **argv, int *i, struct options *o,
 	return 0;
 }
 
+/* Room for every argument, allocated on first use. */
+static int list_add(struct cli_list *l, const char *val, int argc, struct result *r)
+{
+	if (!l->v && !(l->v = calloc((size_t)argc + 1, sizeof *l->v)))
+		return result_fail(r, EX_OSERR, "out of memory");
+	l->v[l->n++] = val;
+	return 0;
+}
+
 static int parse_long(int argc, char **argv, int *i, struct options *o,
 		      struct result *r)
 {
@@ -350,6 +379,9 @@ static int parse_long(int argc, char **argv, int *i, struct options *o,
 		if (!val)
 			return o->bad_option = 1, result_fail(r, EX_USAGE, "option --%s needs a value",
 					   lo->name);
+		if (lo->kind == L_LIST)
+			return list_add((struct cli_list *)((char *)o + lo->off), val,
+					argc, r);
 		*(const char **)((char *)o + lo->off) = val;
 		if (lo->kind == L_MODE_VALUE)
 			o->mode = (enum cli_mode)lo->mode;
@@ -378,12 +410,6 @@ int cli_parse(int argc, char **argv, struct options *o, struct result *r)
 		o->mode = MODE_QUEUE_LIST;
 	if (argc > 0 && strcmp(base_name(argv[0]), "newaliases") == 0)
 		o->mode = MODE_ALIASES;
-	/* SPEC 1: a line break in any argument could end up on the wire or in a
-	 * header; refuse before anything happens.  (argv cannot hold a NUL.) */
-	for (i = 1; i < argc; i++)
-		if (strpbrk(argv[i], "\r\n"))
-			return result_fail(r, EX_USAGE,
-					   "argument %d contains a line break", i);
 	for (i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (only_rcpt || a[0] != '-' || a[1] == '\0') {
@@ -398,6 +424,14 @@ int cli_parse(int argc, char **argv, struct options *o, struct result *r)
 				   parse_short(argc, argv, &i, o, r)) < 0)
 			return -1;
 	}
+	/* SPEC 1: a line break in any argument could end up on the wire or in a
+	 * header; refuse before anything happens.  (argv cannot hold a NUL.)
+	 * The one exception is the text of --body, which is a message body. */
+	for (i = 1; i < argc; i++)
+		if (strpbrk(argv[i], "\r\n") && argv[i] != o->body &&
+		    !(o->body == argv[i] + 7 && strncmp(argv[i], "--body=", 7) == 0))
+			return result_fail(r, EX_USAGE,
+					   "argument %d contains a line break", i);
 	return 0;
 }
 
@@ -405,4 +439,8 @@ void cli_free(struct options *o)
 {
 	free(o->rcpt);
 	o->rcpt = NULL;
+	free(o->attach.v);
+	free(o->headers.v);
+	free(o->cc.v);
+	free(o->bcc.v);
 }

@@ -30,6 +30,12 @@ enum cli_mode {
 
 #define CLI_IGNORED_MAX 16
 
+/* A repeatable option's values, in order (point into argv). */
+struct cli_list {
+	const char **v;
+	int n;
+};
+
 struct options {
 	enum cli_mode mode;
 	const char *config;        /* -C, --config */
@@ -53,6 +59,10 @@ struct options {
 	int bad_option;            /* parse failed on an unknown/incomplete option */
 	char **rcpt;               /* recipient arguments (point into argv) */
 	int nrcpt;
+	/* composing a message (compose.h): --subject, --body, --body-file,
+	 * --reply-to; --attach, --header, --cc, --bcc repeat */
+	const char *subject, *body, *body_file, *reply_to;
+	struct cli_list attach, headers, cc, bcc;
 	const char *ignored[CLI_IGNORED_MAX]; /* accepted-and-ignored options, for -v */
 	int nignored;
 	char ignored_text[CLI_IGNORED_MAX][128]; /* storage for multi-word ones */

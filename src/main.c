@@ -2,6 +2,7 @@
  * once with the status of the one struct result that everything below fills. */
 #include "config.h"
 #include "cli.h"
+#include "compose.h"
 #include "log.h"
 #include "modes.h"
 #include "result.h"
@@ -22,6 +23,12 @@ static int run(struct ctx *c, struct result *r)
 		return -1;
 	for (int i = 0; i < c->o.nignored; i++)
 		log_info("ignoring option %s", c->o.ignored[i]);
+	/* Composing options make a message to send: silently dropping them in
+	 * another mode (-bs, -q, --check...) would lose what the user wrote. */
+	if (compose_wanted(&c->o) && c->o.mode != MODE_SEND && c->o.mode != MODE_HELP &&
+	    c->o.mode != MODE_VERSION)
+		return result_fail(r, EX_USAGE, "--subject, --body, --attach and the other "
+				   "composing options only go with sending a message");
 	switch (c->o.mode) {
 	case MODE_VERSION:
 		printf("pushmail " PACKAGE_VERSION "\n");

@@ -41,6 +41,7 @@ struct submit_req {
 	char *const *rcpt;
 	size_t nrcpt;
 	int extract;
+	unsigned long long size; /* bytes on infd when known (composed), or 0 */
 	char *note;            /* optional: on success, "queued as ID" or "sent" */
 	size_t notecap;
 	/* The delivery service's pickup (pickup.c): spool under queue_id without

@@ -11,12 +11,14 @@
 #include "auth.h"
 #include "body.h"
 #include "log.h"
+#include "progress.h"
 
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int ss_tmo(const struct smtp_session *s, int secs)
@@ -368,11 +370,25 @@ static int put_body(struct smtp_session *s, struct body_filter *bf, const char *
 	return 0;
 }
 
-/* Hand the message to fn block by block: the in-memory head, then the rest
- * of fd.  The body is never held in memory. */
-int ss_for_each_block(const struct smtp_message *m,
-			  int (*fn)(void *ctx, const char *p, size_t n), void *ctx,
-			  struct result *r)
+/* Bytes the message will have, for the progress line; 0 when unknown. */
+static unsigned long long message_size(const struct smtp_message *m)
+{
+	struct stat st;
+	off_t pos;
+
+	if (m->size)
+		return m->size;
+	if (m->fd < 0)
+		return m->headlen;
+	pos = lseek(m->fd, 0, SEEK_CUR);
+	if (fstat(m->fd, &st) < 0 || !S_ISREG(st.st_mode) || pos < 0 || st.st_size < pos)
+		return 0;
+	return m->headlen + (unsigned long long)(st.st_size - pos);
+}
+
+static int each_block(const struct smtp_message *m,
+		      int (*fn)(void *ctx, const char *p, size_t n), void *ctx,
+		      struct result *r)
 {
 	static char block[BODY_BLOCK];
 	size_t off;
@@ -381,6 +397,7 @@ int ss_for_each_block(const struct smtp_message *m,
 		size_t n = m->headlen - off < BODY_BLOCK ? m->headlen - off : BODY_BLOCK;
 		if (fn(ctx, m->head + off, n) < 0)
 			return -1;
+		progress_add(n);
 	}
 	while (m->fd >= 0) {
 		ssize_t n = read(m->fd, block, sizeof block);
@@ -395,8 +412,23 @@ int ss_for_each_block(const struct smtp_message *m,
 		}
 		if (fn(ctx, block, (size_t)n) < 0)
 			return -1;
+		progress_add((unsigned long long)n);
 	}
 	return 0;
+}
+
+/* Hand the message to fn block by block: the in-memory head, then the rest
+ * of fd.  The body is never held in memory. */
+int ss_for_each_block(const struct smtp_message *m,
+			  int (*fn)(void *ctx, const char *p, size_t n), void *ctx,
+			  struct result *r)
+{
+	int rc;
+
+	progress_start(message_size(m));
+	rc = each_block(m, fn, ctx, r);
+	progress_end();
+	return rc;
 }
 
 struct body_sink {

@@ -59,6 +59,7 @@ struct smtp_message {
 	const char *head;
 	size_t headlen;
 	int fd;                      /* -1 when there is no more input */
+	unsigned long long size;     /* head + fd bytes when known (progress), or 0 */
 };
 
 struct smtp_outcome {

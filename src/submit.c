@@ -5,9 +5,11 @@
 #include "address.h"
 #include "aliases.h"
 #include "body.h"
+#include "compose.h"
 #include "idn.h"
 #include "log.h"
 #include "message.h"
+#include "progress.h"
 #include "modes.h"
 #include "runq.h"
 #include "smtp.h"
@@ -362,9 +364,20 @@ static int build_msgbuf(struct job *j, struct result *r)
 	return 0;
 }
 
-/* What a direct send declares before MAIL.  A regular file is read ahead
- * (pread: the offset stays) for its size on the wire (SIZE=) and its 8-bit
- * bytes.  A stream cannot be: no SIZE=, and its body may be 8-bit. */
+static size_t bare_lfs(const char *s, size_t n)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < n; i++)
+		k += s[i] == '\n' && (i == 0 || s[i - 1] != '\r');
+	return k;
+}
+
+/* What a direct send declares before MAIL.  A composed message's size is
+ * counted in advance (its body is CRLF and 7-bit; the header lines get
+ * their CRs).  A regular file is read ahead (pread: the offset stays) for
+ * its size on the wire (SIZE=) and its 8-bit bytes.  A stream cannot be:
+ * no SIZE=, and its body may be 8-bit. */
 static void scan_ahead(const struct job *j, struct smtp_envelope *env)
 {
 	static char block[64 * 1024];
@@ -376,6 +389,12 @@ static void scan_ahead(const struct job *j, struct smtp_envelope *env)
 
 	body_scan_init(&z);
 	body_scan_feed(&z, j->msgbuf, j->msglen);
+	if (j->req->size) {
+		env->size = j->req->size >= j->rawlen ? j->msglen +
+			    bare_lfs(j->msgbuf, j->msglen) + (j->req->size - j->rawlen) : 0;
+		env->eightbit = z.eightbit;
+		return;
+	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || pos < 0) {
 		env->size = 0;
 		env->eightbit = z.eightbit ? 1 : SMTP_8BIT_UNKNOWN;
@@ -444,11 +463,12 @@ static int send_direct(struct job *j, const char **rcpt, struct result *r)
 				  .fd = j->req->infd };
 	struct smtp_outcome out = { 0 };
 	struct relay_overrides ov;
+	struct relay rl;
+	int rc;
 
 	set_dsn(j, &env);
 	scan_ahead(j, &env);
-	struct relay rl;
-	int rc;
+	m.size = env.size;   /* the progress line's total */
 
 	ctx_overrides(j->c, &ov);
 	if (relay_init(&rl, j->acct, &ov, r) < 0)
@@ -692,7 +712,13 @@ int mode_send(struct ctx *c, struct result *r)
 {
 	struct submit_req req = { .infd = 0, .from = c->o.from, .rcpt = c->o.rcpt,
 				  .nrcpt = (size_t)c->o.nrcpt, .extract = c->o.extract };
+	struct compose cm = { .fd = -1 };
 	int rc;
+
+	/* SPEC/issue 19: a person at a terminal sees a long send progress;
+	 * -v owns standard error, --dry-run prints the message itself. */
+	if (isatty(2) && !c->o.verbose && !c->o.dry_run)
+		progress_enable();
 
 	/* -bv reads no message: the recipients come from the command line. */
 	if (c->o.verify && (c->o.extract || c->o.nrcpt == 0))
@@ -700,6 +726,16 @@ int mode_send(struct ctx *c, struct result *r)
 				   "line (and no -t)");
 	if (c->o.verify && (req.infd = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)
 		return result_fail(r, EX_OSERR, "/dev/null: %s", strerror(errno));
+	/* Composing: bad attachments are refused before anything else, and
+	 * the message then comes from the composer as it would on stdin. */
+	if (compose_wanted(&c->o)) {
+		if (compose_start(&c->o, &cm, r) < 0)
+			return -1;
+		req.infd = cm.fd;
+		req.rcpt = cm.rcpt;
+		req.nrcpt = cm.nrcpt;
+		req.size = cm.size;
+	}
 	/* No configuration is not an error here: the message is queued. */
 	if (ctx_load_config(c, 0, r) < 0 && ctx_set_aside_config(c, r) < 0)
 		rc = -1;
@@ -707,5 +743,5 @@ int mode_send(struct ctx *c, struct result *r)
 		rc = submit(c, &req, r);
 	if (c->o.verify)
 		close(req.infd);
-	return rc;
+	return cm.fd >= 0 ? compose_finish(&cm, rc, r) : rc;
 }

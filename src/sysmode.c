@@ -156,6 +156,12 @@ int sysmode_drop(struct ctx *c, const struct submit_req *req, struct result *r)
 	close(err[1]);
 	/* the helper writes its line only at the end, so nothing blocks here */
 	fed = feed(in[1], head, headlen, req->infd);
+	/* Our input failed half-way (a composed message cut short): the
+	 * helper must not take end of file for the end of a complete message.
+	 * Killed, it leaves a t.* file that pickup_sweep removes, as after a
+	 * crash. */
+	if (fed == -2)
+		kill(pid, SIGKILL);
 	close(in[1]);
 	read_line(out[0], id, sizeof id);
 	read_line(err[0], why, sizeof why);
