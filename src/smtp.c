@@ -652,6 +652,11 @@ int smtp_transaction(struct smtp_session *ss, const struct smtp_envelope *env,
 	return rc;
 }
 
+int smtp_batch(struct smtp_session *ss, struct smtp_batch_item *it, size_t n)
+{
+	return ss_bdat_batch(ss, it, n);
+}
+
 const struct smtp_params *smtp_params_of(const struct smtp_session *ss)
 {
 	return ss->p;

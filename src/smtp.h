@@ -93,6 +93,26 @@ int smtp_transaction(struct smtp_session *s, const struct smtp_envelope *env,
 		     const struct smtp_message *msg, int last,
 		     struct smtp_outcome *out, struct result *r);
 int smtp_usable(const struct smtp_session *s);
+
+/* Many transactions in one flight (RFC 2920 + RFC 3030): every item's MAIL,
+ * RCPT and BDAT ... LAST go out back to back, then the replies are read in
+ * order.  Only for items smtp_batchable accepts (the relay offers PIPELINING
+ * and CHUNKING and took BDAT so far; one recipient or partial_delivery; no
+ * BINARYMIME).  Each item ends DONE (its end of data was accepted: out is
+ * filled), REFUSED (r says why, 4xx or 5xx, for that message alone) or
+ * LOST (the connection failed or the relay closed before its verdict: not
+ * delivered, as far as anyone can tell; r says why).  Returns 0, or -1
+ * when out of memory (every item LOST). */
+enum smtp_batch_state { SMTP_BATCH_LOST = 0, SMTP_BATCH_DONE, SMTP_BATCH_REFUSED };
+struct smtp_batch_item {
+	const struct smtp_envelope *env;
+	const struct smtp_message *msg;
+	enum smtp_batch_state state;
+	struct result r;
+	struct smtp_outcome out;
+};
+int smtp_batchable(const struct smtp_session *s, const struct smtp_envelope *env);
+int smtp_batch(struct smtp_session *s, struct smtp_batch_item *it, size_t n);
 /* The parameters the session was opened with (its tls_info and auth_used
  * are filled by then), for the mail log. */
 const struct smtp_params *smtp_params_of(const struct smtp_session *s);

@@ -187,6 +187,20 @@ static int send_chunks(struct smtp_session *s, const struct smtp_message *msg,
 	return ss_flush(s, PHASE_BDAT, T_BLOCK);
 }
 
+/* The sending half of a one-flight transaction: [RSET,] MAIL, every RCPT,
+ * the chunks and LAST, flushed; nothing is read.  On a NUL in a body that
+ * is not BINARYMIME no LAST goes out (see send_chunks). */
+static int send_one_flight(struct smtp_session *s, const struct smtp_envelope *env,
+			   const struct smtp_message *msg, struct bdat_sink *k, int rset)
+{
+	if ((rset && ss_send_cmd(s, "RSET") < 0) || ss_send_mail(s, env) < 0)
+		return -1;
+	for (size_t i = 0; i < env->nrcpt; i++)
+		if (ss_send_rcpt(s, env, i) < 0)
+			return -1;
+	return send_chunks(s, msg, k);
+}
+
 int ss_bdat_transaction(struct smtp_session *s, const struct smtp_envelope *env,
 			const struct smtp_message *msg, struct smtp_outcome *out)
 {
@@ -202,18 +216,26 @@ int ss_bdat_transaction(struct smtp_session *s, const struct smtp_envelope *env,
 	if (!k.buf)
 		return result_fail(s->r, EX_OSERR, "out of memory");
 	body_init(&k.bf, 0);
-	if ((rset && ss_send_cmd(s, "RSET") < 0) || ss_send_mail(s, env) < 0)
-		goto out;
-	for (size_t i = 0; i < env->nrcpt; i++)
-		if (ss_send_rcpt(s, env, i) < 0)
+	if (one_flight) {
+		if (send_one_flight(s, env, msg, &k, rset) < 0) {
+			if (!s->dead && s->r->exitcode == EX_DATAERR)
+				drain(s, k.chunks + rset + 1 + env->nrcpt);
 			goto out;
-	if (!one_flight && (ss_flush(s, PHASE_MAIL, T_MAIL) < 0 ||
-			    read_envelope(s, env, rset, &t) < 0 || ss_check_tally(s, &t) < 0))
-		goto out;
-	if (send_chunks(s, msg, &k) < 0) {
-		if (!s->dead && s->r->exitcode == EX_DATAERR)
-			drain(s, k.chunks + (one_flight ? rset + 1 + env->nrcpt : 0));
-		goto out;
+		}
+	} else {
+		if ((rset && ss_send_cmd(s, "RSET") < 0) || ss_send_mail(s, env) < 0)
+			goto out;
+		for (size_t i = 0; i < env->nrcpt; i++)
+			if (ss_send_rcpt(s, env, i) < 0)
+				goto out;
+		if (ss_flush(s, PHASE_MAIL, T_MAIL) < 0 ||
+		    read_envelope(s, env, rset, &t) < 0 || ss_check_tally(s, &t) < 0)
+			goto out;
+		if (send_chunks(s, msg, &k) < 0) {
+			if (!s->dead && s->r->exitcode == EX_DATAERR)
+				drain(s, k.chunks);
+			goto out;
+		}
 	}
 	if (one_flight && read_envelope(s, env, rset, &t) < 0) {
 		if (!s->dead)
@@ -226,4 +248,107 @@ int ss_bdat_transaction(struct smtp_session *s, const struct smtp_envelope *env,
 out:
 	free(k.buf);
 	return rc;
+}
+
+/* ---- a batch of transactions in one flight (issue 17) ---------------------
+ *
+ * RFC 2920 and 3030 let MAIL, RCPT and BDAT ... LAST of many transactions
+ * travel back to back; the replies come back in order.  Every item is sent
+ * first (no RSET: a transaction that ended with LAST, delivered or refused,
+ * leaves the relay ready for the next MAIL), then the replies are read.  The
+ * first lost connection or 421 leaves the rest SMTP_BATCH_LOST: they stay
+ * queued, untouched.  Only one-flight items (one recipient, or partial
+ * delivery) without NUL bytes are batched: anything else needs a reply
+ * before its data. */
+
+int smtp_batchable(const struct smtp_session *s, const struct smtp_envelope *env)
+{
+	int too_big = (s->caps.flags & CAP_SIZE) && s->caps.size_max &&
+		      env->size > s->caps.size_max;   /* smtp_transaction refuses it */
+
+	return ss_bdat_ok(s) && !s->dead && !s->quit_sent && !env->binary && !too_big &&
+	       (env->nrcpt == 1 || s->p->partial_delivery);
+}
+
+static void batch_send(struct smtp_session *s, struct smtp_batch_item *it, size_t n,
+		       struct bdat_sink *k, size_t *sent)
+{
+	for (*sent = 0; *sent < n && !s->dead; ++*sent) {
+		struct smtp_batch_item *b = &it[*sent];
+
+		s->r = &b->r;
+		k[*sent] = (struct bdat_sink){ .s = s, .buf = k[0].buf };
+		body_init(&k[*sent].bf, 0);
+		s->transactions++;
+		if (send_one_flight(s, b->env, b->msg, &k[*sent], 0) < 0)
+			break;
+	}
+}
+
+static void batch_read(struct smtp_session *s, struct smtp_batch_item *it, size_t sent,
+		       struct bdat_sink *k)
+{
+	for (size_t i = 0; i < sent; i++) {
+		struct smtp_batch_item *b = &it[i];
+		struct rcpt_tally t = { 0 };
+
+		s->r = &b->r;
+		s->accepted = 0;
+		if (s->dead) {
+			b->state = SMTP_BATCH_LOST;
+			continue;
+		}
+		if (read_envelope(s, b->env, 0, &t) < 0) {
+			if (!s->dead)
+				drain(s, k[i].chunks + 1);
+			b->state = s->dead ? SMTP_BATCH_LOST : SMTP_BATCH_REFUSED;
+			continue;
+		}
+		if (read_chunks(s, &k[i], &t, &b->out) == 0) {
+			b->out.accepted = s->accepted;
+			b->state = SMTP_BATCH_DONE;
+		} else {
+			b->state = s->dead ? SMTP_BATCH_LOST : SMTP_BATCH_REFUSED;
+		}
+	}
+}
+
+int ss_bdat_batch(struct smtp_session *s, struct smtp_batch_item *it, size_t n)
+{
+	struct bdat_sink *k = calloc(n ? n : 1, sizeof *k);
+	char *buf = malloc(BDAT_CHUNK);
+	size_t sent = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		it[i].state = SMTP_BATCH_LOST;
+		result_clear(&it[i].r);
+		it[i].r.phase = PHASE_MAIL;
+		result_fail(&it[i].r, EX_TEMPFAIL, "not sent: the connection failed "
+			    "before this message's turn");
+	}
+	if (!k || !buf) {
+		free(k);
+		free(buf);
+		return -1;
+	}
+	k[0].buf = buf;   /* chunks are sent as they fill: one buffer serves all */
+	if (ss_in_step(s, PHASE_MAIL) == 0) {
+		batch_send(s, it, n, k, &sent);
+		if (sent < n && !s->dead) {
+			/* a local failure while sending item `sent` (a NUL byte,
+			 * a read error) left its transaction open on the relay:
+			 * the replies of the items before it are read, then the
+			 * session ends; its own result says why */
+			struct result why = it[sent].r;
+			batch_read(s, it, sent, k);
+			s->dead = 1;
+			it[sent].r = why;
+			it[sent].state = SMTP_BATCH_REFUSED;
+		} else {
+			batch_read(s, it, sent, k);
+		}
+	}
+	free(buf);
+	free(k);
+	return 0;
 }
