@@ -349,6 +349,103 @@ static void linger(struct queue *q, const struct runq_opts *o, const struct acco
 	}
 }
 
+/* ---- many messages in one flight (issue 17) ---------------------------------- */
+
+#define BATCH_MAX 50                  /* transactions sent before any reply */
+#define BATCH_BYTES (16ull << 20)     /* and bytes: a failure re-sends little */
+
+struct slot {
+	struct qentry e;
+	char **rcpt;                  /* recipients, then the sender */
+	struct smtp_envelope env;
+	struct smtp_message msg;
+};
+
+static void slot_free(struct slot *sl)
+{
+	for (size_t i = 0; sl->rcpt && i <= sl->e.env.nrcpt; i++)
+		free(sl->rcpt[i]);
+	free(sl->rcpt);
+	sl->rcpt = NULL;
+	queue_release(&sl->e);
+}
+
+/* The envelope runq_attempt would send; -1 when the message cannot go in a
+ * batch (out of memory, a bare name: the one-by-one path says why). */
+static int slot_prepare(struct slot *sl, const struct account *a)
+{
+	const struct qenv *qe = &sl->e.env;
+	struct result ignored;
+
+	result_clear(&ignored);
+	if (!(sl->rcpt = envelope_rcpts(qe, a)) ||
+	    bare_name(sl->rcpt, qe->nrcpt + 1, a, &ignored) < 0)
+		return -1;
+	sl->env = (struct smtp_envelope){
+		.from = sl->rcpt[qe->nrcpt], .rcpt = (const char *const *)sl->rcpt,
+		.nrcpt = qe->nrcpt, .size = qe->wire, .eightbit = qe->eightbit,
+		.dsn_notify = qe->notify, .dsn_ret = qe->ret, .dsn_envid = qe->envid,
+		.binary = qe->nul };
+	sl->msg = (struct smtp_message){ .fd = sl->e.msgfd };
+	return lseek(sl->e.msgfd, 0, SEEK_SET) < 0 ? -1 : 0;
+}
+
+/* A lost item was not this message's fault: no try is counted. */
+static enum runq_outcome slot_record(struct queue *q, struct slot *sl,
+				     const struct account *a, struct smtp_session *ss,
+				     const struct runq_policy *pol,
+				     const struct smtp_batch_item *it)
+{
+	if (it->state == SMTP_BATCH_DONE) {
+		log_try(a, ss, &sl->e, "sent", it->out.final_reply, 0);
+		queue_done(q, &sl->e);
+		return RUNQ_DELIVERED;
+	}
+	return record(q, &sl->e, a, ss, pol, &it->r, it->state == SMTP_BATCH_REFUSED);
+}
+
+/* From g->idx[*k] on, the messages that can go in one flight, sent
+ * together; *k ends at the first one left for the one-by-one path. */
+static void run_window(struct queue *q, const struct group *g, const struct qenv *list,
+		       size_t *k, struct smtp_session *ss, const struct runq_policy *pol,
+		       struct runq_stats *st)
+{
+	struct slot *sl = calloc(BATCH_MAX, sizeof *sl);
+	struct smtp_batch_item *it = calloc(BATCH_MAX, sizeof *it);
+	unsigned long long bytes = 0;
+	size_t m = 0;
+
+	while (sl && it && *k < g->n && m < BATCH_MAX && bytes < BATCH_BYTES) {
+		struct result r;
+
+		result_clear(&r);
+		if (queue_lock(q, list[g->idx[*k]].id, 0, &sl[m].e, &r) != 0) {
+			st->busy++;
+			++*k;
+			continue;
+		}
+		if (slot_prepare(&sl[m], g->acct) < 0 || !smtp_batchable(ss, &sl[m].env)) {
+			slot_free(&sl[m]);
+			break;
+		}
+		it[m].env = &sl[m].env;
+		it[m].msg = &sl[m].msg;
+		bytes += sl[m].env.size;
+		m++;
+		++*k;
+	}
+	if (m)
+		smtp_batch(ss, it, m);
+	for (size_t i = 0; i < m; i++) {
+		enum runq_outcome oc = slot_record(q, &sl[i], g->acct, ss, pol, &it[i]);
+		report(&sl[i].e, oc, &it[i].r);
+		count(st, oc, &it[i].r);
+		slot_free(&sl[i]);
+	}
+	free(sl);
+	free(it);
+}
+
 /* One account's messages over one connection.  A connection broken by a
  * message's transaction is reopened for the next message; but once opening
  * fails (refused, timed out, no greeting or 421, TLS, AUTH), the relay is
@@ -377,13 +474,27 @@ static int run_group(struct queue *q, const struct runq_opts *o, struct group *g
 		struct qentry e;
 		enum runq_outcome oc;
 
+		/* opened (or reopened after a broken one) before the message, so
+		 * that a whole window can go in one flight */
+		if (!ss && !down && relay_ok && relay_auth(&rl, &open_r) == 0)
+			ss = smtp_open(&rl.p, &open_r);
+		if (ss) {   /* what can, goes in one flight (issue 17) */
+			size_t k0 = k;
+			run_window(q, g, list, &k, ss, &pol, st);
+			if (!smtp_usable(ss)) {
+				smtp_close(ss);
+				ss = NULL;
+			}
+			if (k != k0) {
+				k--;   /* the loop's k++ */
+				continue;
+			}
+		}
 		result_clear(&r);
 		if (queue_lock(q, list[g->idx[k]].id, 0, &e, &r) != 0) {
 			st->busy++;
 			continue;
 		}
-		if (!ss && !down && relay_ok && relay_auth(&rl, &open_r) == 0)
-			ss = smtp_open(&rl.p, &open_r);
 		if (!ss) {
 			oc = record(q, &e, g->acct, NULL, &pol, &open_r, !down);
 			if (!down || oc != RUNQ_DEFERRED)

@@ -25,6 +25,9 @@ struct smtp_session {
 	size_t accepted;   /* recipients accepted in this transaction */
 	int quit_sent;     /* QUIT went out (after the last end of data's reply) */
 	int transactions;  /* MAIL transactions started on this connection */
+	int dirty;         /* a transaction may still be open on the relay (the
+			      last one failed): RSET before the next MAIL.  A
+			      completed one needs none (RFC 5321 3.3) */
 	int own_conn;      /* smtp_close closes c */
 	int dsn_warned;    /* said once that the relay ignores DSN requests */
 	int binary;        /* this transaction declared BODY=BINARYMIME */

@@ -300,7 +300,7 @@ static int do_envelope(struct smtp_session *s, const struct smtp_envelope *env)
 {
 	int pipe = (s->caps.flags & CAP_PIPELINING) != 0;
 	struct rcpt_tally t = { 0 };
-	int rset = s->transactions++ > 0;
+	int rset = s->dirty;
 	size_t i;
 
 	if (ss_in_step(s, PHASE_MAIL) < 0)
@@ -578,7 +578,7 @@ static int reconnect(struct smtp_session *s)
 	s->dead = 1;
 	if (conn_connect(&s->c, s->p->host, s->p->port, connect_ms(s->p), s->r) < 0)
 		return -1;
-	s->dead = s->in_data = s->quit_sent = 0;
+	s->dead = s->in_data = s->quit_sent = s->dirty = 0;
 	s->transactions = 0;
 	return session_start(s);
 }
@@ -642,7 +642,9 @@ int smtp_transaction(struct smtp_session *ss, const struct smtp_envelope *env,
 	s->accepted = 0;
 	if (check_size(s, env) < 0)
 		return -1;
+	s->transactions++;
 	rc = one_transaction(s, env, msg, out);
+	s->dirty = rc != 0;   /* a failed one may have left a transaction open */
 	/* QUIT only after the verdict on the end of data, never in the same
 	 * write: Haraka answers a QUIT pipelined after the dot with 503
 	 * "pipelined after end of DATA".  It costs no round trip, since the
@@ -652,9 +654,56 @@ int smtp_transaction(struct smtp_session *ss, const struct smtp_envelope *env,
 	return rc;
 }
 
+/* A relay that offers CHUNKING but did not recognise BDAT (the batch's
+ * first chunk was refused, s->no_bdat now set): what was not delivered goes
+ * again with DATA on a new connection, one message at a time, as
+ * one_transaction does for a single message.  The messages are queue files,
+ * read again from the start. */
+static void batch_with_data(struct smtp_session *s, struct smtp_batch_item *it, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n && it[i].state == SMTP_BATCH_DONE)
+		i++;
+	if (i == n || !s->own_conn)
+		return;
+	s->r = &it[i].r;
+	log_info("%s offers CHUNKING but does not take BDAT: sending with DATA on a "
+		 "new connection", s->p->host);
+	if (reconnect(s) < 0)
+		return;
+	for (; i < n && !s->dead; i++) {
+		struct smtp_batch_item *b = &it[i];
+
+		if (b->state == SMTP_BATCH_DONE)
+			continue;
+		result_clear(&b->r);
+		s->r = &b->r;
+		if (b->msg->fd >= 0 && lseek(b->msg->fd, 0, SEEK_SET) < 0) {
+			b->r.phase = PHASE_DATA;
+			result_fail(&b->r, EX_IOERR, "reading the message again: %s",
+				    strerror(errno));
+			b->state = SMTP_BATCH_REFUSED;
+			continue;
+		}
+		s->transactions++;
+		if (data_transaction(s, b->env, b->msg, &b->out) == 0) {
+			b->state = SMTP_BATCH_DONE;
+			s->dirty = 0;
+		} else {
+			b->state = s->dead ? SMTP_BATCH_LOST : SMTP_BATCH_REFUSED;
+			s->dirty = 1;
+		}
+	}
+}
+
 int smtp_batch(struct smtp_session *ss, struct smtp_batch_item *it, size_t n)
 {
-	return ss_bdat_batch(ss, it, n);
+	int rc = ss_bdat_batch(ss, it, n);
+
+	if (rc == 0 && ss->no_bdat)
+		batch_with_data(ss, it, n);
+	return rc;
 }
 
 const struct smtp_params *smtp_params_of(const struct smtp_session *ss)

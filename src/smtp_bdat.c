@@ -207,7 +207,7 @@ int ss_bdat_transaction(struct smtp_session *s, const struct smtp_envelope *env,
 	struct bdat_sink k = { .s = s };
 	struct rcpt_tally t = { 0 };
 	int one_flight = env->nrcpt == 1 || s->p->partial_delivery;
-	int rset = s->transactions++ > 0;
+	int rset = s->dirty;
 	int rc = -1;
 
 	if (ss_in_step(s, PHASE_MAIL) < 0)
@@ -280,7 +280,7 @@ static void batch_send(struct smtp_session *s, struct smtp_batch_item *it, size_
 		k[*sent] = (struct bdat_sink){ .s = s, .buf = k[0].buf };
 		body_init(&k[*sent].bf, 0);
 		s->transactions++;
-		if (send_one_flight(s, b->env, b->msg, &k[*sent], 0) < 0)
+		if (send_one_flight(s, b->env, b->msg, &k[*sent], s->dirty && *sent == 0) < 0)
 			break;
 	}
 }
@@ -298,7 +298,7 @@ static void batch_read(struct smtp_session *s, struct smtp_batch_item *it, size_
 			b->state = SMTP_BATCH_LOST;
 			continue;
 		}
-		if (read_envelope(s, b->env, 0, &t) < 0) {
+		if (read_envelope(s, b->env, s->dirty && i == 0, &t) < 0) {
 			if (!s->dead)
 				drain(s, k[i].chunks + 1);
 			b->state = s->dead ? SMTP_BATCH_LOST : SMTP_BATCH_REFUSED;
@@ -334,7 +334,15 @@ int ss_bdat_batch(struct smtp_session *s, struct smtp_batch_item *it, size_t n)
 	k[0].buf = buf;   /* chunks are sent as they fill: one buffer serves all */
 	if (ss_in_step(s, PHASE_MAIL) == 0) {
 		batch_send(s, it, n, k, &sent);
-		if (sent < n && !s->dead) {
+		if (sent < n && s->dead && sent > 0) {
+			/* the relay closed while we were still sending (one that
+			 * reads a chunk as commands gives up after a few): what it
+			 * answered before that is still there to be read, and may
+			 * say why (a BDAT it does not recognise) */
+			s->dead = 0;
+			batch_read(s, it, sent, k);
+			s->dead = 1;
+		} else if (sent < n && !s->dead) {
 			/* a local failure while sending item `sent` (a NUL byte,
 			 * a read error) left its transaction open on the relay:
 			 * the replies of the items before it are read, then the
@@ -347,6 +355,8 @@ int ss_bdat_batch(struct smtp_session *s, struct smtp_batch_item *it, size_t n)
 		} else {
 			batch_read(s, it, sent, k);
 		}
+		/* every transaction sent ended with LAST: none is left open */
+		s->dirty = s->dead;
 	}
 	free(buf);
 	free(k);

@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""A queue run sends many transactions in one flight (issue 17) (TAP).
+
+Ten messages are queued (queue = always against a closed port), then
+`pushmail -q` sends them to a scripted server that offers PIPELINING and
+CHUNKING: MAIL, RCPT and BDAT ... LAST of every message go out before any
+reply is read.  For a failure at each of several positions of the window
+(MAIL 550, RCPT 450, end of data 554, 421 at an end of data, the connection
+dropped after k end-of-data replies) each message's fate is checked in the
+queue and on the server: delivered exactly once, kept in failed/, or still
+in new/ (with a try counted only when the relay said something about that
+message).  No RSET goes between completed transactions.
+"""
+
+import os
+import re
+import sys
+
+# bench/delayproxy.py imports the standard library's queue, which
+# tests/queue.py (this directory, first on sys.path) would shadow
+_here = os.path.dirname(os.path.abspath(__file__))
+_saved = sys.path[:]
+sys.path = [p for p in sys.path if os.path.abspath(p or ".") != _here]
+import queue as _stdlib_queue  # noqa: E402,F401
+sys.path = _saved
+
+sys.path.insert(0, os.environ.get("TESTS_SRCDIR") or os.path.dirname(os.path.abspath(__file__)))
+import taplib as t  # noqa: E402
+sys.path.append(os.path.join(os.path.dirname(os.path.abspath(
+    os.environ.get("TESTS_SRCDIR") or os.path.dirname(__file__))), "bench"))
+from delayproxy import DelayProxy  # noqa: E402
+from smtpserver import ScriptedServer, close, handler  # noqa: E402
+
+N = 10
+EXT = ["PIPELINING", "CHUNKING", "8BITMIME", "ENHANCEDSTATUSCODES"]
+
+
+def subject(i):
+    return "pipeline message %02d" % i
+
+
+def setup(name):
+    d = os.path.join(t.tmpdir(), name)
+    os.makedirs(d)
+    env = t.base_env(PUSHMAIL_QUEUE_DIR=os.path.join(d, "queue"))
+    down = t.write_config(text="[a]\nhost = 127.0.0.1\nport = %d\ntls = off\nauth = off\n"
+                          "queue = always\nfrom = s@test.example\n" % t.closed_port())
+    for i in range(N):
+        res = t.run_pushmail(["-C", down, "r%d@test.example" % i],
+                             stdin=("Subject: %s\n\nbody %d\n" % (subject(i), i)).encode(),
+                             env=env)
+        if res.rc != 0:
+            t.diag(*res.describe())
+    return d, env
+
+
+def envs(d, where):
+    out = {}
+    sub = os.path.join(d, "queue", where)
+    for n in sorted(os.listdir(sub)) if os.path.isdir(sub) else []:
+        if n.endswith(".env"):
+            with open(os.path.join(sub, n), encoding="utf-8", errors="replace") as f:
+                text = f.read()
+            rcpt = re.search(r"^rcpt (\S+)", text, re.M).group(1)
+            tries = int(re.search(r"^tries (\d+)", text, re.M).group(1))
+            out[int(rcpt[1:rcpt.index("@")])] = tries
+    return out
+
+
+def delivered(srv):
+    got = []
+    for m in srv.messages():
+        mm = re.search(rb"Subject: pipeline message (\d+)", m)
+        got.append(int(mm.group(1)))
+    return got
+
+
+def flush(name, rules, proxy_stats=None):
+    """-q through bench/delayproxy.py (5 ms each way): it counts the client's
+    flights (sends after having read something from the server)."""
+    d, env = setup(name)
+    srv = ScriptedServer(rules=rules, extensions=EXT, connections=1, lifetime=60)
+    with srv:
+        px = DelayProxy(srv.port, 0.005).start()
+        try:
+            cfg = t.write_config(text="[a]\nhost = 127.0.0.1\nport = %d\ntls = off\n"
+                                 "auth = off\nfrom = s@test.example\ntimeout = 10\n"
+                                 % px.port)
+            res = t.run_pushmail(["-C", cfg, "-q"], env=env)
+            if proxy_stats is not None:
+                proxy_stats.update(px.stats())
+        finally:
+            px.stop()
+        srv.stop()
+    return res, srv, envs(d, "new"), envs(d, "failed")
+
+
+def common(name, res, srv):
+    t.is_eq(len(srv.records), 1, name + ": one connection")
+    cmds = [c for rec in srv.records for c in rec.commands]
+    t.ok(not any(c.upper().startswith(b"RSET") for c in cmds),
+         name + ": no RSET between transactions", t.show(b" | ".join(cmds)))
+
+
+def case_all_good():
+    name = "ten messages, no failure"
+    st = {}
+    res, srv, new, failed = flush("good", None, st)
+    t.check_exit(name, res, 0, res.describe())
+    t.is_eq(sorted(delivered(srv)), list(range(N)), name + ": all delivered once")
+    t.is_eq((new, failed), ({}, {}), name + ": queue empty")
+    common(name, res, srv)
+    # EHLO, the ten transactions, QUIT: one message at a time needs ten
+    # flights for the transactions alone
+    t.ok(st.get("flights", 99) <= 4, name + ": the ten transactions in one flight "
+         "(client flights, EHLO and QUIT included: %s)" % st.get("flights"), st)
+
+
+def case_mail_refused(j):
+    name = "MAIL 550 at position %d" % j
+    rules = {"MAIL": [None] * j + ["550 5.7.1 sender refused"] + [None]}
+    res, srv, new, failed = flush("mail%d" % j, rules)
+    t.is_eq(sorted(delivered(srv)), [i for i in range(N) if i != j],
+            name + ": the others delivered")
+    t.is_eq(list(failed), [j], name + ": that one in failed/")
+    t.is_eq(new, {}, name + ": nothing left in new/")
+    common(name, res, srv)
+
+
+def case_rcpt_deferred(j):
+    name = "RCPT 450 at position %d" % j
+    rules = {"RCPT": [None] * j + ["450 4.2.1 try later"] + [None]}
+    res, srv, new, failed = flush("rcpt%d" % j, rules)
+    t.is_eq(sorted(delivered(srv)), [i for i in range(N) if i != j],
+            name + ": the others delivered")
+    t.is_eq(new, {j: 2}, name + ": that one deferred in new/, one more try counted")
+    t.is_eq(failed, {}, name + ": nothing failed")
+    t.check_exit(name, res, 75, res.describe())
+    common(name, res, srv)
+
+
+def case_eod_refused(j):
+    name = "end of data 554 at position %d" % j
+    rules = {"EOD": [None] * j + ["554 5.7.1 content refused"] + [None]}
+    res, srv, new, failed = flush("eod%d" % j, rules)
+    t.is_eq(sorted(delivered(srv)), [i for i in range(N) if i != j],
+            name + ": the others delivered")
+    t.is_eq(list(failed), [j], name + ": that one in failed/")
+    t.is_eq(new, {}, name + ": nothing left in new/")
+
+
+def case_421(j):
+    name = "421 at end of data %d" % j
+    rules = {"EOD": [None] * j + ["421 4.3.2 shutting down", close()]}
+    res, srv, new, failed = flush("421-%d" % j, rules)
+    got = sorted(delivered(srv))
+    t.is_eq(got, list(range(j)), name + ": those before it delivered")
+    t.is_eq(sorted(new), list(range(j, N)), name + ": it and the rest stay in new/")
+    # every message starts with one try (the queue = always attempt)
+    t.ok(all(v == 1 for i, v in new.items() if i > j),
+         name + ": no try counted for those the relay never answered", new)
+    t.is_eq(failed, {}, name + ": nothing failed")
+
+
+def case_drop(k):
+    name = "connection dropped after %d end-of-data replies" % k
+    rules = {"EOD": [None] * k + [close()]}
+    res, srv, new, failed = flush("drop%d" % k, rules)
+    t.is_eq(sorted(delivered(srv))[:k], list(range(k)),
+            name + ": the first %d delivered" % k)
+    t.is_eq(sorted(new), list(range(k, N)), name + ": the rest stay in new/")
+    t.ok(all(v == 1 for v in new.values()), name + ": untouched (no try counted)", new)
+    t.is_eq(failed, {}, name + ": nothing failed")
+
+
+def main():
+    t.require_pushmail()
+    case_all_good()
+    for j in (0, 4, 9):
+        case_mail_refused(j)
+        case_rcpt_deferred(j)
+        case_eod_refused(j)
+    for j in (0, 5, 9):
+        case_421(j)
+    for k in (0, 3, 9):
+        case_drop(k)
+    return t.done()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
