@@ -117,6 +117,8 @@ static const struct keydef keys[K__COUNT + 1] = {
 	[K_ALIASES] = { "aliases", T_PATH, W_ANY_ACC, NULL, 0, 0 },
 	/* SPEC 9: who may set the envelope sender of dropped mail (root always) */
 	[K_TRUSTED_USERS] = { "trusted_users", T_LIST, W_TOP | W_DEF, NULL, 0, 0 },
+	/* who hears about failed queued mail instead of its sender (dsn.h) */
+	[K_ADMIN_ADDRESS] = { "admin_address", T_STR, W_TOP | W_ANY_ACC, NULL, 0, 0 },
 	[K_DEFAULT_ACCOUNT] = { "default_account", T_STR, W_TOP, NULL, 0, 0 },
 };
 

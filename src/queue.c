@@ -283,6 +283,8 @@ char *qenv_format(const struct qenv *e)
 		fprintf(f, "ret %s\n", e->ret);
 	if (e->envid)
 		fprintf(f, "envid %s\n", e->envid);
+	if (e->notice)
+		fprintf(f, "notice %d\n", e->notice);
 	if (fclose(f) != 0) {
 		free(buf);
 		return NULL;
@@ -345,6 +347,8 @@ static int parse_line(struct qenv *e, const char *key, const char *v)
 		e->eightbit = n != 0;
 	else if (!strcmp(key, "nul"))
 		e->nul = n != 0;
+	else if (!strcmp(key, "notice"))
+		e->notice = (int)(n & (QN_FAILED | QN_DELAYED | QN_IS_NOTICE));
 	/* unknown keys: written by a newer pushmail; ignore */
 	return 0;
 }

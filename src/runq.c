@@ -2,6 +2,7 @@
 #include "config.h"
 #include "runq.h"
 #include "log.h"
+#include "notice.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -273,65 +274,115 @@ static void count(struct runq_stats *st, enum runq_outcome oc, const struct resu
 	}
 }
 
+/* One account's run: its relay, the session, and what came of it. */
+struct run {
+	struct queue *q;
+	const struct runq_opts *o;
+	const struct account *acct;
+	struct runq_policy pol;
+	struct relay rl;
+	int relay_ok, down;
+	struct smtp_session *ss;
+	struct result open_r;      /* why the session could not be opened */
+	struct runq_stats *st;
+	size_t untried;
+	char (*notices)[QUEUE_ID_MAX];   /* notices queued during the run */
+	size_t nnotices, cap;
+};
+
+/* A message given up on: queue its notice, to go out in this run. */
+static void give_notice(struct run *rn, struct qentry *e, const struct result *r)
+{
+	char nid[QUEUE_ID_MAX];
+
+	if (notice_failed(rn->q, e, rn->acct, r, runq_is_temporary(r), nid) != 1)
+		return;
+	rn->st->notices++;
+	if (rn->nnotices == rn->cap) {
+		size_t cap = rn->cap ? 2 * rn->cap : 8;
+		void *v = realloc(rn->notices, cap * sizeof *rn->notices);
+		if (!v)
+			return;    /* it waits in the queue for the next run */
+		rn->notices = v;
+		rn->cap = cap;
+	}
+	memcpy(rn->notices[rn->nnotices++], nid, QUEUE_ID_MAX);
+}
+
+/* Deliver message id (a notice of this run when is_notice: not counted in
+ * the run's figures, which are about the mail people sent). */
+static void run_one(struct run *rn, const char *id, int is_notice)
+{
+	struct runq_stats *st = rn->st, ignored = { 0 };
+	struct qentry e;
+	struct result r;
+	enum runq_outcome oc;
+	const struct result *why = &r;
+
+	result_clear(&r);
+	if (queue_lock(rn->q, id, 0, &e, &r) != 0) {
+		st->busy += !is_notice;
+		return;
+	}
+	if (!rn->ss && !rn->down && rn->relay_ok && relay_auth(&rn->rl, &rn->open_r) == 0)
+		rn->ss = smtp_open(&rn->rl.p, &rn->open_r);
+	if (!rn->ss) {
+		why = &rn->open_r;
+		oc = record(rn->q, &e, rn->acct, &rn->pol, why, !rn->down);
+		if (!rn->down || oc != RUNQ_DEFERRED)
+			report(&e, oc, why);
+		rn->untried += rn->down && oc == RUNQ_DEFERRED;
+		rn->down = 1;
+	} else {
+		oc = runq_attempt(rn->q, &e, rn->ss, rn->acct, &rn->pol, &r);
+		report(&e, oc, &r);
+		if (!smtp_usable(rn->ss)) {
+			smtp_close(rn->ss);
+			rn->ss = NULL;
+		}
+	}
+	count(is_notice ? &ignored : st, oc, why);
+	if (oc == RUNQ_FAILED)
+		give_notice(rn, &e, why);
+	queue_release(&e);
+}
+
+static int stopping(const struct runq_opts *o)
+{
+	return o->stop && o->stop();
+}
+
 /* One account's messages over one connection.  A connection broken by a
  * message's transaction is reopened for the next message; but once opening
  * fails (refused, timed out, no greeting or 421, TLS, AUTH), the relay is
  * down for this run: every other message of the account gets the same
  * outcome without a try of its own (a relay that accepts and never greets
  * would otherwise cost a full timeout per message).  Like Postfix, such
- * messages do not count the try they did not get. */
+ * messages do not count the try they did not get.  The notices about
+ * messages given up on go last, over the same connection. */
 static int run_group(struct queue *q, const struct runq_opts *o, struct group *g,
 		     const struct qenv *list, struct runq_stats *st, struct result *r_run)
 {
-	struct smtp_session *ss = NULL;
-	struct runq_policy pol;
-	struct relay rl;
-	struct result r, open_r;
-	int relay_ok, down = 0;
-	size_t untried = 0;
+	struct run rn = { .q = q, .o = o, .acct = g->acct, .st = st };
 
-	runq_policy_of(g->acct, &pol);
-	result_clear(&open_r);
-	relay_ok = relay_init(&rl, g->acct, o->ov, &open_r) == 0;
-	if (!relay_ok && open_r.exitcode == EX_USAGE) {
-		*r_run = open_r;   /* a bad override: the queue stays as it is */
+	runq_policy_of(g->acct, &rn.pol);
+	result_clear(&rn.open_r);
+	rn.relay_ok = relay_init(&rn.rl, g->acct, o->ov, &rn.open_r) == 0;
+	if (!rn.relay_ok && rn.open_r.exitcode == EX_USAGE) {
+		*r_run = rn.open_r;   /* a bad override: the queue stays as it is */
 		return -1;
 	}
-	for (size_t k = 0; k < g->n && !(o->stop && o->stop()); k++) {
-		struct qentry e;
-		enum runq_outcome oc;
-
-		result_clear(&r);
-		if (queue_lock(q, list[g->idx[k]].id, 0, &e, &r) != 0) {
-			st->busy++;
-			continue;
-		}
-		if (!ss && !down && relay_ok && relay_auth(&rl, &open_r) == 0)
-			ss = smtp_open(&rl.p, &open_r);
-		if (!ss) {
-			oc = record(q, &e, g->acct, &pol, &open_r, !down);
-			if (!down || oc != RUNQ_DEFERRED)
-				report(&e, oc, &open_r);
-			untried += down && oc == RUNQ_DEFERRED;
-			down = 1;
-			count(st, oc, &open_r);
-		} else {
-			oc = runq_attempt(q, &e, ss, g->acct, &pol, &r);
-			report(&e, oc, &r);
-			if (!smtp_usable(ss)) {
-				smtp_close(ss);
-				ss = NULL;
-			}
-			count(st, oc, &r);
-		}
-		queue_release(&e);
-	}
-	if (untried)
+	for (size_t k = 0; k < g->n && !stopping(o); k++)
+		run_one(&rn, list[g->idx[k]].id, 0);
+	for (size_t k = 0; k < rn.nnotices && !stopping(o); k++)
+		run_one(&rn, rn.notices[k], 1);
+	if (rn.untried)
 		log_err("account '%s': %zu more message%s deferred without a try, "
-			"after that failure", g->acct->name, untried,
-			untried == 1 ? "" : "s");
-	smtp_close(ss);
-	relay_free(&rl);
+			"after that failure", g->acct->name, rn.untried,
+			rn.untried == 1 ? "" : "s");
+	free(rn.notices);
+	smtp_close(rn.ss);
+	relay_free(&rn.rl);
 	return 0;
 }
 

@@ -58,6 +58,7 @@ struct runq_stats {
 	size_t orphaned;           /* their account is no longer configured:
 				    * they wait (reason recorded), never sent
 				    * through another account's relay */
+	size_t notices;            /* delivery status notices queued */
 	int fail_exit;             /* the first permanent failure's exit status
 				    * (EX_UNAVAILABLE for "gave up"), 0 if none */
 };

@@ -267,6 +267,7 @@ static const struct {
 	[K_MAILDOMAIN] = { "b", "b" }, [K_LOG] = { "syslog", "syslog" },
 	[K_TIMEOUT] = { "9", "9" }, [K_ALIASES] = { "/etc/aliases", "/etc/aliases" },
 	[K_TRUSTED_USERS] = { "alice, bob", "alice,bob" },
+	[K_ADMIN_ADDRESS] = { "root@b", "root@b" },
 };
 
 static void test_every_key(void)
