@@ -119,6 +119,9 @@ static const struct keydef keys[K__COUNT + 1] = {
 	[K_TRUSTED_USERS] = { "trusted_users", T_LIST, W_TOP | W_DEF, NULL, 0, 0 },
 	/* who hears about failed queued mail instead of its sender (dsn.h) */
 	[K_ADMIN_ADDRESS] = { "admin_address", T_STR, W_TOP | W_ANY_ACC, NULL, 0, 0 },
+	/* other accounts' relays to try in order when this one fails (runq.c);
+	 * an account named in its own list (through [defaults]) is skipped */
+	[K_FALLBACK] = { "fallback", T_LIST, W_ANY_ACC, NULL, 0, 0 },
 	[K_DEFAULT_ACCOUNT] = { "default_account", T_STR, W_TOP, NULL, 0, 0 },
 };
 
@@ -1202,6 +1205,29 @@ static int inherit(struct account *a, const struct account *d)
 	return 0;
 }
 
+/* fallback names accounts (itself is skipped where it is used). */
+static int check_fallbacks(const struct config *c, struct result *r)
+{
+	char names[256];
+
+	for (size_t i = 0; i < c->n; i++) {
+		const struct setting *s = &c->v[i].s[K_FALLBACK];
+		const char *p = s->value;
+		while (p && *p) {
+			size_t n = strcspn(p, ",");
+			const struct account *f = account_find(c, p, n);
+			if (!f) {
+				account_names(c, names, sizeof names);
+				return result_fail(r, EX_CONFIG, "%s:%d: fallback '%.*s' "
+						   "names no account (accounts: %s)", s->file,
+						   s->line, (int)(n > 64 ? 64 : n), p, names);
+			}
+			p += n + (p[n] == ',');
+		}
+	}
+	return 0;
+}
+
 int cfg_finish(struct config *c, struct result *r)
 {
 	char names[256];
@@ -1215,6 +1241,8 @@ int cfg_finish(struct config *c, struct result *r)
 			return result_fail(r, EX_CONFIG, "%s:%d: account '%s' has "
 					   "no host", a->file, a->line, a->name);
 	}
+	if (check_fallbacks(c, r) < 0)
+		return -1;
 	if (c->default_account &&
 	    !account_find(c, c->default_account, strlen(c->default_account))) {
 		account_names(c, names, sizeof names);

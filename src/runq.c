@@ -3,6 +3,9 @@
 #include "runq.h"
 #include "log.h"
 #include "notice.h"
+#include "qstate.h"
+
+#include <errno.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -155,30 +158,37 @@ static char **envelope_rcpts(const struct qenv *qe, const struct account *a)
 	return v;
 }
 
-enum runq_outcome runq_attempt(struct queue *q, struct qentry *e,
-			       struct smtp_session *ss, const struct account *a,
-			       const struct runq_policy *pol, struct result *r)
+/* One transaction for e over ss; bare names get the maildomain of the
+ * message's own account a.  0 sent (out filled), -1 with r filled. */
+static int transact(struct qentry *e, struct smtp_session *ss,
+		    const struct account *a, struct smtp_outcome *out, struct result *r)
 {
 	struct smtp_envelope env = { .from = e->env.from, .nrcpt = e->env.nrcpt,
 				     .size = e->env.size, .eightbit = e->env.eightbit,
 				     .dsn_notify = e->env.notify, .dsn_ret = e->env.ret,
 				     .dsn_envid = e->env.envid, .binary = e->env.nul };
 	struct smtp_message msg = { .fd = e->msgfd };
-	struct smtp_outcome out = { 0 };
 	char **rcpt = envelope_rcpts(&e->env, a);
 	int rc;
 
-	if (!rcpt) {
-		result_fail(r, EX_OSERR, "out of memory");
-		return runq_record_for(q, e, a, pol, r);
-	}
+	if (!rcpt)
+		return result_fail(r, EX_OSERR, "out of memory");
 	env.rcpt = (const char *const *)rcpt;
 	lseek(e->msgfd, 0, SEEK_SET);
-	rc = smtp_transaction(ss, &env, &msg, 0, &out, r);
+	rc = smtp_transaction(ss, &env, &msg, 0, out, r);
 	for (size_t i = 0; i < e->env.nrcpt; i++)
 		free(rcpt[i]);
 	free(rcpt);
-	if (rc == 0) {
+	return rc;
+}
+
+enum runq_outcome runq_attempt(struct queue *q, struct qentry *e,
+			       struct smtp_session *ss, const struct account *a,
+			       const struct runq_policy *pol, struct result *r)
+{
+	struct smtp_outcome out = { 0 };
+
+	if (transact(e, ss, a, &out, r) == 0) {
 		log_try(a, e, "sent", out.final_reply, 0);
 		queue_done(q, e);
 		return RUNQ_DELIVERED;
@@ -274,16 +284,31 @@ static void count(struct runq_stats *st, enum runq_outcome oc, const struct resu
 	}
 }
 
-/* One account's run: its relay, the session, and what came of it. */
+/* A relay a message may go through: its own account's, then the accounts
+ * its fallback key names, in order. */
+#define RUNQ_HOPS_MAX 8
+#define SKIP_FOR 600L    /* a relay that failed is tried last for 10 minutes */
+
+struct hop {
+	const struct account *acct;
+	struct relay rl;
+	int relay_ok;
+	int skipped;               /* failed in an earlier run: tried last */
+	int down;                  /* could not be opened in this run */
+	int sent;                  /* took a message in this run */
+	struct smtp_session *ss;
+	struct result open_r;      /* why it could not be opened */
+};
+
+/* One account's run: its relays, the sessions, and what came of it. */
 struct run {
 	struct queue *q;
 	const struct runq_opts *o;
 	const struct account *acct;
 	struct runq_policy pol;
-	struct relay rl;
-	int relay_ok, down;
-	struct smtp_session *ss;
-	struct result open_r;      /* why the session could not be opened */
+	struct hop hops[RUNQ_HOPS_MAX];
+	size_t nhops;
+	size_t order[RUNQ_HOPS_MAX];   /* hops in the order they are tried */
 	struct runq_stats *st;
 	size_t untried;
 	char (*notices)[QUEUE_ID_MAX];   /* notices queued during the run */
@@ -309,41 +334,218 @@ static void give_notice(struct run *rn, struct qentry *e, const struct result *r
 	memcpy(rn->notices[rn->nnotices++], nid, QUEUE_ID_MAX);
 }
 
+/* ---- relay state (qstate.h): skip memory, health -------------------------- */
+
+struct mark {
+	int ok;
+	time_t now;
+	const char *why;
+};
+
+static void apply_mark(struct qstate *st, void *arg)
+{
+	const struct mark *m = arg;
+
+	if (m->ok) {
+		st->last_success = m->now;
+		st->skip_until = 0;
+		return;
+	}
+	st->skip_until = m->now + SKIP_FOR;
+	st->last_error_at = m->now;
+	snprintf(st->last_error, sizeof st->last_error, "%s", m->why);
+}
+
+static void mark_relay(struct run *rn, const struct hop *h, int ok, const char *why)
+{
+	struct mark m = { .ok = ok, .now = time(NULL), .why = why };
+
+	if (qstate_update(rn->q, h->acct->name, apply_mark, &m) < 0 && errno != EINVAL)
+		log_info("account '%s': cannot record the relay's state: %s",
+			 h->acct->name, strerror(errno));
+}
+
+static void count_skip(struct qstate *st, void *arg)
+{
+	(void)arg;
+	st->skipped++;
+}
+
+/* ---- relays of a run ------------------------------------------------------- */
+
+static int add_hop(struct run *rn, const struct account *a,
+		   const struct relay_overrides *ov, time_t now, struct result *r_run)
+{
+	struct hop *h = &rn->hops[rn->nhops];
+	struct qstate qs;
+
+	for (size_t i = 0; i < rn->nhops; i++)
+		if (rn->hops[i].acct == a)
+			return 0;          /* each relay once */
+	if (rn->nhops == RUNQ_HOPS_MAX) {
+		log_err("account '%s': more than %d relays; '%s' is not tried",
+			rn->acct->name, RUNQ_HOPS_MAX, a->name);
+		return 0;
+	}
+	memset(h, 0, sizeof *h);
+	h->acct = a;
+	result_clear(&h->open_r);
+	h->relay_ok = relay_init(&h->rl, a, ov, &h->open_r) == 0;
+	if (!h->relay_ok && h->open_r.exitcode == EX_USAGE) {
+		*r_run = h->open_r;   /* a bad override: the queue stays as it is */
+		relay_free(&h->rl);
+		return -1;
+	}
+	h->skipped = qstate_read(rn->q, a->name, &qs) == 0 && qs.skip_until > now;
+	rn->nhops++;
+	return 0;
+}
+
+/* The message's own relay, then its fallbacks (command-line overrides such
+ * as --host apply to the account's own relay only).  Relays that failed in
+ * an earlier run go last; when all did, the configured order stands. */
+static int plan_hops(struct run *rn, const struct config *cfg, struct result *r_run)
+{
+	static const struct relay_overrides none;
+	const char *p = cfg_str(rn->acct, K_FALLBACK);
+	time_t now = time(NULL);
+	size_t k = 0;
+
+	if (add_hop(rn, rn->acct, rn->o->ov, now, r_run) < 0)
+		return -1;
+	while (p && *p) {
+		size_t n = strcspn(p, ",");
+		char name[128];
+		const struct account *f;
+		struct result ignored;
+		snprintf(name, sizeof name, "%.*s", (int)(n < 127 ? n : 127), p);
+		p += n + (p[n] == ',');
+		result_clear(&ignored);
+		f = cfg ? cfg_select(cfg, name, NULL, &ignored) : NULL;
+		if (f && add_hop(rn, f, &none, now, r_run) < 0)
+			return -1;
+	}
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < rn->nhops; i++)
+			if (rn->hops[i].skipped == pass)
+				rn->order[k++] = i;
+	return 0;
+}
+
+static const char *hop_name(const struct hop *h, char *buf, size_t cap)
+{
+	snprintf(buf, cap, "'%s' (%s:%s)", h->acct->name, h->rl.p.host ? h->rl.p.host :
+		 "?", h->rl.p.port ? h->rl.p.port : "?");
+	return buf;
+}
+
+/* The next hop after position pos that is not down, or NULL. */
+static const struct hop *next_up(const struct run *rn, size_t pos)
+{
+	for (size_t k = pos + 1; k < rn->nhops; k++)
+		if (!rn->hops[rn->order[k]].down)
+			return &rn->hops[rn->order[k]];
+	return NULL;
+}
+
+/* Open h's session; on failure it is down for the run and remembered. */
+static int open_hop(struct run *rn, struct hop *h, size_t pos)
+{
+	char why[RESULT_TEXT_MAX + 300], a[200], b[200];
+	const struct hop *nx;
+
+	if (h->ss)
+		return 0;
+	if (h->relay_ok && relay_auth(&h->rl, &h->open_r) == 0)
+		h->ss = smtp_open(&h->rl.p, &h->open_r);
+	if (h->ss)
+		return 0;
+	h->down = 1;
+	result_describe(&h->open_r, why, sizeof why);
+	mark_relay(rn, h, 0, why);
+	if ((nx = next_up(rn, pos)))
+		log_err("relay %s failed: %s; trying %s", hop_name(h, a, sizeof a), why,
+			hop_name(nx, b, sizeof b));
+	return -1;
+}
+
+/* ---- one message ------------------------------------------------------------- */
+
+/* Deliver e through the first relay that takes it.  A temporary failure
+ * (the relay cannot be reached, or says 4xx) moves on to the next relay;
+ * a permanent refusal (5xx to MAIL, RCPT or the data) is the message's
+ * verdict and is not tried elsewhere.  *last: what the last try said. */
+static enum runq_outcome try_hops(struct run *rn, struct qentry *e, struct result *last,
+				  int *tried)
+{
+	struct smtp_outcome out;
+	char who[200];
+
+	for (size_t k = 0; k < rn->nhops; k++) {
+		struct hop *h = &rn->hops[rn->order[k]];
+		if (h->down)
+			continue;
+		*tried = 1;
+		if (open_hop(rn, h, k) < 0) {
+			*last = h->open_r;
+			continue;
+		}
+		memset(&out, 0, sizeof out);
+		result_clear(last);
+		if (transact(e, h->ss, rn->acct, &out, last) == 0) {
+			log_try(h->acct, e, "sent", out.final_reply, 0);
+			log_info("%s: delivered through %s", e->env.id,
+				 hop_name(h, who, sizeof who));
+			queue_done(rn->q, e);
+			h->sent = 1;
+			return RUNQ_DELIVERED;
+		}
+		if (!smtp_usable(h->ss)) {
+			smtp_close(h->ss);
+			h->ss = NULL;
+		}
+		if (!runq_is_temporary(last))
+			break;
+		if (next_up(rn, k))
+			log_info("%s: relay %s deferred it (%s %d); trying the next relay",
+				 e->env.id, hop_name(h, who, sizeof who),
+				 result_phase_name(last->phase), last->code);
+	}
+	return RUNQ_DEFERRED;   /* not decided yet: see run_one */
+}
+
 /* Deliver message id (a notice of this run when is_notice: not counted in
- * the run's figures, which are about the mail people sent). */
+ * the run's figures, which are about the mail people sent).  Once every
+ * relay is down, the account's other messages are deferred without a try
+ * of their own (a relay that accepts and never greets would otherwise cost
+ * a full timeout per message); like Postfix, they do not count a try. */
 static void run_one(struct run *rn, const char *id, int is_notice)
 {
 	struct runq_stats *st = rn->st, ignored = { 0 };
 	struct qentry e;
 	struct result r;
 	enum runq_outcome oc;
-	const struct result *why = &r;
+	int tried = 0;
 
 	result_clear(&r);
 	if (queue_lock(rn->q, id, 0, &e, &r) != 0) {
 		st->busy += !is_notice;
 		return;
 	}
-	if (!rn->ss && !rn->down && rn->relay_ok && relay_auth(&rn->rl, &rn->open_r) == 0)
-		rn->ss = smtp_open(&rn->rl.p, &rn->open_r);
-	if (!rn->ss) {
-		why = &rn->open_r;
-		oc = record(rn->q, &e, rn->acct, &rn->pol, why, !rn->down);
-		if (!rn->down || oc != RUNQ_DEFERRED)
-			report(&e, oc, why);
-		rn->untried += rn->down && oc == RUNQ_DEFERRED;
-		rn->down = 1;
-	} else {
-		oc = runq_attempt(rn->q, &e, rn->ss, rn->acct, &rn->pol, &r);
+	if (try_hops(rn, &e, &r, &tried) == RUNQ_DELIVERED) {
+		oc = RUNQ_DELIVERED;
 		report(&e, oc, &r);
-		if (!smtp_usable(rn->ss)) {
-			smtp_close(rn->ss);
-			rn->ss = NULL;
-		}
+	} else {
+		if (!tried)   /* every relay down: the first one's reason */
+			r = rn->hops[rn->order[0]].open_r;
+		oc = record(rn->q, &e, rn->acct, &rn->pol, &r, tried);
+		if (tried || oc != RUNQ_DEFERRED)
+			report(&e, oc, &r);
+		rn->untried += !tried && oc == RUNQ_DEFERRED;
 	}
-	count(is_notice ? &ignored : st, oc, why);
+	count(is_notice ? &ignored : st, oc, &r);
 	if (oc == RUNQ_FAILED)
-		give_notice(rn, &e, why);
+		give_notice(rn, &e, &r);
 	queue_release(&e);
 }
 
@@ -352,24 +554,32 @@ static int stopping(const struct runq_opts *o)
 	return o->stop && o->stop();
 }
 
-/* One account's messages over one connection.  A connection broken by a
- * message's transaction is reopened for the next message; but once opening
- * fails (refused, timed out, no greeting or 421, TLS, AUTH), the relay is
- * down for this run: every other message of the account gets the same
- * outcome without a try of its own (a relay that accepts and never greets
- * would otherwise cost a full timeout per message).  Like Postfix, such
- * messages do not count the try they did not get.  The notices about
- * messages given up on go last, over the same connection. */
+static void end_run(struct run *rn)
+{
+	for (size_t i = 0; i < rn->nhops; i++) {
+		struct hop *h = &rn->hops[i];
+		if (h->sent)
+			mark_relay(rn, h, 1, NULL);
+		else if (h->skipped && !h->ss && !h->down)
+			qstate_update(rn->q, h->acct->name, count_skip, NULL);
+		smtp_close(h->ss);
+		relay_free(&h->rl);
+	}
+	free(rn->notices);
+}
+
+/* One account's messages, over one connection per relay: a connection
+ * broken by a message's transaction is reopened for the next message, a
+ * relay that cannot be opened is down for the rest of the run.  The
+ * notices about messages given up on go last, the same way. */
 static int run_group(struct queue *q, const struct runq_opts *o, struct group *g,
 		     const struct qenv *list, struct runq_stats *st, struct result *r_run)
 {
 	struct run rn = { .q = q, .o = o, .acct = g->acct, .st = st };
 
 	runq_policy_of(g->acct, &rn.pol);
-	result_clear(&rn.open_r);
-	rn.relay_ok = relay_init(&rn.rl, g->acct, o->ov, &rn.open_r) == 0;
-	if (!rn.relay_ok && rn.open_r.exitcode == EX_USAGE) {
-		*r_run = rn.open_r;   /* a bad override: the queue stays as it is */
+	if (plan_hops(&rn, o->cfg, r_run) < 0) {
+		end_run(&rn);
 		return -1;
 	}
 	for (size_t k = 0; k < g->n && !stopping(o); k++)
@@ -380,9 +590,7 @@ static int run_group(struct queue *q, const struct runq_opts *o, struct group *g
 		log_err("account '%s': %zu more message%s deferred without a try, "
 			"after that failure", g->acct->name, rn.untried,
 			rn.untried == 1 ? "" : "s");
-	free(rn.notices);
-	smtp_close(rn.ss);
-	relay_free(&rn.rl);
+	end_run(&rn);
 	return 0;
 }
 

@@ -302,6 +302,190 @@ DSN = [dsn_final, dsn_null_sender, dsn_notice_refused, dsn_at_most_one,
 
 
 # --------------------------------------------------------------------------
+# failover
+
+FAILOVER_RE = qt.re.compile(rb"relay 'primary' \(127\.0\.0\.1:(\d+)\) failed: "
+                            rb"([^\n]*); trying 'backup' \(127\.0\.0\.1:(\d+)\)")
+
+
+def fo_config(pport, bport, log=None, **primary):
+    """Accounts primary (fallback = backup) and backup, each its own relay;
+    primary is the default.  log: a mail log file for both."""
+    keys = dict(primary, port=pport, fallback="backup")
+    backup = {"port": bport}
+    if log:
+        keys["log"] = backup["log"] = log
+    return qt.config({"primary": keys, "backup": backup},
+                     top={"default_account": "primary"})
+
+
+def fo_queue(spool, token, n=1):
+    """n messages queued for account primary while both relays are down."""
+    cfg = fo_config(t.closed_port(), t.closed_port())
+    ids = []
+    for i in range(n):
+        slug = qt.re.sub(r"\W+", "-", token)      # X-Token: one word
+        res = spool.run([RCPT], cfg, stdin=qt.message("%s-%d" % (slug, i)))
+        m = qt.QUEUED_RE.search(res.err)
+        if m:
+            ids.append(m.group(1).decode())
+    t.is_eq(len(ids), n, "%s: %d queued for primary" % (token, n))
+    return ids
+
+
+def state_of(spool, account):
+    try:
+        with open(os.path.join(spool.dir, "state", account)) as f:
+            lines = f.read().split("\n")
+    except OSError:
+        return {}
+    return dict(l.split(" ", 1) for l in lines[1:] if " " in l)
+
+
+FO_CASES = [
+    dict(name="refuses the connection", primary=None, why=b"connect"),
+    dict(name="times out", primary={"GREETING": qt.stall(30)}, cfg={"timeout": 2},
+         why=b"timed out"),
+    dict(name="421 greeting", primary={"GREETING": "421 4.3.2 shutting down"},
+         why=b"421 4.3.2"),
+    dict(name="451 to MAIL", primary={"MAIL": "451 4.3.0 local problem"},
+         why=b"451 4.3.0", per_message=True),
+    dict(name="452 to RCPT", primary={"RCPT": "452 4.2.2 mailbox full"},
+         why=b"452 4.2.2", per_message=True),
+]
+
+
+def failover_paths():
+    for c in FO_CASES:
+        name = "failover: first relay " + c["name"]
+        spool = qt.Spool(name)
+        ids = fo_queue(spool, name, 2)
+        log = os.path.join(spool.dir + "-maillog")
+        psrv = ScriptedServer(rules=c["primary"], connections=4, lifetime=60).start() \
+            if c["primary"] is not None else None
+        with ScriptedServer(connections=2) as bsrv:
+            pport = psrv.port if psrv else t.closed_port()
+            res = spool.run(["-q", "-v"], fo_config(pport, bsrv.port, log,
+                                                    **c.get("cfg", {})))
+        if psrv:
+            psrv.stop()
+        info = res.describe()
+        t.is_eq(res.rc, EX_OK, name + ": -q exits 0", *info)
+        got = qt.token_counts(bsrv)
+        t.is_eq(sorted(got.values()), [1, 1],
+                name + ": the backup relay took both messages once", *info)
+        t.is_eq(spool.ids() + spool.ids("failed"), [], name + ": queue empty")
+        if c.get("per_message"):
+            mails = [l for r in psrv.records for l in r.commands if l.startswith(b"MAIL")]
+            t.is_eq(len(mails), 2, name + ": each message was tried on the primary "
+                    "first", *info)
+            t.ok(res.err.count(b"trying the next relay") == 2,
+                 name + ": -v says each went on to the next relay", *info)
+        else:
+            m = FAILOVER_RE.search(res.err)
+            t.ok(m and c["why"] in m.group(2), name + ": stderr names both relays "
+                 "and the failure (%s)" % c["why"].decode(), *info)
+            t.is_eq(res.err.count(b"failed:"), 1, name + ": said once for the run", *info)
+            st = state_of(spool, "primary")
+            t.ok(int(st.get("skip_until", "0")) > qt.time.time(), name + ": the "
+                 "primary is remembered as failed (state/primary)", "state: %r" % st)
+        t.ok(res.err.count(b"delivered through 'backup'") == 2,
+             name + ": -v says which relay took each message", *info)
+        try:
+            with open(log, "rb") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            lines = []
+        sent = [l for l in lines if b"status=sent" in l]
+        t.ok(len(sent) == 2 and all(b"account=backup host=127.0.0.1" in l for l in sent),
+             name + ": the mail log names the relay that took each message",
+             *[l.decode("utf-8", "replace") for l in lines])
+        if name.endswith("refuses the connection"):
+            t.diag("--- failover lines of one run (stderr of -q -v, mail log) ---",
+                   *[l.decode("utf-8", "replace") for l in res.err.splitlines()
+                     if b"relay" in l or b"through" in l or b"queue run" in l],
+                   *[l.decode("utf-8", "replace") for l in sent])
+
+
+def failover_permanent():
+    name = "failover: permanent 5xx is not retried elsewhere"
+    spool = qt.Spool(name)
+    ids = fo_queue(spool, name)
+    with ScriptedServer(rules={"RCPT": ["550 5.1.1 no such user", None]},
+                        connections=3) as psrv, ScriptedServer(connections=2) as bsrv:
+        res = spool.run(["-q"], fo_config(psrv.port, bsrv.port))
+    t.is_eq(res.rc, EX_NOUSER, name + ": -q exits 67", *res.describe())
+    t.is_eq(len(bsrv.records), 0, name + ": the backup relay was never contacted")
+    t.is_eq(spool.ids("failed"), ids, name + ": in failed/")
+    t.is_eq(len(transactions(psrv)), 2, name + ": message, then its notice, both "
+            "through the primary")
+    t.ok(b"trying" not in res.err, name + ": no failover mentioned", *res.describe())
+
+    name = "failover: 5xx from the backup after the primary failed"
+    spool = qt.Spool(name)
+    ids = fo_queue(spool, name)
+    with ScriptedServer(rules={"RCPT": ["554 5.7.1 relay refused", None]},
+                        connections=3) as bsrv:
+        res = spool.run(["-q"], fo_config(t.closed_port(), bsrv.port))
+    t.is_eq(res.rc, EX_UNAVAILABLE, name + ": -q exits 69", *res.describe())
+    t.is_eq(spool.ids("failed"), ids, name + ": in failed/ (the backup's verdict)")
+
+
+def failover_all_down():
+    name = "failover: every relay down"
+    spool = qt.Spool(name)
+    ids = fo_queue(spool, name, 3)
+    res = spool.run(["-q"], fo_config(t.closed_port(), t.closed_port()))
+    info = res.describe()
+    t.is_eq(res.rc, EX_TEMPFAIL, name + ": -q exits 75", *info)
+    t.is_eq(sorted(spool.ids()), sorted(ids), name + ": all still queued")
+    tries = [(spool.env_of(i) or {}).get("tries") for i in sorted(ids)]
+    t.is_eq(tries, [2, 1, 1], name + ": only the first message counted a try "
+            "(the others had none)", *info)
+    t.ok(b"2 more messages deferred without a try" in res.err,
+         name + ": the others deferred without a try", *info)
+    t.ok(FAILOVER_RE.search(res.err), name + ": the primary's failure said once", *info)
+
+
+def failover_memory():
+    name = "failover: skip memory across runs"
+    spool = qt.Spool(name)
+    fo_queue(spool, name + " a")
+    with ScriptedServer(connections=2) as bsrv:
+        r1 = spool.run(["-q"], fo_config(t.closed_port(), bsrv.port))
+    t.is_eq((r1.rc, len(qt.delivered(bsrv))), (EX_OK, 1),
+            name + ": run 1: primary down, the backup took it", *r1.describe())
+    fo_queue(spool, name + " b")
+    with ScriptedServer(connections=2) as psrv, ScriptedServer(connections=2) as bsrv:
+        r2 = spool.run(["-q", "-v"], fo_config(psrv.port, bsrv.port))
+    t.is_eq(r2.rc, EX_OK, name + ": run 2 exits 0", *r2.describe())
+    t.is_eq(len(psrv.records), 0, name + ": run 2: the primary (up again) is "
+            "skipped for a while: not contacted", *r2.describe())
+    t.is_eq(len(qt.delivered(bsrv)), 1, name + ": run 2: the backup took it")
+    st = state_of(spool, "primary")
+    t.is_eq(st.get("skipped"), "1", name + ": state/primary counts the skip",
+            "state: %r" % st)
+    # the skip window has passed (written into the state as if 10 minutes went by)
+    p = os.path.join(spool.dir, "state", "primary")
+    with open(p) as f:
+        text = f.read()
+    with open(p, "w") as f:
+        f.write(qt.re.sub(r"(?m)^skip_until \d+$", "skip_until 1000", text))
+    fo_queue(spool, name + " c")
+    with ScriptedServer(connections=2) as psrv, ScriptedServer(connections=2) as bsrv:
+        r3 = spool.run(["-q"], fo_config(psrv.port, bsrv.port))
+    t.is_eq((r3.rc, len(qt.delivered(psrv)), len(bsrv.records)), (EX_OK, 1, 0),
+            name + ": run 3: after the window the primary is tried first again",
+            *r3.describe())
+    st = state_of(spool, "primary")
+    t.ok(st.get("skip_until") == "0" and int(st.get("last_success", "0")) > 0,
+         name + ": state/primary: success recorded, no skip", "state: %r" % st)
+
+
+FAILOVER = [failover_paths, failover_permanent, failover_all_down, failover_memory]
+
+
+# --------------------------------------------------------------------------
 # postfix
 
 def postfix_notice():
@@ -359,7 +543,7 @@ def postfix_cases(pf):
 
 
 def main():
-    for case in DSN + [postfix_notice]:
+    for case in DSN + FAILOVER + [postfix_notice]:
         try:
             case()
         except Exception:

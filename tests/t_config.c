@@ -209,6 +209,7 @@ static const struct {
 	{ "quoted password ' ;'", ACC("password = \"a ;b\""), "the value of 'password' would be cut short", NULL },
 	{ "no host", "[defaults]\nport = 25\n[a]\nport = 26\n", "t.ini:3: account 'a' has no host", NULL },
 	{ "default_account unknown", "default_account = zz\n[a]\nhost = h\n", "t.ini:1: default_account 'zz' names no account (accounts: a)", NULL },
+	{ "fallback unknown", "[a]\nhost = h\nfallback = b, zz\n[b]\nhost = h2\n", "t.ini:3: fallback 'zz' names no account (accounts: a, b)", NULL },
 	{ "control character", "\x01\x02junk\n", "t.ini:1: control character 0x01", NULL },
 	{ "escape sequence", ACC("user = a\x1b[2Jb"), "t.ini:3: control character 0x1b", NULL },
 	{ "carriage return", "[a]\r\nhost = h\rx\n", "t.ini:2: carriage return inside a line", NULL },
@@ -268,6 +269,7 @@ static const struct {
 	[K_TIMEOUT] = { "9", "9" }, [K_ALIASES] = { "/etc/aliases", "/etc/aliases" },
 	[K_TRUSTED_USERS] = { "alice, bob", "alice,bob" },
 	[K_ADMIN_ADDRESS] = { "root@b", "root@b" },
+	[K_FALLBACK] = { "a", "a" },
 };
 
 static void test_every_key(void)

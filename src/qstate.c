@@ -1,0 +1,178 @@
+/* qstate.c - per-account relay state in the queue directory (see qstate.h). */
+#include "config.h"
+#include "qstate.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define STATE_MAGIC "pushmail-state 1"
+#define STATE_MAX 4096
+
+int qstate_name_ok(const char *name)
+{
+	size_t n = name ? strlen(name) : 0;
+
+	if (n == 0 || n > 64 || name[0] == '.')
+		return 0;
+	return strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+		      "0123456789._+-") == n;
+}
+
+static void set_num(struct qstate *st, const char *key, const char *v)
+{
+	char *end;
+	long long n;
+
+	errno = 0;
+	n = strtoll(v, &end, 10);
+	if (errno || *end || end == v || n < 0)
+		return;
+	if (!strcmp(key, "skip_until"))
+		st->skip_until = (time_t)n;
+	else if (!strcmp(key, "last_success"))
+		st->last_success = (time_t)n;
+	else if (!strcmp(key, "last_error_at"))
+		st->last_error_at = (time_t)n;
+	else if (!strcmp(key, "skipped"))
+		st->skipped = (unsigned long)n;
+}
+
+void qstate_parse(const char *text, size_t len, struct qstate *out)
+{
+	char line[512];
+	const char *p = text, *end = text + len;
+
+	memset(out, 0, sizeof *out);
+	if (len < sizeof STATE_MAGIC || memcmp(text, STATE_MAGIC "\n", sizeof STATE_MAGIC))
+		return;
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t n = (size_t)((nl ? nl : end) - p);
+		char *sp;
+		if (n < sizeof line) {
+			memcpy(line, p, n);
+			line[n] = '\0';
+			if ((sp = strchr(line, ' '))) {
+				*sp++ = '\0';
+				if (!strcmp(line, "last_error"))
+					snprintf(out->last_error, sizeof out->last_error, "%s", sp);
+				else
+					set_num(out, line, sp);
+			}
+		}
+		p = nl ? nl + 1 : end;
+	}
+	for (char *c = out->last_error; *c; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = ' ';
+}
+
+int qstate_format(const struct qstate *st, char *out, size_t cap)
+{
+	char err[sizeof st->last_error];
+	int n;
+
+	snprintf(err, sizeof err, "%s", st->last_error);
+	for (char *c = err; *c; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = ' ';
+	n = snprintf(out, cap, "%s\nskip_until %lld\nlast_success %lld\n"
+		     "last_error_at %lld\nskipped %lu\nlast_error %s\n", STATE_MAGIC,
+		     (long long)st->skip_until, (long long)st->last_success,
+		     (long long)st->last_error_at, st->skipped, err);
+	return n < 0 || (size_t)n >= cap ? -1 : n;
+}
+
+/* QUEUE/state, created on first use (mode 0700, like the queue). */
+static int state_dir(struct queue *q)
+{
+	int fd;
+
+	if (mkdirat(q->dfd, "state", 0700) < 0 && errno != EEXIST)
+		return -1;
+	fd = openat(q->dfd, "state", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd >= 0 && geteuid() == 0 && q->uid != 0)
+		(void)!fchown(fd, q->uid, q->gid);
+	return fd;
+}
+
+static void read_at(int dir, const char *name, struct qstate *out)
+{
+	char buf[STATE_MAX];
+	int fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? pread(fd, buf, sizeof buf, 0) : -1;
+
+	if (fd >= 0)
+		close(fd);
+	qstate_parse(buf, n > 0 ? (size_t)n : 0, out);
+}
+
+int qstate_read(struct queue *q, const char *name, struct qstate *out)
+{
+	int dir;
+
+	memset(out, 0, sizeof *out);
+	if (!qstate_name_ok(name))
+		return errno = EINVAL, -1;
+	if ((dir = state_dir(q)) < 0)
+		return 0;
+	read_at(dir, name, out);
+	close(dir);
+	return 0;
+}
+
+/* Write st as dir/name through dir/name.new. */
+static int write_at(const struct queue *q, int dir, const char *name,
+		    const struct qstate *st)
+{
+	char buf[STATE_MAX], tmp[96];
+	int n = qstate_format(st, buf, sizeof buf), fd, rc = -1;
+
+	snprintf(tmp, sizeof tmp, "%s.new", name);
+	if (n < 0)
+		return errno = EOVERFLOW, -1;
+	fd = openat(dir, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -1;
+	if (geteuid() == 0 && q->uid != 0)
+		(void)!fchown(fd, q->uid, q->gid);
+	if (write(fd, buf, (size_t)n) == n && fsync(fd) == 0 &&
+	    renameat(dir, tmp, dir, name) == 0)
+		rc = 0;
+	close(fd);
+	if (rc < 0)
+		unlinkat(dir, tmp, 0);
+	return rc;
+}
+
+int qstate_update(struct queue *q, const char *name,
+		  void (*fn)(struct qstate *st, void *arg), void *arg)
+{
+	char lockn[96];
+	struct qstate st;
+	int dir, lock, rc = -1;
+
+	if (!qstate_name_ok(name))
+		return errno = EINVAL, -1;
+	if ((dir = state_dir(q)) < 0)
+		return -1;
+	snprintf(lockn, sizeof lockn, "%s.lock", name);
+	lock = openat(dir, lockn, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (lock >= 0 && geteuid() == 0 && q->uid != 0)
+		(void)!fchown(lock, q->uid, q->gid);
+	if (lock >= 0 && flock(lock, LOCK_EX) == 0) {
+		read_at(dir, name, &st);
+		fn(&st, arg);
+		rc = write_at(q, dir, name, &st);
+	}
+	if (lock >= 0)
+		close(lock);
+	close(dir);
+	return rc;
+}

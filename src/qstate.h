@@ -1,0 +1,45 @@
+/* qstate.h - what the queue remembers about each account's relay between
+ * runs and across processes: QUEUE/state/ACCOUNT, one "key value" per line.
+ *
+ * Every pushmail process of a user (senders, -q, the delivery service)
+ * shares it: a change is a read-modify-write under an exclusive flock on
+ * QUEUE/state/ACCOUNT.lock, and the file is replaced atomically (written in
+ * state/, fsynced, renamed), so a reader never sees half of it and a crash
+ * leaves the old state or the new one.  The state is advice (which relay to
+ * try first, what -bp shows): a missing or damaged file reads as empty, and
+ * failing to write it never fails a delivery.
+ */
+#ifndef PUSHMAIL_QSTATE_H
+#define PUSHMAIL_QSTATE_H
+
+#include <time.h>
+#include "queue.h"
+
+struct qstate {
+	time_t skip_until;       /* the relay failed: try others first until then */
+	time_t last_success;     /* 0: never */
+	time_t last_error_at;    /* 0: never */
+	char last_error[256];    /* sanitised; "" when none */
+	unsigned long skipped;   /* times the relay was passed over (failover) */
+};
+
+/* Whether name may become a file name under state/: 1 to 64 characters of
+ * [A-Za-z0-9._+-], not starting with '.'. */
+int qstate_name_ok(const char *name);
+
+/* The state of account name (zeroed when none, unreadable or damaged).
+ * Returns 0, or -1 for a name qstate_name_ok refuses. */
+int qstate_read(struct queue *q, const char *name, struct qstate *out);
+
+/* Lock, read, let fn change it, write back.  Returns 0, or -1 (errno set;
+ * EINVAL for a bad name). */
+int qstate_update(struct queue *q, const char *name,
+		  void (*fn)(struct qstate *st, void *arg), void *arg);
+
+/* Pure (de)serialisation, for tests.  qstate_parse never fails: unknown or
+ * malformed lines are skipped.  qstate_format writes at most cap bytes and
+ * returns the length (or -1 when it does not fit). */
+void qstate_parse(const char *text, size_t len, struct qstate *out);
+int qstate_format(const struct qstate *st, char *out, size_t cap);
+
+#endif
