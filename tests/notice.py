@@ -482,7 +482,26 @@ def failover_memory():
          name + ": state/primary: success recorded, no skip", "state: %r" % st)
 
 
-FAILOVER = [failover_paths, failover_permanent, failover_all_down, failover_memory]
+def failover_odd_name():
+    """An account name that cannot be a file name ("..", which the
+    configuration allows) gets no state file: nothing is written outside
+    the queue, and the queue still works."""
+    name = "state: account named .."
+    spool = qt.Spool(name)
+    cfg = qt.config({"..": {"port": t.closed_port()}})
+    spool.run([RCPT], cfg, stdin=qt.message("dotdot"))
+    before = sorted(os.listdir(os.path.dirname(spool.dir)))
+    res = spool.run(["-q"], cfg)
+    t.is_eq(res.rc, EX_TEMPFAIL, name + ": -q exits 75", *res.describe())
+    t.is_eq(sorted(os.listdir(os.path.dirname(spool.dir))), before,
+            name + ": nothing new next to the queue")
+    state = os.path.join(spool.dir, "state")
+    t.is_eq(os.listdir(state) if os.path.isdir(state) else [], [],
+            name + ": no state file")
+
+
+FAILOVER = [failover_paths, failover_permanent, failover_all_down, failover_memory,
+            failover_odd_name]
 
 
 # --------------------------------------------------------------------------
