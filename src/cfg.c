@@ -48,6 +48,7 @@ enum ktype {
 	T_BOOL, T_INT, T_DURATION, T_ENUM,
 	T_NOTIFY,       /* dsn_notify: off | never | list of success,failure,delay */
 	T_LIST,         /* from_match: comma list, repeats append */
+	T_RATE,         /* rate_limit: N/DURATION, stored as N/SECONDS */
 };
 
 /* Where a key may appear. */
@@ -122,6 +123,12 @@ static const struct keydef keys[K__COUNT + 1] = {
 	/* other accounts' relays to try in order when this one fails (runq.c);
 	 * an account named in its own list (through [defaults]) is skipped */
 	[K_FALLBACK] = { "fallback", T_LIST, W_ANY_ACC, NULL, 0, 0 },
+	/* a provider's sending quota, shared by every process (runq.c) */
+	[K_RATE_LIMIT] = { "rate_limit", T_RATE, W_ANY_ACC, NULL, 1, 30L * 86400 },
+	/* one warning notice for a message still queued after this long */
+	[K_DELAY_WARNING] = { "delay_warning", T_DURATION, W_ANY_ACC, NULL, 1, 30L * 86400 },
+	/* consecutive refused logins before the admin is told (runq.c) */
+	[K_AUTH_FAILURES_NOTIFY] = { "auth_failures_notify", T_INT, W_ANY_ACC, NULL, 1, 1000 },
 	[K_DEFAULT_ACCOUNT] = { "default_account", T_STR, W_TOP, NULL, 0, 0 },
 };
 
@@ -563,6 +570,25 @@ static int norm_list(const char *v, char **out)
 	return 0;
 }
 
+/* "100/1h" -> "100/3600". */
+static int norm_rate(const char *v, long max, char **out)
+{
+	const char *slash = strchr(v, '/');
+	char num[16], buf[48];
+	long n, per;
+
+	*out = NULL;
+	if (!slash || (size_t)(slash - v) >= sizeof num)
+		return -1;
+	memcpy(num, v, (size_t)(slash - v));
+	num[slash - v] = '\0';
+	if (parse_num(num, 1, 1000000L, &n) < 0 || parse_duration(slash + 1, max, &per) < 0)
+		return -1;
+	snprintf(buf, sizeof buf, "%ld/%ld", n, per);
+	*out = strdup(buf);
+	return 0;
+}
+
 static int norm_fail(char *expected, size_t cap, const char *text)
 {
 	snprintf(expected, cap, "%s", text);
@@ -612,6 +638,11 @@ static int normalise(int k, const char *v, char **out, char *expected,
 		if (norm_notify(v, out) < 0)
 			return norm_fail(expected, cap, "off, never, or a list of "
 					 "success, failure and delay");
+		return 0;
+	case T_RATE:
+		if (norm_rate(v, kd->max, out) < 0)
+			return norm_fail(expected, cap, "a count and a period such as "
+					 "100/1h or 2000/1d (at most 1000000 per 30d)");
 		return 0;
 	case T_LIST:
 		if (norm_list(v, out) < 0)
@@ -1353,6 +1384,13 @@ long cfg_long(const struct account *a, enum cfg_key k, long dflt)
 	if (keys[k].type == T_DURATION)
 		return parse_duration(v, keys[k].max, &n) == 0 ? n : dflt;
 	return parse_num(v, 0, 999999999L, &n) == 0 ? n : dflt;
+}
+
+int cfg_rate(const struct account *a, long *n, long *period)
+{
+	const char *v = cfg_str(a, K_RATE_LIMIT);
+
+	return v && sscanf(v, "%ld/%ld", n, period) == 2 && *n > 0 && *period > 0;
 }
 
 const char *cfg_key_name(enum cfg_key k)

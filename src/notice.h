@@ -23,4 +23,17 @@
 int notice_failed(struct queue *q, struct qentry *e, const struct account *a,
 		  const struct result *r, int expired, char *nid);
 
+/* Queue the one delay warning for locked entry e (in new/, just deferred
+ * for reason r) once it has waited delay_warning (off by default); until
+ * is when the queue gives up on it.  Same rules and returns as above. */
+int notice_delayed(struct queue *q, struct qentry *e, const struct account *a,
+		   const struct result *r, time_t until, char *nid);
+
+/* Queue a plain-text notice to account a's admin_address (with <>, through
+ * a): subject and body are one line each and ours.  Returns 1 queued (nid
+ * filled), 0 when no admin_address is set (said on stderr instead), -1 on
+ * failure. */
+int notice_admin(struct queue *q, const struct account *a, const char *subject,
+		 const char *body, char *nid);
+
 #endif

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #define STATE_MAGIC "pushmail-state 1"
-#define STATE_MAX 4096
+#define STATE_MAX 8192
 
 int qstate_name_ok(const char *name)
 {
@@ -41,6 +41,27 @@ static void set_num(struct qstate *st, const char *key, const char *v)
 		st->last_error_at = (time_t)n;
 	else if (!strcmp(key, "skipped"))
 		st->skipped = (unsigned long)n;
+	else if (!strcmp(key, "rate_width"))
+		st->rate_width = (long)n;
+	else if (!strcmp(key, "auth_failures"))
+		st->auth_failures = (unsigned long)n;
+	else if (!strcmp(key, "auth_notified"))
+		st->auth_notified = n != 0;
+}
+
+/* "bucket IDX N", in increasing IDX order */
+static void add_bucket(struct qstate *st, const char *v)
+{
+	long long idx;
+	unsigned long n;
+	int len = 0;
+
+	if (sscanf(v, "%lld %lu%n", &idx, &n, &len) != 2 || v[len] || idx < 0 ||
+	    st->nbuckets == QSTATE_BUCKETS ||
+	    (st->nbuckets && st->bucket[st->nbuckets - 1].idx >= idx))
+		return;
+	st->bucket[st->nbuckets].idx = idx;
+	st->bucket[st->nbuckets++].n = n;
 }
 
 void qstate_parse(const char *text, size_t len, struct qstate *out)
@@ -62,6 +83,8 @@ void qstate_parse(const char *text, size_t len, struct qstate *out)
 				*sp++ = '\0';
 				if (!strcmp(line, "last_error"))
 					snprintf(out->last_error, sizeof out->last_error, "%s", sp);
+				else if (!strcmp(line, "bucket"))
+					add_bucket(out, sp);
 				else
 					set_num(out, line, sp);
 			}
@@ -83,10 +106,60 @@ int qstate_format(const struct qstate *st, char *out, size_t cap)
 		if ((unsigned char)*c < 0x20 || *c == 0x7f)
 			*c = ' ';
 	n = snprintf(out, cap, "%s\nskip_until %lld\nlast_success %lld\n"
-		     "last_error_at %lld\nskipped %lu\nlast_error %s\n", STATE_MAGIC,
+		     "last_error_at %lld\nskipped %lu\nauth_failures %lu\n"
+		     "auth_notified %d\nlast_error %s\n", STATE_MAGIC,
 		     (long long)st->skip_until, (long long)st->last_success,
-		     (long long)st->last_error_at, st->skipped, err);
+		     (long long)st->last_error_at, st->skipped, st->auth_failures,
+		     st->auth_notified, err);
+	for (size_t i = 0; n >= 0 && (size_t)n < cap && i < st->nbuckets; i++) {
+		int k = snprintf(out + n, cap - (size_t)n, "bucket %lld %lu\n",
+				 st->bucket[i].idx, st->bucket[i].n);
+		n = k < 0 ? -1 : n + k;
+	}
+	if (n >= 0 && (size_t)n < cap && st->rate_width) {
+		int k = snprintf(out + n, cap - (size_t)n, "rate_width %ld\n", st->rate_width);
+		n = k < 0 ? -1 : n + k;
+	}
 	return n < 0 || (size_t)n >= cap ? -1 : n;
+}
+
+int qstate_rate_take(struct qstate *st, long n, long period, time_t now, time_t *due)
+{
+	long w = (period + 63) / 64;
+	long long lo = ((long long)now - period) / w, cur = (long long)now / w;
+	unsigned long sum = 0;
+	size_t k = 0;
+
+	if (st->rate_width != w) {      /* a new limit: a new window */
+		st->rate_width = w;
+		st->nbuckets = 0;
+	}
+	/* a bucket counts while any of it lies within the last period */
+	while (k < st->nbuckets && st->bucket[k].idx < lo)
+		k++;
+	memmove(st->bucket, st->bucket + k, (st->nbuckets - k) * sizeof st->bucket[0]);
+	st->nbuckets -= k;
+	for (k = 0; k < st->nbuckets; k++)
+		sum += st->bucket[k].n;
+	if (sum < (unsigned long)n) {
+		if (st->nbuckets && st->bucket[st->nbuckets - 1].idx >= cur) {
+			st->bucket[st->nbuckets - 1].n++;
+		} else if (st->nbuckets < QSTATE_BUCKETS) {
+			st->bucket[st->nbuckets].idx = cur;
+			st->bucket[st->nbuckets++].n = 1;
+		}
+		return 1;
+	}
+	/* full: a message may go once enough of the oldest buckets left it */
+	*due = now + period;
+	for (k = 0; k < st->nbuckets; k++) {
+		sum -= st->bucket[k].n;
+		if (sum < (unsigned long)n) {
+			*due = (time_t)((st->bucket[k].idx + 1) * w + period);
+			break;
+		}
+	}
+	return 0;
 }
 
 /* QUEUE/state, created on first use (mode 0700, like the queue). */
@@ -120,7 +193,9 @@ int qstate_read(struct queue *q, const char *name, struct qstate *out)
 	memset(out, 0, sizeof *out);
 	if (!qstate_name_ok(name))
 		return errno = EINVAL, -1;
-	if ((dir = state_dir(q)) < 0)
+	/* reading creates nothing (mailq) */
+	dir = openat(q->dfd, "state", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dir < 0)
 		return 0;
 	read_at(dir, name, out);
 	close(dir);

@@ -15,12 +15,21 @@
 #include <time.h>
 #include "queue.h"
 
+#define QSTATE_BUCKETS 72
+
 struct qstate {
 	time_t skip_until;       /* the relay failed: try others first until then */
 	time_t last_success;     /* 0: never */
 	time_t last_error_at;    /* 0: never */
 	char last_error[256];    /* sanitised; "" when none */
 	unsigned long skipped;   /* times the relay was passed over (failover) */
+	unsigned long auth_failures;  /* consecutive refused logins */
+	int auth_notified;       /* the admin was told about them */
+	/* rate_limit's window: messages sent per bucket of rate_width seconds
+	 * (a 64th of the period), oldest first; see qstate_rate_take */
+	long rate_width;
+	size_t nbuckets;
+	struct { long long idx; unsigned long n; } bucket[QSTATE_BUCKETS];
 };
 
 /* Whether name may become a file name under state/: 1 to 64 characters of
@@ -35,6 +44,13 @@ int qstate_read(struct queue *q, const char *name, struct qstate *out);
  * EINVAL for a bad name). */
 int qstate_update(struct queue *q, const char *name,
 		  void (*fn)(struct qstate *st, void *arg), void *arg);
+
+/* Take one message from account's window of n per period at time now.
+ * Returns 1 (taken, counted) or 0 when n messages already went in the last
+ * period; *due is then the first time one may go.  Strict: no period-long
+ * stretch of time ever holds more than n (the window is kept in buckets of
+ * period/64, counted whole, so it may hold back up to a bucket too long). */
+int qstate_rate_take(struct qstate *st, long n, long period, time_t now, time_t *due);
 
 /* Pure (de)serialisation, for tests.  qstate_parse never fails: unknown or
  * malformed lines are skipped.  qstate_format writes at most cap bytes and

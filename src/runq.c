@@ -35,6 +35,11 @@ int runq_is_temporary(const struct result *r)
 	 * (A direct send still exits with the TLS failure's own status.) */
 	if (r->phase == PHASE_STARTTLS || r->phase == PHASE_TLS)
 		return 1;
+	/* A refused login is the account's trouble, not the message's: it
+	 * waits for the password to be fixed (counted; after
+	 * auth_failures_notify refusals in a row the admin is told once). */
+	if (r->phase == PHASE_AUTH)
+		return 1;
 	switch (r->exitcode) {
 	case EX_TEMPFAIL:
 		return 1;
@@ -296,6 +301,9 @@ struct hop {
 	int skipped;               /* failed in an earlier run: tried last */
 	int down;                  /* could not be opened in this run */
 	int sent;                  /* took a message in this run */
+	size_t held;               /* messages its rate_limit held back */
+	time_t due;                /* when its rate_limit lets the next one go */
+	unsigned long auth_failures;  /* refused logins in a row, before this run */
 	struct smtp_session *ss;
 	struct result open_r;      /* why it could not be opened */
 };
@@ -315,13 +323,25 @@ struct run {
 	size_t nnotices, cap;
 };
 
-/* A message given up on: queue its notice, to go out in this run. */
-static void give_notice(struct run *rn, struct qentry *e, const struct result *r)
+static void add_notice(struct run *rn, const char *nid);
+
+/* A message given up on (or late): queue its notice, to go out in this run. */
+static void give_notice(struct run *rn, struct qentry *e, const struct result *r,
+			enum runq_outcome oc)
 {
 	char nid[QUEUE_ID_MAX];
 
-	if (notice_failed(rn->q, e, rn->acct, r, runq_is_temporary(r), nid) != 1)
-		return;
+	if (oc == RUNQ_FAILED &&
+	    notice_failed(rn->q, e, rn->acct, r, runq_is_temporary(r), nid) == 1)
+		add_notice(rn, nid);
+	if (oc == RUNQ_DEFERRED &&
+	    notice_delayed(rn->q, e, rn->acct, r, e->env.created + rn->pol.lifetime,
+			   nid) == 1)
+		add_notice(rn, nid);
+}
+
+static void add_notice(struct run *rn, const char *nid)
+{
 	rn->st->notices++;
 	if (rn->nnotices == rn->cap) {
 		size_t cap = rn->cap ? 2 * rn->cap : 8;
@@ -356,13 +376,22 @@ static void apply_mark(struct qstate *st, void *arg)
 	snprintf(st->last_error, sizeof st->last_error, "%s", m->why);
 }
 
-static void mark_relay(struct run *rn, const struct hop *h, int ok, const char *why)
+static void mark(struct queue *q, const struct account *a, int ok, const char *why)
 {
 	struct mark m = { .ok = ok, .now = time(NULL), .why = why };
 
-	if (qstate_update(rn->q, h->acct->name, apply_mark, &m) < 0 && errno != EINVAL)
+	if (qstate_update(q, a->name, apply_mark, &m) < 0 && errno != EINVAL)
 		log_info("account '%s': cannot record the relay's state: %s",
-			 h->acct->name, strerror(errno));
+			 a->name, strerror(errno));
+}
+
+void runq_note_relay(struct queue *q, const struct account *a, const struct result *r)
+{
+	char why[RESULT_TEXT_MAX + 300] = "";
+
+	if (r)
+		result_describe(r, why, sizeof why);
+	mark(q, a, r == NULL, why);
 }
 
 static void count_skip(struct qstate *st, void *arg)
@@ -397,6 +426,7 @@ static int add_hop(struct run *rn, const struct account *a,
 		return -1;
 	}
 	h->skipped = qstate_read(rn->q, a->name, &qs) == 0 && qs.skip_until > now;
+	h->auth_failures = qs.auth_failures;
 	rn->nhops++;
 	return 0;
 }
@@ -448,6 +478,51 @@ static const struct hop *next_up(const struct run *rn, size_t pos)
 	return NULL;
 }
 
+struct auth_count {
+	int refused;
+	unsigned long limit;
+	int tell;          /* out: the admin is to be told now */
+};
+
+static void count_auth(struct qstate *st, void *arg)
+{
+	struct auth_count *c = arg;
+
+	if (!c->refused) {
+		st->auth_failures = 0;
+		st->auth_notified = 0;
+		return;
+	}
+	st->auth_failures++;
+	c->tell = st->auth_failures >= c->limit && !st->auth_notified;
+	st->auth_notified |= c->tell;
+}
+
+/* Refused logins in a row, per account, across runs and processes: after
+ * auth_failures_notify of them (default 3) the admin gets one notice naming
+ * the account and the relay's reply, not one per message or per run. */
+static void note_auth(struct run *rn, struct hop *h, int refused)
+{
+	struct auth_count c = { .refused = refused,
+				.limit = (unsigned long)cfg_long(h->acct,
+								 K_AUTH_FAILURES_NOTIFY, 3) };
+	char subject[200], body[RESULT_TEXT_MAX + 600], why[RESULT_TEXT_MAX + 300];
+	char nid[QUEUE_ID_MAX];
+
+	if (qstate_update(rn->q, h->acct->name, count_auth, &c) < 0 || !c.tell)
+		return;
+	result_describe(&h->open_r, why, sizeof why);
+	snprintf(subject, sizeof subject, "account '%s' cannot log in to %s",
+		 h->acct->name, h->rl.p.host ? h->rl.p.host : "its relay");
+	snprintf(body, sizeof body, "The relay refused the login of account '%s' %lu "
+		 "times in a row.\r\nIts reply: %s\r\n\r\nMail for the account waits "
+		 "in the queue (see mailq).\r\nFix user and password (or "
+		 "password_command), then run 'pushmail -q'.\r\nThis notice is sent "
+		 "once until a login succeeds again.", h->acct->name, c.limit, why);
+	if (notice_admin(rn->q, h->acct, subject, body, nid) == 1)
+		add_notice(rn, nid);
+}
+
 /* Open h's session; on failure it is down for the run and remembered. */
 static int open_hop(struct run *rn, struct hop *h, size_t pos)
 {
@@ -458,15 +533,74 @@ static int open_hop(struct run *rn, struct hop *h, size_t pos)
 		return 0;
 	if (h->relay_ok && relay_auth(&h->rl, &h->open_r) == 0)
 		h->ss = smtp_open(&h->rl.p, &h->open_r);
-	if (h->ss)
+	if (h->ss) {
+		if (h->auth_failures)
+			note_auth(rn, h, 0);
 		return 0;
+	}
 	h->down = 1;
 	result_describe(&h->open_r, why, sizeof why);
-	mark_relay(rn, h, 0, why);
+	mark(rn->q, h->acct, 0, why);
+	if (h->open_r.phase == PHASE_AUTH && h->open_r.code)
+		note_auth(rn, h, 1);
 	if ((nx = next_up(rn, pos)))
 		log_err("relay %s failed: %s; trying %s", hop_name(h, a, sizeof a), why,
 			hop_name(nx, b, sizeof b));
 	return -1;
+}
+
+/* ---- rate_limit ---------------------------------------------------------------- */
+
+struct take {
+	long n, period;
+	time_t now, due;
+	int taken;
+};
+
+static void take_one(struct qstate *st, void *arg)
+{
+	struct take *t = arg;
+
+	t->taken = qstate_rate_take(st, t->n, t->period, t->now, &t->due);
+}
+
+int runq_rate_take(struct queue *q, const struct account *a, time_t *due)
+{
+	struct take t = { .now = time(NULL) };
+
+	if (!cfg_rate(a, &t.n, &t.period))
+		return 1;
+	/* The window is the queue's, shared by every process of the user; when
+	 * it cannot be kept (an account name that is no file name, a write
+	 * error) the message goes: a quota is the provider's to enforce. */
+	if (qstate_update(q, a->name, take_one, &t) < 0) {
+		log_err("warning: account '%s': cannot keep the rate_limit window: %s",
+			a->name, strerror(errno));
+		return 1;
+	}
+	*due = t.due;
+	return t.taken;
+}
+
+enum runq_outcome runq_hold(struct queue *q, struct qentry *e, const struct account *a,
+			    time_t due, struct result *r)
+{
+	struct result ignored;
+	long n = 0, per = 0;
+	char at[64];
+	struct tm tm;
+
+	cfg_rate(a, &n, &per);
+	localtime_r(&due, &tm);
+	strftime(at, sizeof at, "%Y-%m-%d %H:%M:%S", &tm);
+	result_fail(r, EX_TEMPFAIL, "rate_limit of account '%s' (%ld per %ld s) reached; "
+		    "held until %s", a->name, n, per, at);
+	qenv_set_error(&e->env, r->text);
+	e->env.next_try = due;
+	result_clear(&ignored);
+	queue_update(q, e, &ignored);
+	log_try(a, e, "deferred", r->text, EX_TEMPFAIL);
+	return RUNQ_DEFERRED;
 }
 
 /* ---- one message ------------------------------------------------------------- */
@@ -485,6 +619,14 @@ static enum runq_outcome try_hops(struct run *rn, struct qentry *e, struct resul
 		struct hop *h = &rn->hops[rn->order[k]];
 		if (h->down)
 			continue;
+		if (h->held && h->due > time(NULL)) {
+			h->held++;          /* still full: no need to look again */
+			continue;
+		}
+		if (!runq_rate_take(rn->q, h->acct, &h->due)) {
+			h->held++;
+			continue;
+		}
 		*tried = 1;
 		if (open_hop(rn, h, k) < 0) {
 			*last = h->open_r;
@@ -514,6 +656,32 @@ static enum runq_outcome try_hops(struct run *rn, struct qentry *e, struct resul
 	return RUNQ_DEFERRED;   /* not decided yet: see run_one */
 }
 
+/* The hop whose quota frees first, among those holding messages back. */
+static const struct hop *first_free(const struct run *rn)
+{
+	const struct hop *best = NULL;
+
+	for (size_t i = 0; i < rn->nhops; i++)
+		if (rn->hops[i].held && !rn->hops[i].down &&
+		    (!best || rn->hops[i].due < best->due))
+			best = &rn->hops[i];
+	return best;
+}
+
+static time_t held_until(const struct run *rn)
+{
+	const struct hop *h = first_free(rn);
+
+	return h ? h->due : 0;
+}
+
+static const struct account *held_acct(const struct run *rn)
+{
+	const struct hop *h = first_free(rn);
+
+	return h ? h->acct : rn->acct;
+}
+
 /* Deliver message id (a notice of this run when is_notice: not counted in
  * the run's figures, which are about the mail people sent).  Once every
  * relay is down, the account's other messages are deferred without a try
@@ -535,6 +703,9 @@ static void run_one(struct run *rn, const char *id, int is_notice)
 	if (try_hops(rn, &e, &r, &tried) == RUNQ_DELIVERED) {
 		oc = RUNQ_DELIVERED;
 		report(&e, oc, &r);
+	} else if (!tried && held_until(rn)) {
+		/* every relay it may use is at its quota: due when one frees */
+		oc = runq_hold(rn->q, &e, held_acct(rn), held_until(rn), &r);
 	} else {
 		if (!tried)   /* every relay down: the first one's reason */
 			r = rn->hops[rn->order[0]].open_r;
@@ -544,8 +715,8 @@ static void run_one(struct run *rn, const char *id, int is_notice)
 		rn->untried += !tried && oc == RUNQ_DEFERRED;
 	}
 	count(is_notice ? &ignored : st, oc, &r);
-	if (oc == RUNQ_FAILED)
-		give_notice(rn, &e, &r);
+	if (oc != RUNQ_DELIVERED && !is_notice)
+		give_notice(rn, &e, &r, oc);
 	queue_release(&e);
 }
 
@@ -558,8 +729,12 @@ static void end_run(struct run *rn)
 {
 	for (size_t i = 0; i < rn->nhops; i++) {
 		struct hop *h = &rn->hops[i];
+		if (h->held)
+			log_err("account '%s': rate_limit reached; %zu message%s held "
+				"back for later", h->acct->name, h->held,
+				h->held == 1 ? "" : "s");
 		if (h->sent)
-			mark_relay(rn, h, 1, NULL);
+			mark(rn->q, h->acct, 1, NULL);
 		else if (h->skipped && !h->ss && !h->down)
 			qstate_update(rn->q, h->acct->name, count_skip, NULL);
 		smtp_close(h->ss);

@@ -399,12 +399,17 @@ static enum runq_outcome try_now(struct job *j, struct relay *rl, struct queue *
 	struct runq_policy pol;
 	struct smtp_session *ss = NULL;
 	enum runq_outcome oc;
+	time_t due;
 
 	runq_policy_of(j->acct, &pol);
+	if (!runq_rate_take(q, j->acct, &due))   /* kept, not refused */
+		return runq_hold(q, e, j->acct, due, r);
 	if (relay_auth(rl, r) == 0)
 		ss = smtp_open(&rl->p, r);
 	oc = ss ? runq_attempt(q, e, ss, j->acct, &pol, r) :
 		  runq_record_for(q, e, j->acct, &pol, r);
+	if (!ss || oc == RUNQ_DELIVERED)   /* -bp's health line, failover */
+		runq_note_relay(q, j->acct, ss ? NULL : r);
 	smtp_close(ss);
 	return oc;
 }
@@ -509,6 +514,27 @@ static int send_queued(struct job *j, const char **rcpt, int always, struct resu
 	return rc;
 }
 
+/* queue = never with a rate_limit: a message over the quota is queued
+ * (with the usual notice) rather than refused; one under it takes its
+ * place in the window here. */
+static int over_quota(struct job *j)
+{
+	struct queue q;
+	struct result ignored;
+	long n, per;
+	time_t due;
+	int full;
+
+	if (!cfg_rate(j->acct, &n, &per))
+		return 0;
+	result_clear(&ignored);
+	if (ctx_open_queue(j->c, &q, &ignored) < 0)
+		return 0;
+	full = !runq_rate_take(&q, j->acct, &due);
+	queue_close(&q);
+	return full;
+}
+
 static int deliver(struct job *j, struct result *r)
 {
 	const char **rcpt = rcpt_vector(j);
@@ -528,7 +554,8 @@ static int deliver(struct job *j, struct result *r)
 					  .fd = j->req->infd };
 		rc = smtp_dry_run(stdout, &env, &m, r);
 	} else if (j->acct && !j->req->spool_only &&
-		   (j->c->o.no_queue || (mode && !strcmp(mode, "never")))) {
+		   (j->c->o.no_queue ||
+		    (mode && !strcmp(mode, "never") && !over_quota(j)))) {
 		rc = send_direct(j, rcpt, r);
 	} else {
 		rc = send_queued(j, rcpt, mode && !strcmp(mode, "always"), r);

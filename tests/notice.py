@@ -33,7 +33,7 @@ HERE = os.environ.get("TESTS_SRCDIR") or os.path.dirname(os.path.abspath(__file_
 sys.path.insert(0, HERE)
 import postfixlib  # noqa: E402
 import taplib as t  # noqa: E402
-from smtpserver import ScriptedServer  # noqa: E402
+from smtpserver import DEFAULT_EXTENSIONS, ScriptedServer  # noqa: E402
 
 # tests/queue.py's helpers (Spool, config, message); loaded under another
 # name, since "queue" is a standard module.
@@ -319,7 +319,7 @@ def fo_config(pport, bport, log=None, **primary):
                      top={"default_account": "primary"})
 
 
-def fo_queue(spool, token, n=1):
+def fo_queue(spool, token, n=1, clean=True):
     """n messages queued for account primary while both relays are down."""
     cfg = fo_config(t.closed_port(), t.closed_port())
     ids = []
@@ -330,6 +330,10 @@ def fo_queue(spool, token, n=1):
         if m:
             ids.append(m.group(1).decode())
     t.is_eq(len(ids), n, "%s: %d queued for primary" % (token, n))
+    # the submission's own failed try is remembered (see failover_memory);
+    # start each case from a clean slate
+    if clean:
+        shutil.rmtree(os.path.join(spool.dir, "state"), ignore_errors=True)
     return ids
 
 
@@ -455,7 +459,7 @@ def failover_memory():
         r1 = spool.run(["-q"], fo_config(t.closed_port(), bsrv.port))
     t.is_eq((r1.rc, len(qt.delivered(bsrv))), (EX_OK, 1),
             name + ": run 1: primary down, the backup took it", *r1.describe())
-    fo_queue(spool, name + " b")
+    fo_queue(spool, name + " b", clean=False)
     with ScriptedServer(connections=2) as psrv, ScriptedServer(connections=2) as bsrv:
         r2 = spool.run(["-q", "-v"], fo_config(psrv.port, bsrv.port))
     t.is_eq(r2.rc, EX_OK, name + ": run 2 exits 0", *r2.describe())
@@ -465,13 +469,13 @@ def failover_memory():
     st = state_of(spool, "primary")
     t.is_eq(st.get("skipped"), "1", name + ": state/primary counts the skip",
             "state: %r" % st)
+    fo_queue(spool, name + " c", clean=False)
     # the skip window has passed (written into the state as if 10 minutes went by)
     p = os.path.join(spool.dir, "state", "primary")
     with open(p) as f:
         text = f.read()
     with open(p, "w") as f:
         f.write(qt.re.sub(r"(?m)^skip_until \d+$", "skip_until 1000", text))
-    fo_queue(spool, name + " c")
     with ScriptedServer(connections=2) as psrv, ScriptedServer(connections=2) as bsrv:
         r3 = spool.run(["-q"], fo_config(psrv.port, bsrv.port))
     t.is_eq((r3.rc, len(qt.delivered(psrv)), len(bsrv.records)), (EX_OK, 1, 0),
@@ -502,6 +506,215 @@ def failover_odd_name():
 
 FAILOVER = [failover_paths, failover_permanent, failover_all_down, failover_memory,
             failover_odd_name]
+
+
+# --------------------------------------------------------------------------
+# health: -bp, --check
+
+HEALTH_RE = qt.re.compile(rb"(?m)^account '([^']*)': last success ([^;]*); last error "
+                          rb"([^;]*); relay skipped (\d+) times?(.*)$")
+
+
+def health(res):
+    """{account: (last success, last error, skipped, rest)} from -bp."""
+    return {m.group(1).decode(): tuple(x.decode() for x in m.groups()[1:])
+            for m in HEALTH_RE.finditer(res.out)}
+
+
+def health_lines():
+    name = "health: -bp"
+    spool = qt.Spool(name)
+    cfg_down = qt.cfg1(t.closed_port())
+    res = spool.run(["-bp"], cfg_down)
+    t.is_eq(health(res), {"test": ("never", "never", "0", "")},
+            name + ": an account with no history", *res.describe())
+    spool.run([RCPT], cfg_down, stdin=qt.message("health"))
+    res = spool.run(["-bp"], cfg_down)
+    h = health(res).get("test", ())
+    t.ok(len(h) == 4 and h[0] == "never" and qt.re.match(r"\d+s ago: connect: ", h[1])
+         and "tried last for" in h[3],
+         name + ": a submission that could not connect: last error, skipped for a while",
+         *res.describe())
+    t.ok(res.out.rstrip().endswith(b"%s" % res.out.rstrip().split(b"\n")[-1]) and
+         res.out.rstrip().split(b"\n")[-1].startswith(b"account 'test'"),
+         name + ": the health lines end the listing", *res.describe())
+    with ScriptedServer(connections=2) as srv:
+        cfg = qt.cfg1(srv.port)
+        spool.run(["-q"], cfg)
+        res = spool.run(["-bp"], cfg)
+    h = health(res).get("test", ())
+    t.ok(len(h) == 4 and qt.re.match(r"\d+s ago$", h[0]) and h[3] == "",
+         name + ": after -q delivered: last success, no longer skipped", *res.describe())
+
+    name = "health: failover counts"
+    spool = qt.Spool(name)
+    fo_queue(spool, name)
+    with ScriptedServer(connections=2) as bsrv:
+        cfg = fo_config(t.closed_port(), bsrv.port)
+        spool.run(["-q"], cfg)
+        fo_queue(spool, name + " b", clean=False)
+        spool.run(["-q"], cfg)
+        res = spool.run(["-bp"], cfg)
+    h = health(res)
+    t.ok(h.get("primary", ("",))[0] == "never" and h["primary"][2] == "1" and
+         "connect" in h["primary"][1] and "tried last for" in h["primary"][3],
+         name + ": primary: never, its error, skipped once, still tried last",
+         *res.describe())
+    t.ok(qt.re.match(r"\d+s ago$", h.get("backup", ("",))[0]) and h["backup"][2] == "0",
+         name + ": backup: a recent success", *res.describe())
+
+
+def health_check():
+    name = "health: --check"
+    spool = qt.Spool(name)
+    qid = queued(spool, "check")
+    with ScriptedServer(connections=2) as srv:
+        cfg = qt.cfg1(srv.port)
+        r1 = spool.run(["--check"], cfg)
+        if qid:
+            set_created(spool, qid, int(qt.time.time()) - 3 * 3600 - 60)
+        r2 = spool.run(["--check"], cfg)
+    t.ok(r1.rc == EX_OK and b"WARN" not in r1.out, name + ": a fresh message: no warning",
+         *r1.describe())
+    t.is_eq(r2.rc, EX_OK, name + ": exit status is the relay's (0)", *r2.describe())
+    t.ok(qt.re.search(rb"WARN +queue +1 message\(s\) waiting over an hour \(the oldest "
+                      rb"for 3 h, last error: connect: ", r2.out),
+         name + ": warns about the message waiting for 3 hours", *r2.describe())
+
+
+HEALTH = [health_lines, health_check]
+
+
+# --------------------------------------------------------------------------
+# rate_limit
+
+def rate_queue_run():
+    name = "rate_limit: queue run"
+    spool = qt.Spool(name)
+    for i in range(5):
+        queued(spool, "rate-%d" % i)
+    with ScriptedServer(connections=3) as srv:
+        cfg = qt.cfg1(srv.port, rate_limit="2/1h")
+        t0 = int(qt.time.time())
+        r1 = spool.run(["-q"], cfg)
+        r2 = spool.run(["-q"], cfg)
+    info = r1.describe()
+    t.is_eq(r1.rc, EX_TEMPFAIL, name + ": -q exits 75 (some wait)", *info)
+    t.ok(b"queue run: 2 sent, 3 deferred, 0 failed" in r1.err, name + ": two sent, "
+         "three kept", *info)
+    t.ok(b"rate_limit reached; 3 messages held back" in r1.err,
+         name + ": says the quota held three back", *info)
+    t.is_eq(len(qt.delivered(srv)), 2, name + ": the relay got two, not more", *r2.describe())
+    envs = [spool.env_of(i) or {} for i in spool.ids()]
+    t.ok(len(envs) == 3 and all(e.get("tries") == 1 and "rate_limit" in e.get("error", "")
+                                and t0 + 3500 <= e.get("next", 0) <= t0 + 3700
+                                for e in envs),
+         name + ": held ones: no try counted, reason recorded, due in about an hour",
+         "envs: %r" % envs)
+    t.is_eq(r2.rc, EX_TEMPFAIL, name + ": a second -q (another process) exits 75",
+            *r2.describe())
+    t.ok(b"0 sent, 3 deferred" in r2.err, name + ": and sends nothing: the window is "
+         "the queue's, not the process's", *r2.describe())
+
+
+def rate_direct():
+    for mode in ("on-failure", "never"):
+        name = "rate_limit: direct send over the limit (queue = %s)" % mode
+        spool = qt.Spool(name)
+        with ScriptedServer(connections=3) as srv:
+            cfg = qt.cfg1(srv.port, rate_limit="1/1d", queue=mode)
+            r1 = spool.run([RCPT], cfg, stdin=qt.message("direct-1"))
+            r2 = spool.run([RCPT], cfg, stdin=qt.message("direct-2"))
+        t.is_eq((r1.rc, r2.rc), (EX_OK, EX_OK), name + ": both exit 0",
+                *(r1.describe() + r2.describe()))
+        t.is_eq(len(qt.delivered(srv)), 1, name + ": one went")
+        t.ok(qt.re.search(rb"queued as \S+ \(rate_limit of account 'test' \(1 per "
+                          rb"86400 s\) reached; held until ", r2.err),
+             name + ": the second is queued with a notice, not refused", *r2.describe())
+        t.is_eq(len(spool.ids()), 1, name + ": it waits in new/")
+
+
+RATE = [rate_queue_run, rate_direct]
+
+
+# --------------------------------------------------------------------------
+# delay_warning, auth_failures_notify
+
+def delay_warning():
+    for keys, age, want in (({"delay_warning": "4h"}, 5 * 3600, True),
+                            ({}, 5 * 3600, False),
+                            ({"delay_warning": "4h"}, 60, False)):
+        name = "delay_warning %s, message %d min old" % (keys.get("delay_warning", "unset"),
+                                                        age // 60)
+        spool = qt.Spool(name)
+        qid = queued(spool, name)
+        if qid:
+            set_created(spool, qid, int(qt.time.time()) - age)
+        rules = {"MAIL": ["451 4.7.1 greylisted", None]}
+        with ScriptedServer(rules=rules, connections=2) as srv:
+            res = spool.run(["-q"], qt.cfg1(srv.port, **keys))
+        t.is_eq(res.rc, EX_TEMPFAIL, name + ": -q exits 75", *res.describe())
+        xs = transactions(srv)
+        t.is_eq(len(xs), 1 if want else 0, name + (": one warning sent" if want else
+                                                   ": no warning"), *res.describe())
+        t.is_eq(spool.ids(), [qid], name + ": the message still waits")
+        if not want or not xs:
+            continue
+        t.ok(xs[0].mail.startswith(b"MAIL FROM:<>"), name + ": with <>")
+        m, f = check_notice(name, xs[0].message or b"", SENDER, "queue test " + name,
+                            action="delayed", status="4.7.1",
+                            diag="smtp; 451 4.7.1 greylisted")
+        t.is_eq(m["Subject"], "Delayed Mail (still being retried)", name + ": subject")
+        t.ok("Will-Retry-Until" in f, name + ": Will-Retry-Until", "fields: %r" % f)
+        t.is_eq((spool.env_of(qid) or {}).get("notice"), "2", name + ": recorded")
+        with ScriptedServer(rules=rules, connections=2) as srv:
+            res = spool.run(["-q"], qt.cfg1(srv.port, **keys))
+        t.is_eq(len(transactions(srv)), 0, name + ": one warning only", *res.describe())
+
+
+AUTH_EXT = DEFAULT_EXTENSIONS + ["AUTH PLAIN"]
+
+
+def auth_failures():
+    name = "auth_failures_notify"
+    spool = qt.Spool(name)
+    keys = dict(auth="plain", user="u", password="secret", allow_plaintext_auth="yes",
+                admin_address="postmaster@example.net", auth_failures_notify=3)
+    qid = queued(spool, name)
+    outs = []
+    for i in range(4):
+        with ScriptedServer(rules={"AUTH": "535 5.7.8 credentials invalid"},
+                            extensions=AUTH_EXT, connections=2) as srv:
+            outs.append(spool.run(["-q"], qt.cfg1(srv.port, **keys)))
+    info = [x for r in outs for x in r.describe()]
+    t.is_eq([r.rc for r in outs], [EX_TEMPFAIL] * 4, name + ": a refused login keeps "
+            "mail queued (75), run after run", *info)
+    e = spool.env_of(qid) if qid else {}
+    t.ok(e and e.get("tries") == 5 and "535 5.7.8" in e.get("error", ""),
+         name + ": the message waits, tries counted, reason recorded", "env: %r" % e)
+    told = [bool(qt.re.search(rb"account 'test': notice to <postmaster@example.net> "
+                              rb"queued as", r.err)) for r in outs]
+    t.is_eq(told, [False, False, True, False], name + ": the admin is told once, "
+            "at the third refusal in a row", *info)
+    admin = [i for i in spool.ids() if i != qid]
+    if t.is_eq(len(admin), 1, name + ": the notice waits with the mail"):
+        ne = spool.env_of(admin[0]) or {}
+        body = spool.read(admin[0])
+        t.ok(ne.get("from") == "" and ne.get("rcpt") == ["postmaster@example.net"] and
+             b"account 'test' cannot log in to 127.0.0.1" in body and
+             b"535 5.7.8 credentials invalid" in body,
+             name + ": <> to admin_address, naming the account and the reply",
+             "env %r body %s" % (ne, t.show(body)))
+    with ScriptedServer(extensions=AUTH_EXT, connections=2) as srv:
+        res = spool.run(["-q"], qt.cfg1(srv.port, **keys))
+    t.is_eq((res.rc, len(qt.delivered(srv))), (EX_OK, 2), name + ": once the login "
+            "works, the mail and the notice go", *res.describe())
+    st = state_of(spool, "test")
+    t.ok(st.get("auth_failures") == "0" and st.get("auth_notified") == "0",
+         name + ": the count starts again", "state: %r" % st)
+
+
+LATE = [delay_warning, auth_failures]
 
 
 # --------------------------------------------------------------------------
@@ -562,7 +775,7 @@ def postfix_cases(pf):
 
 
 def main():
-    for case in DSN + FAILOVER + [postfix_notice]:
+    for case in DSN + FAILOVER + HEALTH + RATE + LATE + [postfix_notice]:
         try:
             case()
         except Exception:
