@@ -30,7 +30,7 @@ int notice_delayed(struct queue *q, struct qentry *e, const struct account *a,
 		   const struct result *r, time_t until, char *nid);
 
 /* Queue a plain-text notice to account a's admin_address (with <>, through
- * a): subject and body are one line each and ours.  Returns 1 queued (nid
+ * a): subject is one line, body CRLF-separated lines, both ours.  Returns 1 queued (nid
  * filled), 0 when no admin_address is set (said on stderr instead), -1 on
  * failure. */
 int notice_admin(struct queue *q, const struct account *a, const char *subject,

@@ -331,7 +331,7 @@ static void give_notice(struct run *rn, struct qentry *e, const struct result *r
 {
 	char nid[QUEUE_ID_MAX];
 
-	if (oc == RUNQ_FAILED &&
+	if (oc == RUNQ_FAILED && !rn->o->no_failure_notice &&
 	    notice_failed(rn->q, e, rn->acct, r, runq_is_temporary(r), nid) == 1)
 		add_notice(rn, nid);
 	if (oc == RUNQ_DEFERRED &&

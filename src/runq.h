@@ -65,6 +65,7 @@ struct runq_opts {
 	const char *only_id;       /* one message (a queue id, else EX_USAGE) */
 	const char *only_account;  /* one account (after a successful send) */
 	int (*stop)(void);         /* optional: 1 = stop after the message in flight */
+	int no_failure_notice;     /* the submitter hears of a failure itself */
 };
 
 struct runq_stats {

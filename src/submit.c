@@ -414,6 +414,43 @@ static enum runq_outcome try_now(struct job *j, struct relay *rl, struct queue *
 	return oc;
 }
 
+/* The account's own relay could not take the message now: its fallbacks
+ * may, right away (the queue run's failover, for this one message; the
+ * relay that just failed is remembered, so it is tried last).  e is
+ * released for the run and locked again unless it was delivered; r is the
+ * failure to report when it was not. */
+static enum runq_outcome fail_over(struct job *j, struct queue *q, struct qentry *e,
+				   int always, struct result *r)
+{
+	char id[QUEUE_ID_MAX];
+	struct relay_overrides ov;
+	struct runq_opts o = { .cfg = &j->c->cfg, .ov = &ov, .only_id = id, .force = 1,
+			       .no_failure_notice = !always };
+	struct runq_stats st;
+	struct result rr;
+
+	char why[RESULT_TEXT_MAX + 300];
+
+	result_describe(r, why, sizeof why);
+	log_err("relay '%s' (%s): %s; trying its fallback relays", j->acct->name,
+		j->c->host ? j->c->host : "", why);
+	snprintf(id, sizeof id, "%s", e->env.id);
+	queue_release(e);
+	ctx_overrides(j->c, &ov);
+	result_clear(&rr);
+	if (runq_flush(q, &o, &st, &rr) == 0 && st.delivered == 1) {
+		snprintf(e->env.id, sizeof e->env.id, "%s", id);
+		return RUNQ_DELIVERED;
+	}
+	if (queue_lock(q, id, st.failed ? 1 : 0, e, &rr) != 0)
+		snprintf(e->env.id, sizeof e->env.id, "%s", id);
+	if (!st.failed)
+		return RUNQ_DEFERRED;
+	result_clear(r);
+	result_fail(r, st.fail_exit, "%s", e->env.error);
+	return RUNQ_FAILED;
+}
+
 /* After a success, whatever else this account has waiting goes too. */
 static void flush_account(struct job *j, struct queue *q)
 {
@@ -504,6 +541,8 @@ static int send_queued(struct job *j, const char **rcpt, int always, struct resu
 		rc = 0;
 	} else {
 		oc = try_now(j, &rl, &q, &e, r);
+		if (oc == RUNQ_DEFERRED && cfg_str(j->acct, K_FALLBACK))
+			oc = fail_over(j, &q, &e, always, r);
 		rc = tell(j, &q, &e, oc, always, r);
 		relay_free(&rl);
 	}

@@ -320,8 +320,10 @@ def fo_config(pport, bport, log=None, **primary):
 
 
 def fo_queue(spool, token, n=1, clean=True):
-    """n messages queued for account primary while both relays are down."""
-    cfg = fo_config(t.closed_port(), t.closed_port())
+    """n messages queued for account primary while its relay is down (no
+    fallback yet: the submission's own failover is failover_submit's)."""
+    cfg = qt.config({"primary": {"port": t.closed_port()}, "backup": {}},
+                    top={"default_account": "primary"})
     ids = []
     for i in range(n):
         slug = qt.re.sub(r"\W+", "-", token)      # X-Token: one word
@@ -504,8 +506,35 @@ def failover_odd_name():
             name + ": no state file")
 
 
+def failover_submit():
+    """The submitting process's own try fails over too."""
+    name = "failover: at submission"
+    spool = qt.Spool(name)
+    with ScriptedServer(connections=2) as bsrv:
+        res = spool.run(["-v", RCPT], fo_config(t.closed_port(), bsrv.port),
+                        stdin=qt.message("submit-fo"))
+    t.is_eq(res.rc, EX_OK, name + ": exit 0", *res.describe())
+    t.is_eq(len(qt.delivered(bsrv)), 1, name + ": the backup relay took it")
+    t.is_eq(spool.ids() + spool.ids("failed"), [], name + ": nothing left queued")
+    t.ok(qt.re.search(rb"relay 'primary' \(127\.0\.0\.1\): connect: [^\n]*; trying "
+                      rb"its fallback relays\n", res.err) and
+         b"delivered through 'backup'" in res.err,
+         name + ": stderr names the relays", *res.describe())
+
+    name = "failover: at submission, the backup refuses"
+    spool = qt.Spool(name)
+    with ScriptedServer(rules={"RCPT": "550 5.1.1 no such user"}, connections=2) as bsrv:
+        res = spool.run([RCPT], fo_config(t.closed_port(), bsrv.port),
+                        stdin=qt.message("submit-fo-550"))
+    t.is_eq(res.rc, EX_NOUSER, name + ": exit 67 (the submitter is told)",
+            *res.describe())
+    t.is_eq(len(spool.ids("failed")), 1, name + ": kept in failed/")
+    t.is_eq(len(transactions(bsrv)), 1, name + ": no notice mailed as well")
+    t.is_eq(spool.ids(), [], name + ": nothing in new/")
+
+
 FAILOVER = [failover_paths, failover_permanent, failover_all_down, failover_memory,
-            failover_odd_name]
+            failover_odd_name, failover_submit]
 
 
 # --------------------------------------------------------------------------
