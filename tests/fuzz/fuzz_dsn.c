@@ -59,7 +59,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	free(out);
 
 	/* what follows an empty line is body, never quoted */
-	if (size < 2048 && !memchr(data, '\n', size) && !memchr(data, '\r', size)) {
+	if (size < 2048 && !memchr(data, '\n', size) && !memchr(data, '\r', size) &&
+	    !memmem(data, size, "MARKER-BODY", 11)) {
 		char *in = malloc(size + sizeof marker);
 		if (!in)
 			return 0;
