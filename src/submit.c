@@ -8,6 +8,7 @@
 #include "log.h"
 #include "message.h"
 #include "modes.h"
+#include "notice.h"
 #include "runq.h"
 #include "smtp.h"
 #include "sysmode.h"
@@ -451,6 +452,20 @@ static enum runq_outcome fail_over(struct job *j, struct queue *q, struct qentry
 	return RUNQ_FAILED;
 }
 
+/* A notice queued by this submission goes now, on its own connection (it
+ * waits in the queue when it cannot). */
+static void send_notice(struct job *j, struct queue *q, const char *nid)
+{
+	struct relay_overrides ov;
+	struct runq_opts o = { .cfg = &j->c->cfg, .ov = &ov, .only_id = nid, .force = 1 };
+	struct runq_stats st;
+	struct result ignored;
+
+	ctx_overrides(j->c, &ov);
+	result_clear(&ignored);
+	runq_flush(q, &o, &st, &ignored);
+}
+
 /* After a success, whatever else this account has waiting goes too. */
 static void flush_account(struct job *j, struct queue *q)
 {
@@ -510,8 +525,8 @@ static int send_queued(struct job *j, const char **rcpt, int always, struct resu
 	struct qentry e;
 	struct qenv qe;
 	enum runq_outcome oc = RUNQ_DEFERRED;
-	char hint[512];
-	int rc;
+	char hint[512], nid[QUEUE_ID_MAX];
+	int rc, notice = 0;
 
 	/* Bad --tls/--timeout values are the caller's mistake: nothing is spooled. */
 	ctx_overrides(j->c, &ov);
@@ -543,12 +558,18 @@ static int send_queued(struct job *j, const char **rcpt, int always, struct resu
 		oc = try_now(j, &rl, &q, &e, r);
 		if (oc == RUNQ_DEFERRED && cfg_str(j->acct, K_FALLBACK))
 			oc = fail_over(j, &q, &e, always, r);
+		/* queue = always promised "queued": a failure is mailed too */
+		if (oc == RUNQ_FAILED && always && e.lockfd >= 0 &&
+		    notice_failed(&q, &e, j->acct, r, runq_is_temporary(r), nid) == 1)
+			notice = 1;
 		rc = tell(j, &q, &e, oc, always, r);
 		relay_free(&rl);
 	}
 	queue_release(&e);
 	if (oc == RUNQ_DELIVERED)
 		flush_account(j, &q);
+	if (notice)
+		send_notice(j, &q, nid);
 	queue_close(&q);
 	return rc;
 }
