@@ -369,6 +369,8 @@ static void apply_mark(struct qstate *st, void *arg)
 	if (m->ok) {
 		st->last_success = m->now;
 		st->skip_until = 0;
+		st->auth_failures = 0;   /* it logged in (or needs no login) */
+		st->auth_notified = 0;
 		return;
 	}
 	st->skip_until = m->now + SKIP_FOR;
@@ -388,7 +390,13 @@ static void mark(struct queue *q, const struct account *a, int ok, const char *w
 void runq_note_relay(struct queue *q, const struct account *a, const struct result *r)
 {
 	char why[RESULT_TEXT_MAX + 300] = "";
+	struct qstate st;
 
+	/* A burst of sends that all work need not rewrite the file each time
+	 * (-bp shows minutes, not seconds). */
+	if (!r && qstate_read(q, a->name, &st) == 0 && !st.skip_until &&
+	    !st.auth_failures && time(NULL) - st.last_success < 60)
+		return;
 	if (r)
 		result_describe(r, why, sizeof why);
 	mark(q, a, r == NULL, why);
