@@ -251,3 +251,101 @@ int qstate_update(struct queue *q, const char *name,
 	close(dir);
 	return rc;
 }
+
+/* ---- operations --------------------------------------------------------------- */
+
+struct mark {
+	int ok;
+	time_t now;
+	const char *why;
+	long skip_for;
+};
+
+static void apply_mark(struct qstate *st, void *arg)
+{
+	const struct mark *m = arg;
+
+	if (m->ok) {
+		st->last_success = m->now;
+		st->skip_until = 0;
+		st->auth_failures = 0;   /* it logged in (or needs no login) */
+		st->auth_notified = 0;
+		return;
+	}
+	st->skip_until = m->now + m->skip_for;
+	st->last_error_at = m->now;
+	snprintf(st->last_error, sizeof st->last_error, "%s", m->why ? m->why : "");
+}
+
+int qstate_mark(struct queue *q, const char *name, int ok, const char *why,
+		long skip_for)
+{
+	struct mark m = { .ok = ok, .now = time(NULL), .why = why, .skip_for = skip_for };
+
+	return qstate_update(q, name, apply_mark, &m);
+}
+
+static void apply_skip(struct qstate *st, void *arg)
+{
+	(void)arg;
+	st->skipped++;
+}
+
+int qstate_count_skip(struct queue *q, const char *name)
+{
+	return qstate_update(q, name, apply_skip, NULL);
+}
+
+struct auth_count {
+	int refused;
+	unsigned long limit;
+	int tell;
+};
+
+static void apply_auth(struct qstate *st, void *arg)
+{
+	struct auth_count *c = arg;
+
+	if (!c->refused) {
+		st->auth_failures = 0;
+		st->auth_notified = 0;
+		return;
+	}
+	st->auth_failures++;
+	c->tell = st->auth_failures >= c->limit && !st->auth_notified;
+	st->auth_notified |= c->tell;
+}
+
+int qstate_auth(struct queue *q, const char *name, int refused, unsigned long limit,
+		int *tell)
+{
+	struct auth_count c = { .refused = refused, .limit = limit };
+	int rc = qstate_update(q, name, apply_auth, &c);
+
+	*tell = rc == 0 && c.tell;
+	return rc;
+}
+
+struct take {
+	long n, period;
+	time_t now, due;
+	int taken;
+};
+
+static void apply_take(struct qstate *st, void *arg)
+{
+	struct take *t = arg;
+
+	t->taken = qstate_rate_take(st, t->n, t->period, t->now, &t->due);
+}
+
+int qstate_take(struct queue *q, const char *name, long n, long period, int *taken,
+		time_t *due)
+{
+	struct take t = { .n = n, .period = period, .now = time(NULL), .taken = 1 };
+	int rc = qstate_update(q, name, apply_take, &t);
+
+	*taken = t.taken;
+	*due = t.due;
+	return rc;
+}

@@ -52,6 +52,22 @@ int qstate_update(struct queue *q, const char *name,
  * period/64, counted whole, so it may hold back up to a bucket too long). */
 int qstate_rate_take(struct qstate *st, long n, long period, time_t now, time_t *due);
 
+/* Locked read-modify-write operations (qstate_update); each returns 0 or
+ * -1 (errno set; EINVAL for a bad name).
+ * qstate_mark: the relay took a message (ok: last success, no skip, no
+ * refused logins), or failed (why: last error; tried last for skip_for s).
+ * qstate_count_skip: failover passed over it once more.
+ * qstate_auth: a login was refused (or worked); *tell is set once, when
+ * the refusals in a row reach limit.
+ * qstate_take: qstate_rate_take at the current time; *taken, *due. */
+int qstate_mark(struct queue *q, const char *name, int ok, const char *why,
+		long skip_for);
+int qstate_count_skip(struct queue *q, const char *name);
+int qstate_auth(struct queue *q, const char *name, int refused, unsigned long limit,
+		int *tell);
+int qstate_take(struct queue *q, const char *name, long n, long period, int *taken,
+		time_t *due);
+
 /* Pure (de)serialisation, for tests.  qstate_parse never fails: unknown or
  * malformed lines are skipped.  qstate_format writes at most cap bytes and
  * returns the length (or -1 when it does not fit). */

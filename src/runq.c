@@ -356,33 +356,9 @@ static void add_notice(struct run *rn, const char *nid)
 
 /* ---- relay state (qstate.h): skip memory, health -------------------------- */
 
-struct mark {
-	int ok;
-	time_t now;
-	const char *why;
-};
-
-static void apply_mark(struct qstate *st, void *arg)
-{
-	const struct mark *m = arg;
-
-	if (m->ok) {
-		st->last_success = m->now;
-		st->skip_until = 0;
-		st->auth_failures = 0;   /* it logged in (or needs no login) */
-		st->auth_notified = 0;
-		return;
-	}
-	st->skip_until = m->now + SKIP_FOR;
-	st->last_error_at = m->now;
-	snprintf(st->last_error, sizeof st->last_error, "%s", m->why);
-}
-
 static void mark(struct queue *q, const struct account *a, int ok, const char *why)
 {
-	struct mark m = { .ok = ok, .now = time(NULL), .why = why };
-
-	if (qstate_update(q, a->name, apply_mark, &m) < 0 && errno != EINVAL)
+	if (qstate_mark(q, a->name, ok, why, SKIP_FOR) < 0 && errno != EINVAL)
 		log_info("account '%s': cannot record the relay's state: %s",
 			 a->name, strerror(errno));
 }
@@ -400,12 +376,6 @@ void runq_note_relay(struct queue *q, const struct account *a, const struct resu
 	if (r)
 		result_describe(r, why, sizeof why);
 	mark(q, a, r == NULL, why);
-}
-
-static void count_skip(struct qstate *st, void *arg)
-{
-	(void)arg;
-	st->skipped++;
 }
 
 /* ---- relays of a run ------------------------------------------------------- */
@@ -486,38 +456,17 @@ static const struct hop *next_up(const struct run *rn, size_t pos)
 	return NULL;
 }
 
-struct auth_count {
-	int refused;
-	unsigned long limit;
-	int tell;          /* out: the admin is to be told now */
-};
-
-static void count_auth(struct qstate *st, void *arg)
-{
-	struct auth_count *c = arg;
-
-	if (!c->refused) {
-		st->auth_failures = 0;
-		st->auth_notified = 0;
-		return;
-	}
-	st->auth_failures++;
-	c->tell = st->auth_failures >= c->limit && !st->auth_notified;
-	st->auth_notified |= c->tell;
-}
-
 /* Refused logins in a row, per account, across runs and processes: after
  * auth_failures_notify of them (default 3) the admin gets one notice naming
  * the account and the relay's reply, not one per message or per run. */
 static void note_auth(struct run *rn, struct hop *h, int refused)
 {
-	struct auth_count c = { .refused = refused,
-				.limit = (unsigned long)cfg_long(h->acct,
-								 K_AUTH_FAILURES_NOTIFY, 3) };
+	unsigned long limit = (unsigned long)cfg_long(h->acct, K_AUTH_FAILURES_NOTIFY, 3);
 	char subject[200], body[RESULT_TEXT_MAX + 600], why[RESULT_TEXT_MAX + 300];
 	char nid[QUEUE_ID_MAX];
+	int tell = 0;
 
-	if (qstate_update(rn->q, h->acct->name, count_auth, &c) < 0 || !c.tell)
+	if (qstate_auth(rn->q, h->acct->name, refused, limit, &tell) < 0 || !tell)
 		return;
 	result_describe(&h->open_r, why, sizeof why);
 	snprintf(subject, sizeof subject, "account '%s' cannot log in to %s",
@@ -526,7 +475,7 @@ static void note_auth(struct run *rn, struct hop *h, int refused)
 		 "times in a row.\r\nIts reply: %s\r\n\r\nMail for the account waits "
 		 "in the queue (see mailq).\r\nFix user and password (or "
 		 "password_command), then run 'pushmail -q'.\r\nThis notice is sent "
-		 "once until a login succeeds again.", h->acct->name, c.limit, why);
+		 "once until a login succeeds again.", h->acct->name, limit, why);
 	if (notice_admin(rn->q, h->acct, subject, body, nid) == 1)
 		add_notice(rn, nid);
 }
@@ -559,35 +508,22 @@ static int open_hop(struct run *rn, struct hop *h, size_t pos)
 
 /* ---- rate_limit ---------------------------------------------------------------- */
 
-struct take {
-	long n, period;
-	time_t now, due;
-	int taken;
-};
-
-static void take_one(struct qstate *st, void *arg)
-{
-	struct take *t = arg;
-
-	t->taken = qstate_rate_take(st, t->n, t->period, t->now, &t->due);
-}
-
 int runq_rate_take(struct queue *q, const struct account *a, time_t *due)
 {
-	struct take t = { .now = time(NULL) };
+	long n, period;
+	int taken = 1;
 
-	if (!cfg_rate(a, &t.n, &t.period))
+	if (!cfg_rate(a, &n, &period))
 		return 1;
 	/* The window is the queue's, shared by every process of the user; when
 	 * it cannot be kept (an account name that is no file name, a write
 	 * error) the message goes: a quota is the provider's to enforce. */
-	if (qstate_update(q, a->name, take_one, &t) < 0) {
+	if (qstate_take(q, a->name, n, period, &taken, due) < 0) {
 		log_err("warning: account '%s': cannot keep the rate_limit window: %s",
 			a->name, strerror(errno));
 		return 1;
 	}
-	*due = t.due;
-	return t.taken;
+	return taken;
 }
 
 enum runq_outcome runq_hold(struct queue *q, struct qentry *e, const struct account *a,
@@ -744,7 +680,7 @@ static void end_run(struct run *rn)
 		if (h->sent)
 			mark(rn->q, h->acct, 1, NULL);
 		else if (h->skipped && !h->ss && !h->down)
-			qstate_update(rn->q, h->acct->name, count_skip, NULL);
+			qstate_count_skip(rn->q, h->acct->name);
 		smtp_close(h->ss);
 		relay_free(&h->rl);
 	}
