@@ -49,6 +49,7 @@ enum ktype {
 	T_BOOL, T_INT, T_DURATION, T_ENUM,
 	T_NOTIFY,       /* dsn_notify: off | never | list of success,failure,delay */
 	T_LIST,         /* from_match: comma list, repeats append */
+	T_RATE,         /* rate_limit: N/DURATION, stored as N/SECONDS */
 };
 
 /* Where a key may appear. */
@@ -122,6 +123,17 @@ static const struct keydef keys[K__COUNT + 1] = {
 	[K_ALIASES] = { "aliases", T_PATH, W_ANY_ACC, NULL, 0, 0 },
 	/* SPEC 9: who may set the envelope sender of dropped mail (root always) */
 	[K_TRUSTED_USERS] = { "trusted_users", T_LIST, W_TOP | W_DEF, NULL, 0, 0 },
+	/* who hears about failed queued mail instead of its sender (dsn.h) */
+	[K_ADMIN_ADDRESS] = { "admin_address", T_STR, W_TOP | W_ANY_ACC, NULL, 0, 0 },
+	/* other accounts' relays to try in order when this one fails (runq.c);
+	 * an account named in its own list (through [defaults]) is skipped */
+	[K_FALLBACK] = { "fallback", T_LIST, W_ANY_ACC, NULL, 0, 0 },
+	/* a provider's sending quota, shared by every process (runq.c) */
+	[K_RATE_LIMIT] = { "rate_limit", T_RATE, W_ANY_ACC, NULL, 1, 30L * 86400 },
+	/* one warning notice for a message still queued after this long */
+	[K_DELAY_WARNING] = { "delay_warning", T_DURATION, W_ANY_ACC, NULL, 1, 30L * 86400 },
+	/* consecutive refused logins before the admin is told (runq.c) */
+	[K_AUTH_FAILURES_NOTIFY] = { "auth_failures_notify", T_INT, W_ANY_ACC, NULL, 1, 1000 },
 	[K_DEFAULT_ACCOUNT] = { "default_account", T_STR, W_TOP, NULL, 0, 0 },
 };
 
@@ -563,6 +575,25 @@ static int norm_list(const char *v, char **out)
 	return 0;
 }
 
+/* "100/1h" -> "100/3600". */
+static int norm_rate(const char *v, long max, char **out)
+{
+	const char *slash = strchr(v, '/');
+	char num[16], buf[48];
+	long n, per;
+
+	*out = NULL;
+	if (!slash || (size_t)(slash - v) >= sizeof num)
+		return -1;
+	memcpy(num, v, (size_t)(slash - v));
+	num[slash - v] = '\0';
+	if (parse_num(num, 1, 1000000L, &n) < 0 || parse_duration(slash + 1, max, &per) < 0)
+		return -1;
+	snprintf(buf, sizeof buf, "%ld/%ld", n, per);
+	*out = strdup(buf);
+	return 0;
+}
+
 static int norm_fail(char *expected, size_t cap, const char *text)
 {
 	snprintf(expected, cap, "%s", text);
@@ -612,6 +643,11 @@ static int normalise(int k, const char *v, char **out, char *expected,
 		if (norm_notify(v, out) < 0)
 			return norm_fail(expected, cap, "off, never, or a list of "
 					 "success, failure and delay");
+		return 0;
+	case T_RATE:
+		if (norm_rate(v, kd->max, out) < 0)
+			return norm_fail(expected, cap, "a count and a period such as "
+					 "100/1h or 2000/1d (at most 1000000 per 30d)");
 		return 0;
 	case T_LIST:
 		if (norm_list(v, out) < 0)
@@ -1176,6 +1212,29 @@ static int inherit(struct account *a, const struct account *d)
 	return 0;
 }
 
+/* fallback names accounts (itself is skipped where it is used). */
+static int check_fallbacks(const struct config *c, struct result *r)
+{
+	char names[256];
+
+	for (size_t i = 0; i < c->n; i++) {
+		const struct setting *s = &c->v[i].s[K_FALLBACK];
+		const char *p = s->value;
+		while (p && *p) {
+			size_t n = strcspn(p, ",");
+			const struct account *f = account_find(c, p, n);
+			if (!f) {
+				account_names(c, names, sizeof names);
+				return result_fail(r, EX_CONFIG, "%s:%d: fallback '%.*s' "
+						   "names no account (accounts: %s)", s->file,
+						   s->line, (int)(n > 64 ? 64 : n), p, names);
+			}
+			p += n + (p[n] == ',');
+		}
+	}
+	return 0;
+}
+
 int cfg_finish(struct config *c, struct result *r)
 {
 	char names[256];
@@ -1189,6 +1248,8 @@ int cfg_finish(struct config *c, struct result *r)
 			return result_fail(r, EX_CONFIG, "%s:%d: account '%s' has "
 					   "no host", a->file, a->line, a->name);
 	}
+	if (check_fallbacks(c, r) < 0)
+		return -1;
 	if (c->default_account &&
 	    !account_find(c, c->default_account, strlen(c->default_account))) {
 		account_names(c, names, sizeof names);
@@ -1299,6 +1360,13 @@ long cfg_long(const struct account *a, enum cfg_key k, long dflt)
 	if (keys[k].type == T_DURATION)
 		return parse_duration(v, keys[k].max, &n) == 0 ? n : dflt;
 	return parse_num(v, 0, 999999999L, &n) == 0 ? n : dflt;
+}
+
+int cfg_rate(const struct account *a, long *n, long *period)
+{
+	const char *v = cfg_str(a, K_RATE_LIMIT);
+
+	return v && sscanf(v, "%ld/%ld", n, period) == 2 && *n > 0 && *period > 0;
 }
 
 const char *cfg_key_name(enum cfg_key k)

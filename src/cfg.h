@@ -22,6 +22,10 @@ enum cfg_key {
 	K_SET_DATE_HEADER, K_SET_MSGID_HEADER, K_SET_FROM_HEADER, K_SET_TO_HEADER,
 	K_MAILDOMAIN, K_LOG, K_TIMEOUT, K_ALIASES, K_LOG_FACILITY,
 	K_TRUSTED_USERS,
+	K_ADMIN_ADDRESS,
+	K_FALLBACK,
+	K_RATE_LIMIT,
+	K_DELAY_WARNING, K_AUTH_FAILURES_NOTIFY,
 	K__COUNT
 };
 
@@ -92,6 +96,10 @@ const struct account *cfg_select(const struct config *c, const char *name,
 const char *cfg_str(const struct account *a, enum cfg_key k);
 int cfg_bool(const struct account *a, enum cfg_key k, int dflt);
 long cfg_long(const struct account *a, enum cfg_key k, long dflt);
+
+/* rate_limit = N/PERIOD: 1 with *n messages per *period seconds, 0 when
+ * the account has no limit. */
+int cfg_rate(const struct account *a, long *n, long *period);
 
 /* 1 when pattern list `from_match` or `from` of a matches addr (case-insensitive
  * globs; user+tag@dom also tried as user@dom). */

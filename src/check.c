@@ -3,6 +3,7 @@
  * Sends no mail; exits as a send would have. */
 #include "config.h"
 #include "modes.h"
+#include "queue.h"
 #include "smtp.h"
 
 #include <netdb.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 
 static void step(const char *what, const char *detail)
 {
@@ -134,6 +136,41 @@ static void check_maildomain(const struct account *a)
 	       "your.domain' is set\n", "maildomain");
 }
 
+/* Mail that has waited over an hour means something is stuck (a relay
+ * down, a timer that does not run): say so, whatever the relay says now.
+ * Only a warning; the exit status is the relay's. */
+static void check_queue(struct ctx *c)
+{
+	struct queue q;
+	struct qenv *v;
+	struct result r;
+	size_t n, old = 0;
+	time_t now = time(NULL), oldest = now;
+	const char *why = "";
+
+	result_clear(&r);
+	if (ctx_open_queue(c, &q, &r) < 0)
+		return;
+	if (queue_list(&q, 0, &v, &n, &r) == 0) {
+		for (size_t i = 0; i < n; i++) {
+			if (now - v[i].created <= 3600)
+				continue;
+			old++;
+			if (v[i].created <= oldest) {
+				oldest = v[i].created;
+				why = v[i].error;
+			}
+		}
+		if (old)
+			printf("  WARN  %-16s %zu message(s) waiting over an hour (the oldest "
+			       "for %ld h%s%s); see mailq\n", "queue", old,
+			       (long)(now - oldest) / 3600, why[0] ? ", last error: " : "",
+			       why);
+		queue_list_free(v, n);
+	}
+	queue_close(&q);
+}
+
 int mode_check(struct ctx *c, struct result *r)
 {
 	struct relay_overrides ov;
@@ -155,6 +192,7 @@ int mode_check(struct ctx *c, struct result *r)
 		 rl.p.tls == SMTP_TLS_IMPLICIT ? "implicit" : "starttls", rl.ap.mech);
 	step("configuration", buf);
 	check_maildomain(c->acct);
+	check_queue(c);
 	if (resolve(&rl, r) < 0)
 		return -1;
 	if (relay_auth(&rl, r) < 0) {

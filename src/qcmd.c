@@ -4,6 +4,7 @@
 #include "log.h"
 #include "modes.h"
 #include "pickup.h"
+#include "qstate.h"
 #include "runq.h"
 #include "sysmode.h"
 
@@ -126,6 +127,43 @@ static void print_damaged(const char *name, void *arg)
 	       (const char *)arg, safe);
 }
 
+/* "5m ago" / "never" */
+static void ago(time_t when, time_t now, char *out, size_t cap)
+{
+	char d[24];
+
+	if (!when) {
+		snprintf(out, cap, "never");
+		return;
+	}
+	human_age(now - when, d, sizeof d);
+	snprintf(out, cap, "%s ago", d);
+}
+
+/* One line per configured account: is its relay working?  From the state
+ * the queue runs keep (qstate.h), so it shows what cron and the timer saw. */
+static void print_health(const struct ctx *c, struct queue *q, time_t now)
+{
+	for (size_t i = 0; c->cfg_found && i < c->cfg.n; i++) {
+		const struct account *a = &c->cfg.v[i];
+		char ok[32], bad[32], skip[64] = "";
+		struct qstate st;
+
+		if (qstate_read(q, a->name, &st) < 0)
+			continue;
+		ago(st.last_success, now, ok, sizeof ok);
+		ago(st.last_error_at, now, bad, sizeof bad);
+		if (st.skip_until > now) {
+			char d[24];
+			human_age(st.skip_until - now, d, sizeof d);
+			snprintf(skip, sizeof skip, ", tried last for %s more", d);
+		}
+		printf("account '%s': last success %s; last error %s%s%s; relay skipped "
+		       "%lu time%s%s\n", a->name, ok, bad, st.last_error[0] ? ": " : "",
+		       st.last_error, st.skipped, st.skipped == 1 ? "" : "s", skip);
+	}
+}
+
 int mode_mailq(struct ctx *c, struct result *r)
 {
 	struct queue q;
@@ -154,6 +192,7 @@ int mode_mailq(struct ctx *c, struct result *r)
 		printf("%zu queued, %zu failed in %s\n", n[0], n[1], q.dir);
 	print_drops(&q);
 	warn_stale(v[0], n[0], now);
+	print_health(c, &q, now);
 	queue_list_free(v[0], n[0]);
 	queue_list_free(v[1], n[1]);
 	queue_close(&q);

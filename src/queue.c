@@ -289,6 +289,8 @@ char *qenv_format(const struct qenv *e)
 		fprintf(f, "envid %s\n", e->envid);
 	if (e->wire)
 		fprintf(f, "wire %llu\n", e->wire);
+	if (e->notice)
+		fprintf(f, "notice %d\n", e->notice);
 	if (fclose(f) != 0) {
 		free(buf);
 		return NULL;
@@ -353,6 +355,8 @@ static int parse_line(struct qenv *e, const char *key, const char *v)
 		e->eightbit = n != 0;
 	else if (!strcmp(key, "nul"))
 		e->nul = n != 0;
+	else if (!strcmp(key, "notice"))
+		e->notice = (int)(n & (QN_FAILED | QN_DELAYED | QN_IS_NOTICE));
 	/* unknown keys: written by a newer pushmail; ignore */
 	return 0;
 }

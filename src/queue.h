@@ -44,7 +44,15 @@ struct qenv {
 	int eightbit, nul;     /* what the body holds (found while spooling) */
 	char error[512];       /* the last failure, sanitised, "" if none */
 	char *notify, *ret, *envid;  /* DSN requests (RFC 3461), or NULL */
+	int notice;            /* QN_* bits: notices about it, or it is one */
 };
+
+/* struct qenv.notice: at most one notice of each kind per message, recorded
+ * before the notice is queued (a crash in between loses the notice, never
+ * sends two); a notice is itself marked, and has the null sender. */
+#define QN_FAILED 1            /* the failure notice was queued */
+#define QN_DELAYED 2           /* the delay warning was queued */
+#define QN_IS_NOTICE 4         /* this message is a notice */
 
 /* A message being worked on: its envelope, its open message file (at offset
  * 0) and the locked .env descriptor. */

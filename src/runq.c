@@ -2,6 +2,10 @@
 #include "config.h"
 #include "runq.h"
 #include "log.h"
+#include "notice.h"
+#include "qstate.h"
+
+#include <errno.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +34,11 @@ int runq_is_temporary(const struct result *r)
 	 * must not make mail undeliverable.  Postfix defers such mail too.
 	 * (A direct send still exits with the TLS failure's own status.) */
 	if (r->phase == PHASE_STARTTLS || r->phase == PHASE_TLS)
+		return 1;
+	/* A refused login is the account's trouble, not the message's: it
+	 * waits for the password to be fixed (counted; after
+	 * auth_failures_notify refusals in a row the admin is told once). */
+	if (r->phase == PHASE_AUTH)
 		return 1;
 	switch (r->exitcode) {
 	case EX_TEMPFAIL:
@@ -177,37 +186,44 @@ static int bare_name(char *const *v, size_t n, const struct account *a,
 	return 0;
 }
 
-enum runq_outcome runq_attempt(struct queue *q, struct qentry *e,
-			       struct smtp_session *ss, const struct account *a,
-			       const struct runq_policy *pol, struct result *r)
+/* One transaction for e over ss; bare names get the maildomain of the
+ * message's own account a.  0 sent (out filled), -1 with r filled. */
+static int transact(struct qentry *e, struct smtp_session *ss,
+		    const struct account *a, struct smtp_outcome *out, struct result *r)
 {
 	struct smtp_envelope env = { .from = e->env.from, .nrcpt = e->env.nrcpt,
 				     .size = e->env.wire, .eightbit = e->env.eightbit,
 				     .dsn_notify = e->env.notify, .dsn_ret = e->env.ret,
 				     .dsn_envid = e->env.envid, .binary = e->env.nul };
 	struct smtp_message msg = { .fd = e->msgfd };
-	struct smtp_outcome out = { 0 };
 	char **rcpt = envelope_rcpts(&e->env, a);
 	int rc;
 
-	if (!rcpt) {
-		result_fail(r, EX_OSERR, "out of memory");
-		return runq_record_for(q, e, a, pol, r);
-	}
+	if (!rcpt)
+		return result_fail(r, EX_OSERR, "out of memory");
 	env.rcpt = (const char *const *)rcpt;
 	env.from = rcpt[e->env.nrcpt];
 	lseek(e->msgfd, 0, SEEK_SET);
 	rc = bare_name(rcpt, e->env.nrcpt + 1, a, r) < 0 ? -1 :
-	     smtp_transaction(ss, &env, &msg, 0, &out, r);
+	     smtp_transaction(ss, &env, &msg, 0, out, r);
 	for (size_t i = 0; i <= e->env.nrcpt; i++)
 		free(rcpt[i]);
 	free(rcpt);
-	if (rc == 0) {
+	return rc;
+}
+
+enum runq_outcome runq_attempt(struct queue *q, struct qentry *e,
+			       struct smtp_session *ss, const struct account *a,
+			       const struct runq_policy *pol, struct result *r)
+{
+	struct smtp_outcome out = { 0 };
+
+	if (transact(e, ss, a, &out, r) == 0) {
 		log_try(a, ss, e, "sent", out.final_reply, 0);
 		queue_done(q, e);
 		return RUNQ_DELIVERED;
 	}
-	return record(q, e, a, ss, pol, r, 1);
+	return runq_record_for(q, e, a, pol, r);
 }
 
 /* ---- queue runs ------------------------------------------------------------ */
@@ -296,6 +312,404 @@ static void count(struct runq_stats *st, enum runq_outcome oc, const struct resu
 		if (!st->fail_exit)
 			st->fail_exit = runq_is_temporary(r) ? EX_UNAVAILABLE : r->exitcode;
 	}
+}
+
+/* A relay a message may go through: its own account's, then the accounts
+ * its fallback key names, in order. */
+#define RUNQ_HOPS_MAX 8
+#define SKIP_FOR 600L    /* a relay that failed is tried last for 10 minutes */
+
+struct hop {
+	const struct account *acct;
+	struct relay rl;
+	int relay_ok;
+	int skipped;               /* failed in an earlier run: tried last */
+	int down;                  /* could not be opened in this run */
+	int sent;                  /* took a message in this run */
+	size_t held;               /* messages its rate_limit held back */
+	time_t due;                /* when its rate_limit lets the next one go */
+	unsigned long auth_failures;  /* refused logins in a row, before this run */
+	struct smtp_session *ss;
+	struct result open_r;      /* why it could not be opened */
+};
+
+/* One account's run: its relays, the sessions, and what came of it. */
+struct run {
+	struct queue *q;
+	const struct runq_opts *o;
+	const struct account *acct;
+	struct runq_policy pol;
+	struct hop hops[RUNQ_HOPS_MAX];
+	size_t nhops;
+	size_t order[RUNQ_HOPS_MAX];   /* hops in the order they are tried */
+	struct runq_stats *st;
+	size_t untried;
+	char (*notices)[QUEUE_ID_MAX];   /* notices queued during the run */
+	size_t nnotices, cap;
+};
+
+static void add_notice(struct run *rn, const char *nid);
+
+/* A message given up on (or late): queue its notice, to go out in this run. */
+static void give_notice(struct run *rn, struct qentry *e, const struct result *r,
+			enum runq_outcome oc)
+{
+	char nid[QUEUE_ID_MAX];
+
+	if (oc == RUNQ_FAILED && !rn->o->no_failure_notice &&
+	    notice_failed(rn->q, e, rn->acct, r, runq_is_temporary(r), nid) == 1)
+		add_notice(rn, nid);
+	if (oc == RUNQ_DEFERRED &&
+	    notice_delayed(rn->q, e, rn->acct, r, e->env.created + rn->pol.lifetime,
+			   nid) == 1)
+		add_notice(rn, nid);
+}
+
+static void add_notice(struct run *rn, const char *nid)
+{
+	rn->st->notices++;
+	if (rn->nnotices == rn->cap) {
+		size_t cap = rn->cap ? 2 * rn->cap : 8;
+		void *v = realloc(rn->notices, cap * sizeof *rn->notices);
+		if (!v)
+			return;    /* it waits in the queue for the next run */
+		rn->notices = v;
+		rn->cap = cap;
+	}
+	memcpy(rn->notices[rn->nnotices++], nid, QUEUE_ID_MAX);
+}
+
+/* ---- relay state (qstate.h): skip memory, health -------------------------- */
+
+static void mark(struct queue *q, const struct account *a, int ok, const char *why)
+{
+	if (qstate_mark(q, a->name, ok, why, SKIP_FOR) < 0 && errno != EINVAL)
+		log_info("account '%s': cannot record the relay's state: %s",
+			 a->name, strerror(errno));
+}
+
+void runq_note_relay(struct queue *q, const struct account *a, const struct result *r)
+{
+	char why[RESULT_TEXT_MAX + 300] = "";
+	struct qstate st;
+
+	/* A burst of sends that all work need not rewrite the file each time
+	 * (-bp shows minutes, not seconds). */
+	if (!r && qstate_read(q, a->name, &st) == 0 && !st.skip_until &&
+	    !st.auth_failures && time(NULL) - st.last_success < 60)
+		return;
+	if (r)
+		result_describe(r, why, sizeof why);
+	mark(q, a, r == NULL, why);
+}
+
+/* ---- relays of a run ------------------------------------------------------- */
+
+static int add_hop(struct run *rn, const struct account *a,
+		   const struct relay_overrides *ov, time_t now, struct result *r_run)
+{
+	struct hop *h = &rn->hops[rn->nhops];
+	struct qstate qs;
+
+	for (size_t i = 0; i < rn->nhops; i++)
+		if (rn->hops[i].acct == a)
+			return 0;          /* each relay once */
+	if (rn->nhops == RUNQ_HOPS_MAX) {
+		log_err("account '%s': more than %d relays; '%s' is not tried",
+			rn->acct->name, RUNQ_HOPS_MAX, a->name);
+		return 0;
+	}
+	memset(h, 0, sizeof *h);
+	h->acct = a;
+	result_clear(&h->open_r);
+	h->relay_ok = relay_init(&h->rl, a, ov, &h->open_r) == 0;
+	if (!h->relay_ok && h->open_r.exitcode == EX_USAGE) {
+		*r_run = h->open_r;   /* a bad override: the queue stays as it is */
+		relay_free(&h->rl);
+		return -1;
+	}
+	h->skipped = qstate_read(rn->q, a->name, &qs) == 0 && qs.skip_until > now;
+	h->auth_failures = qs.auth_failures;
+	rn->nhops++;
+	return 0;
+}
+
+/* The message's own relay, then its fallbacks (command-line overrides such
+ * as --host apply to the account's own relay only).  Relays that failed in
+ * an earlier run go last; when all did, the configured order stands. */
+static int plan_hops(struct run *rn, const struct config *cfg, struct result *r_run)
+{
+	static const struct relay_overrides none;
+	const char *p = cfg_str(rn->acct, K_FALLBACK);
+	time_t now = time(NULL);
+	size_t k = 0;
+
+	if (add_hop(rn, rn->acct, rn->o->ov, now, r_run) < 0)
+		return -1;
+	while (p && *p) {
+		size_t n = strcspn(p, ",");
+		char name[128];
+		const struct account *f;
+		struct result ignored;
+		snprintf(name, sizeof name, "%.*s", (int)(n < 127 ? n : 127), p);
+		p += n + (p[n] == ',');
+		result_clear(&ignored);
+		f = cfg ? cfg_select(cfg, name, NULL, &ignored) : NULL;
+		if (f && add_hop(rn, f, &none, now, r_run) < 0)
+			return -1;
+	}
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < rn->nhops; i++)
+			if (rn->hops[i].skipped == pass)
+				rn->order[k++] = i;
+	return 0;
+}
+
+static const char *hop_name(const struct hop *h, char *buf, size_t cap)
+{
+	snprintf(buf, cap, "'%s' (%s:%s)", h->acct->name, h->rl.p.host ? h->rl.p.host :
+		 "?", h->rl.p.port ? h->rl.p.port : "?");
+	return buf;
+}
+
+/* The next hop after position pos that is not down, or NULL. */
+static const struct hop *next_up(const struct run *rn, size_t pos)
+{
+	for (size_t k = pos + 1; k < rn->nhops; k++)
+		if (!rn->hops[rn->order[k]].down)
+			return &rn->hops[rn->order[k]];
+	return NULL;
+}
+
+/* Refused logins in a row, per account, across runs and processes: after
+ * auth_failures_notify of them (default 3) the admin gets one notice naming
+ * the account and the relay's reply, not one per message or per run. */
+static void note_auth(struct run *rn, struct hop *h, int refused)
+{
+	unsigned long limit = (unsigned long)cfg_long(h->acct, K_AUTH_FAILURES_NOTIFY, 3);
+	char subject[200], body[RESULT_TEXT_MAX + 600], why[RESULT_TEXT_MAX + 300];
+	char nid[QUEUE_ID_MAX];
+	int tell = 0;
+
+	if (qstate_auth(rn->q, h->acct->name, refused, limit, &tell) < 0 || !tell)
+		return;
+	result_describe(&h->open_r, why, sizeof why);
+	snprintf(subject, sizeof subject, "account '%s' cannot log in to %s",
+		 h->acct->name, h->rl.p.host ? h->rl.p.host : "its relay");
+	snprintf(body, sizeof body, "The relay refused the login of account '%s' %lu "
+		 "times in a row.\r\nIts reply: %s\r\n\r\nMail for the account waits "
+		 "in the queue (see mailq).\r\nFix user and password (or "
+		 "password_command), then run 'pushmail -q'.\r\nThis notice is sent "
+		 "once until a login succeeds again.", h->acct->name, limit, why);
+	if (notice_admin(rn->q, h->acct, subject, body, nid) == 1)
+		add_notice(rn, nid);
+}
+
+/* Open h's session; on failure it is down for the run and remembered. */
+static int open_hop(struct run *rn, struct hop *h, size_t pos)
+{
+	char why[RESULT_TEXT_MAX + 300], a[200], b[200];
+	const struct hop *nx;
+
+	if (h->ss)
+		return 0;
+	if (h->relay_ok && relay_auth(&h->rl, &h->open_r) == 0)
+		h->ss = smtp_open(&h->rl.p, &h->open_r);
+	if (h->ss) {
+		if (h->auth_failures)
+			note_auth(rn, h, 0);
+		return 0;
+	}
+	h->down = 1;
+	result_describe(&h->open_r, why, sizeof why);
+	mark(rn->q, h->acct, 0, why);
+	if (h->open_r.phase == PHASE_AUTH && h->open_r.code)
+		note_auth(rn, h, 1);
+	if ((nx = next_up(rn, pos)))
+		log_err("relay %s failed: %s; trying %s", hop_name(h, a, sizeof a), why,
+			hop_name(nx, b, sizeof b));
+	return -1;
+}
+
+/* ---- rate_limit ---------------------------------------------------------------- */
+
+int runq_rate_take(struct queue *q, const struct account *a, time_t *due)
+{
+	long n, period;
+	int taken = 1;
+
+	if (!cfg_rate(a, &n, &period))
+		return 1;
+	/* The window is the queue's, shared by every process of the user; when
+	 * it cannot be kept (an account name that is no file name, a write
+	 * error) the message goes: a quota is the provider's to enforce. */
+	if (qstate_take(q, a->name, n, period, &taken, due) < 0) {
+		log_err("warning: account '%s': cannot keep the rate_limit window: %s",
+			a->name, strerror(errno));
+		return 1;
+	}
+	return taken;
+}
+
+enum runq_outcome runq_hold(struct queue *q, struct qentry *e, const struct account *a,
+			    time_t due, struct result *r)
+{
+	struct result ignored;
+	long n = 0, per = 0;
+	char at[64];
+	struct tm tm;
+
+	cfg_rate(a, &n, &per);
+	localtime_r(&due, &tm);
+	strftime(at, sizeof at, "%Y-%m-%d %H:%M:%S", &tm);
+	result_fail(r, EX_TEMPFAIL, "rate_limit of account '%s' (%ld per %ld s) reached; "
+		    "held until %s", a->name, n, per, at);
+	qenv_set_error(&e->env, r->text);
+	e->env.next_try = due;
+	result_clear(&ignored);
+	queue_update(q, e, &ignored);
+	log_try(a, NULL, e, "deferred", r->text, EX_TEMPFAIL);
+	return RUNQ_DEFERRED;
+}
+
+/* ---- one message ------------------------------------------------------------- */
+
+/* Deliver e through the first relay that takes it.  A temporary failure
+ * (the relay cannot be reached, or says 4xx) moves on to the next relay;
+ * a permanent refusal (5xx to MAIL, RCPT or the data) is the message's
+ * verdict and is not tried elsewhere.  *last: what the last try said. */
+static enum runq_outcome try_hops(struct run *rn, struct qentry *e, struct result *last,
+				  int *tried)
+{
+	struct smtp_outcome out;
+	char who[200];
+
+	for (size_t k = 0; k < rn->nhops; k++) {
+		struct hop *h = &rn->hops[rn->order[k]];
+		if (h->down)
+			continue;
+		if (h->held && h->due > time(NULL)) {
+			h->held++;          /* still full: no need to look again */
+			continue;
+		}
+		if (!runq_rate_take(rn->q, h->acct, &h->due)) {
+			h->held++;
+			continue;
+		}
+		*tried = 1;
+		if (open_hop(rn, h, k) < 0) {
+			*last = h->open_r;
+			continue;
+		}
+		memset(&out, 0, sizeof out);
+		result_clear(last);
+		if (transact(e, h->ss, rn->acct, &out, last) == 0) {
+			log_try(h->acct, h->ss, e, "sent", out.final_reply, 0);
+			log_info("%s: delivered through %s", e->env.id,
+				 hop_name(h, who, sizeof who));
+			queue_done(rn->q, e);
+			h->sent = 1;
+			return RUNQ_DELIVERED;
+		}
+		if (!smtp_usable(h->ss)) {
+			smtp_close(h->ss);
+			h->ss = NULL;
+		}
+		if (!runq_is_temporary(last))
+			break;
+		if (next_up(rn, k))
+			log_info("%s: relay %s deferred it (%s %d); trying the next relay",
+				 e->env.id, hop_name(h, who, sizeof who),
+				 result_phase_name(last->phase), last->code);
+	}
+	return RUNQ_DEFERRED;   /* not decided yet: see run_one */
+}
+
+/* The hop whose quota frees first, among those holding messages back. */
+static const struct hop *first_free(const struct run *rn)
+{
+	const struct hop *best = NULL;
+
+	for (size_t i = 0; i < rn->nhops; i++)
+		if (rn->hops[i].held && !rn->hops[i].down &&
+		    (!best || rn->hops[i].due < best->due))
+			best = &rn->hops[i];
+	return best;
+}
+
+static time_t held_until(const struct run *rn)
+{
+	const struct hop *h = first_free(rn);
+
+	return h ? h->due : 0;
+}
+
+static const struct account *held_acct(const struct run *rn)
+{
+	const struct hop *h = first_free(rn);
+
+	return h ? h->acct : rn->acct;
+}
+
+/* Deliver message id (a notice of this run when is_notice: not counted in
+ * the run's figures, which are about the mail people sent).  Once every
+ * relay is down, the account's other messages are deferred without a try
+ * of their own (a relay that accepts and never greets would otherwise cost
+ * a full timeout per message); like Postfix, they do not count a try. */
+static void run_one(struct run *rn, const char *id, int is_notice)
+{
+	struct runq_stats *st = rn->st, ignored = { 0 };
+	struct qentry e;
+	struct result r;
+	enum runq_outcome oc;
+	int tried = 0;
+
+	result_clear(&r);
+	if (queue_lock(rn->q, id, 0, &e, &r) != 0) {
+		st->busy += !is_notice;
+		return;
+	}
+	if (try_hops(rn, &e, &r, &tried) == RUNQ_DELIVERED) {
+		oc = RUNQ_DELIVERED;
+		report(&e, oc, &r);
+	} else if (!tried && held_until(rn)) {
+		/* every relay it may use is at its quota: due when one frees */
+		oc = runq_hold(rn->q, &e, held_acct(rn), held_until(rn), &r);
+	} else {
+		if (!tried)   /* every relay down: the first one's reason */
+			r = rn->hops[rn->order[0]].open_r;
+		oc = record(rn->q, &e, rn->acct, NULL, &rn->pol, &r, tried);
+		if (tried || oc != RUNQ_DEFERRED)
+			report(&e, oc, &r);
+		rn->untried += !tried && oc == RUNQ_DEFERRED;
+	}
+	count(is_notice ? &ignored : st, oc, &r);
+	if (oc != RUNQ_DELIVERED && !is_notice)
+		give_notice(rn, &e, &r, oc);
+	queue_release(&e);
+}
+
+static int stopping(const struct runq_opts *o)
+{
+	return o->stop && o->stop();
+}
+
+static void end_run(struct run *rn)
+{
+	for (size_t i = 0; i < rn->nhops; i++) {
+		struct hop *h = &rn->hops[i];
+		if (h->held)
+			log_err("account '%s': rate_limit reached; %zu message%s held "
+				"back for later", h->acct->name, h->held,
+				h->held == 1 ? "" : "s");
+		if (h->sent)
+			mark(rn->q, h->acct, 1, NULL);
+		else if (h->skipped && !h->ss && !h->down)
+			qstate_count_skip(rn->q, h->acct->name);
+		smtp_close(h->ss);
+		relay_free(&h->rl);
+	}
+	free(rn->notices);
 }
 
 #define LINGER_ROUNDS 100   /* bound: then the session closes anyway */
@@ -391,40 +805,68 @@ static int slot_prepare(struct slot *sl, const struct account *a)
 }
 
 /* A lost item was not this message's fault: no try is counted. */
-static enum runq_outcome slot_record(struct queue *q, struct slot *sl,
-				     const struct account *a, struct smtp_session *ss,
-				     const struct runq_policy *pol,
+static enum runq_outcome slot_record(struct run *rn, struct slot *sl,
+				     struct smtp_session *ss,
 				     const struct smtp_batch_item *it)
 {
 	if (it->state == SMTP_BATCH_DONE) {
-		log_try(a, ss, &sl->e, "sent", it->out.final_reply, 0);
-		queue_done(q, &sl->e);
+		log_try(rn->acct, ss, &sl->e, "sent", it->out.final_reply, 0);
+		queue_done(rn->q, &sl->e);
 		return RUNQ_DELIVERED;
 	}
-	return record(q, &sl->e, a, ss, pol, &it->r, it->state == SMTP_BATCH_REFUSED);
+	return record(rn->q, &sl->e, rn->acct, ss, &rn->pol, &it->r,
+		      it->state == SMTP_BATCH_REFUSED);
 }
 
-/* From g->idx[*k] on, the messages that can go in one flight, sent
- * together; *k ends at the first one left for the one-by-one path. */
-static void run_window(struct queue *q, const struct group *g, const struct qenv *list,
-		       size_t *k, struct smtp_session *ss, const struct runq_policy *pol,
-		       struct runq_stats *st)
+struct window {
+	struct run *rn;
+	struct slot *sl;
+	struct smtp_batch_item *it;
+};
+
+/* smtp_batch tells each item as soon as its verdict is in: recorded at
+ * once, so a crash re-sends only what was still on the way. */
+static void window_told(void *arg, size_t i)
 {
+	struct window *w = arg;
+	struct run *rn = w->rn;
+	struct hop *h = &rn->hops[0];
+	enum runq_outcome oc = slot_record(rn, &w->sl[i], h->ss, &w->it[i]);
+
+	report(&w->sl[i].e, oc, &w->it[i].r);
+	count(rn->st, oc, &w->it[i].r);
+	if (oc == RUNQ_DELIVERED)
+		h->sent = 1;
+	else
+		give_notice(rn, &w->sl[i].e, &w->it[i].r, oc);
+	slot_free(&w->sl[i]);
+}
+
+/* With one relay (no fallback: a failover decides per message), the
+ * account's messages go in windows of one flight over its session, from
+ * g->idx[*k] on; *k ends at the first one left for run_one (not batchable,
+ * or the rate_limit window is full: run_one holds it). */
+static void run_window(struct run *rn, const struct group *g, const struct qenv *list,
+		       size_t *k)
+{
+	struct hop *h = &rn->hops[0];
 	struct slot *sl = calloc(BATCH_MAX, sizeof *sl);
 	struct smtp_batch_item *it = calloc(BATCH_MAX, sizeof *it);
 	unsigned long long bytes = 0;
+	time_t due;
 	size_t m = 0;
 
 	while (sl && it && *k < g->n && m < BATCH_MAX && bytes < BATCH_BYTES) {
 		struct result r;
 
 		result_clear(&r);
-		if (queue_lock(q, list[g->idx[*k]].id, 0, &sl[m].e, &r) != 0) {
-			st->busy++;
+		if (queue_lock(rn->q, list[g->idx[*k]].id, 0, &sl[m].e, &r) != 0) {
+			rn->st->busy++;
 			++*k;
 			continue;
 		}
-		if (slot_prepare(&sl[m], g->acct) < 0 || !smtp_batchable(ss, &sl[m].env)) {
+		if (slot_prepare(&sl[m], rn->acct) < 0 || !smtp_batchable(h->ss, &sl[m].env) ||
+		    !runq_rate_take(rn->q, h->acct, &due)) {
 			slot_free(&sl[m]);
 			break;
 		}
@@ -434,93 +876,66 @@ static void run_window(struct queue *q, const struct group *g, const struct qenv
 		m++;
 		++*k;
 	}
-	if (m)
-		smtp_batch(ss, it, m);
-	for (size_t i = 0; i < m; i++) {
-		enum runq_outcome oc = slot_record(q, &sl[i], g->acct, ss, pol, &it[i]);
-		report(&sl[i].e, oc, &it[i].r);
-		count(st, oc, &it[i].r);
-		slot_free(&sl[i]);
+	if (m) {
+		struct window w = { rn, sl, it };
+		if (smtp_batch(h->ss, it, m, window_told, &w) < 0)
+			for (size_t i = 0; i < m; i++)   /* out of memory: all lost */
+				window_told(&w, i);
 	}
 	free(sl);
 	free(it);
 }
 
-/* One account's messages over one connection.  A connection broken by a
- * message's transaction is reopened for the next message; but once opening
- * fails (refused, timed out, no greeting or 421, TLS, AUTH), the relay is
- * down for this run: every other message of the account gets the same
- * outcome without a try of its own (a relay that accepts and never greets
- * would otherwise cost a full timeout per message).  Like Postfix, such
- * messages do not count the try they did not get. */
+/* Batch from *k when the account has one relay and its session is open
+ * (the first message opened it, one at a time, so that a relay that cannot
+ * be reached is found and counted as run_one does). */
+static int batching(struct run *rn, const struct group *g, const struct qenv *list,
+		    size_t *k)
+{
+	struct hop *h = &rn->hops[0];
+	size_t k0 = *k;
+
+	if (rn->nhops != 1 || !h->ss || !smtp_usable(h->ss))
+		return 0;
+	run_window(rn, g, list, k);
+	if (!smtp_usable(h->ss)) {
+		smtp_close(h->ss);
+		h->ss = NULL;
+	}
+	return *k != k0;
+}
+
+/* One account's messages, over one connection per relay: a connection
+ * broken by a message's transaction is reopened for the next message, a
+ * relay that cannot be opened is down for the rest of the run.  The
+ * notices about messages given up on go last, the same way. */
 static int run_group(struct queue *q, const struct runq_opts *o, struct group *g,
 		     const struct qenv *list, struct runq_stats *st, struct result *r_run)
 {
-	struct smtp_session *ss = NULL;
-	struct runq_policy pol;
-	struct relay rl;
-	struct result r, open_r;
-	int relay_ok, down = 0;
-	size_t untried = 0;
+	struct run rn = { .q = q, .o = o, .acct = g->acct, .st = st };
 
-	runq_policy_of(g->acct, &pol);
-	result_clear(&open_r);
-	relay_ok = relay_init(&rl, g->acct, o->ov, &open_r) == 0;
-	if (!relay_ok && open_r.exitcode == EX_USAGE) {
-		*r_run = open_r;   /* a bad override: the queue stays as it is */
+	runq_policy_of(g->acct, &rn.pol);
+	if (plan_hops(&rn, o->cfg, r_run) < 0) {
+		end_run(&rn);
 		return -1;
 	}
-	for (size_t k = 0; k < g->n && !(o->stop && o->stop()); k++) {
-		struct qentry e;
-		enum runq_outcome oc;
-
-		/* opened (or reopened after a broken one) before the message, so
-		 * that a whole window can go in one flight */
-		if (!ss && !down && relay_ok && relay_auth(&rl, &open_r) == 0)
-			ss = smtp_open(&rl.p, &open_r);
-		if (ss) {   /* what can, goes in one flight (issue 17) */
-			size_t k0 = k;
-			run_window(q, g, list, &k, ss, &pol, st);
-			if (!smtp_usable(ss)) {
-				smtp_close(ss);
-				ss = NULL;
-			}
-			if (k != k0) {
-				k--;   /* the loop's k++ */
-				continue;
-			}
-		}
-		result_clear(&r);
-		if (queue_lock(q, list[g->idx[k]].id, 0, &e, &r) != 0) {
-			st->busy++;
+	for (size_t k = 0; k < g->n && !stopping(o); k++) {
+		if (batching(&rn, g, list, &k)) {
+			k--;   /* the loop's k++ */
 			continue;
 		}
-		if (!ss) {
-			oc = record(q, &e, g->acct, NULL, &pol, &open_r, !down);
-			if (!down || oc != RUNQ_DEFERRED)
-				report(&e, oc, &open_r);
-			untried += down && oc == RUNQ_DEFERRED;
-			down = 1;
-			count(st, oc, &open_r);
-		} else {
-			oc = runq_attempt(q, &e, ss, g->acct, &pol, &r);
-			report(&e, oc, &r);
-			if (!smtp_usable(ss)) {
-				smtp_close(ss);
-				ss = NULL;
-			}
-			count(st, oc, &r);
-		}
-		queue_release(&e);
+		run_one(&rn, list[g->idx[k]].id, 0);
 	}
-	if (untried)
+	for (size_t k = 0; k < rn.nnotices && !stopping(o); k++)
+		run_one(&rn, rn.notices[k], 1);
+	/* the delivery service: a burst goes over the same session */
+	if (o->linger && rn.nhops == 1 && rn.hops[0].ss && !stopping(o))
+		linger(q, o, g->acct, rn.hops[0].ss, &rn.pol, st);
+	if (rn.untried)
 		log_err("account '%s': %zu more message%s deferred without a try, "
-			"after that failure", g->acct->name, untried,
-			untried == 1 ? "" : "s");
-	if (ss && o->linger)
-		linger(q, o, g->acct, ss, &pol, st);
-	smtp_close(ss);
-	relay_free(&rl);
+			"after that failure", g->acct->name, rn.untried,
+			rn.untried == 1 ? "" : "s");
+	end_run(&rn);
 	return 0;
 }
 

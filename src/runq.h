@@ -39,6 +39,21 @@ enum runq_outcome runq_record_for(struct queue *q, struct qentry *e,
 				  const struct account *a,
 				  const struct runq_policy *pol, const struct result *r);
 
+/* Remember in the queue's state (qstate.h) how account a's relay did: it
+ * took a message (r NULL), or could not be reached or used (r says why;
+ * queue runs then try it after its fallbacks for a while).  -bp shows it. */
+void runq_note_relay(struct queue *q, const struct account *a, const struct result *r);
+
+/* rate_limit (pushmail.conf(5)): take one message from account a's window,
+ * kept in the queue's state and shared by every process.  1: it may go
+ * now (counted); 0: the window is full, *due says when one may go. */
+int runq_rate_take(struct queue *q, const struct account *a, time_t *due);
+
+/* Keep locked entry e queued until due, without counting a try, because
+ * account a's rate_limit is reached; r says so (EX_TEMPFAIL). */
+enum runq_outcome runq_hold(struct queue *q, struct qentry *e, const struct account *a,
+			    time_t due, struct result *r);
+
 struct runq_opts {
 	const struct config *cfg;
 	const struct relay_overrides *ov;
@@ -50,6 +65,7 @@ struct runq_opts {
 	const char *only_id;       /* one message (a queue id, else EX_USAGE) */
 	const char *only_account;  /* one account (after a successful send) */
 	int (*stop)(void);         /* optional: 1 = stop after the message in flight */
+	int no_failure_notice;     /* the submitter hears of a failure itself */
 	/* Optional (the delivery service): after an account's messages, while
 	 * its session is usable, linger(linger_arg) may wait a few seconds for
 	 * new mail and queue it; it returns how many messages it queued, and
@@ -64,6 +80,7 @@ struct runq_stats {
 	size_t orphaned;           /* their account is no longer configured:
 				    * they wait (reason recorded), never sent
 				    * through another account's relay */
+	size_t notices;            /* delivery status notices queued */
 	int fail_exit;             /* the first permanent failure's exit status
 				    * (EX_UNAVAILABLE for "gave up"), 0 if none */
 };

@@ -75,6 +75,7 @@ int ss_bdat_ok(const struct smtp_session *s);
 int ss_bdat_transaction(struct smtp_session *s, const struct smtp_envelope *env,
 			const struct smtp_message *msg, struct smtp_outcome *out);
 /* smtp_batch's BDAT engine (smtp_bdat.c). */
-int ss_bdat_batch(struct smtp_session *s, struct smtp_batch_item *it, size_t n);
+int ss_bdat_batch(struct smtp_session *s, struct smtp_batch_item *it, size_t n,
+		  void (*told)(void *arg, size_t i), void *arg);
 
 #endif

@@ -654,28 +654,14 @@ int smtp_transaction(struct smtp_session *ss, const struct smtp_envelope *env,
 	return rc;
 }
 
-/* A relay that offers CHUNKING but did not recognise BDAT (the batch's
- * first chunk was refused, s->no_bdat now set): what was not delivered goes
- * again with DATA on a new connection, one message at a time, as
- * one_transaction does for a single message.  The messages are queue files,
- * read again from the start. */
-static void batch_with_data(struct smtp_session *s, struct smtp_batch_item *it, size_t n)
+/* it[i..n) not DONE and not told yet, one at a time with DATA. */
+static void data_each(struct smtp_session *s, struct smtp_batch_item *it, size_t i,
+		      size_t n, const unsigned char *told)
 {
-	size_t i = 0;
-
-	while (i < n && it[i].state == SMTP_BATCH_DONE)
-		i++;
-	if (i == n || !s->own_conn)
-		return;
-	s->r = &it[i].r;
-	log_info("%s offers CHUNKING but does not take BDAT: sending with DATA on a "
-		 "new connection", s->p->host);
-	if (reconnect(s) < 0)
-		return;
 	for (; i < n && !s->dead; i++) {
 		struct smtp_batch_item *b = &it[i];
 
-		if (b->state == SMTP_BATCH_DONE)
+		if (b->state == SMTP_BATCH_DONE || told[i])
 			continue;
 		result_clear(&b->r);
 		s->r = &b->r;
@@ -697,12 +683,57 @@ static void batch_with_data(struct smtp_session *s, struct smtp_batch_item *it, 
 	}
 }
 
-int smtp_batch(struct smtp_session *ss, struct smtp_batch_item *it, size_t n)
-{
-	int rc = ss_bdat_batch(ss, it, n);
+/* Each item is told exactly once. */
+struct teller {
+	void (*told)(void *, size_t);
+	void *arg;
+	unsigned char *done;
+};
 
-	if (rc == 0 && ss->no_bdat)
-		batch_with_data(ss, it, n);
+static void tell_once(void *arg, size_t i)
+{
+	struct teller *t = arg;
+
+	if (!t->done[i] && t->told)
+		t->told(t->arg, i);
+	t->done[i] = 1;
+}
+
+/* A relay that offers CHUNKING but did not recognise BDAT (the batch's
+ * first chunk was refused, s->no_bdat now set): what was not told yet goes
+ * again with DATA on a new connection, one message at a time, as
+ * one_transaction does for a single message.  The messages are queue files,
+ * read again from the start. */
+static void batch_with_data(struct smtp_session *s, struct smtp_batch_item *it, size_t n,
+			    struct teller *t)
+{
+	size_t i = 0;
+
+	while (i < n && t->done[i])
+		i++;
+	if (i < n && s->own_conn) {
+		s->r = &it[i].r;
+		log_info("%s offers CHUNKING but does not take BDAT: sending with DATA "
+			 "on a new connection", s->p->host);
+		if (reconnect(s) == 0)
+			data_each(s, it, i, n, t->done);
+	}
+	for (; i < n; i++)
+		tell_once(t, i);
+}
+
+int smtp_batch(struct smtp_session *ss, struct smtp_batch_item *it, size_t n,
+	       void (*told)(void *arg, size_t i), void *arg)
+{
+	struct teller t = { told, arg, calloc(n ? n : 1, 1) };
+	int rc;
+
+	if (!t.done)
+		return -1;
+	rc = ss_bdat_batch(ss, it, n, tell_once, &t);
+	if (ss->no_bdat)
+		batch_with_data(ss, it, n, &t);
+	free(t.done);
 	return rc;
 }
 

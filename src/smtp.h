@@ -112,7 +112,11 @@ struct smtp_batch_item {
 	struct smtp_outcome out;
 };
 int smtp_batchable(const struct smtp_session *s, const struct smtp_envelope *env);
-int smtp_batch(struct smtp_session *s, struct smtp_batch_item *it, size_t n);
+/* told(arg, i) is called once for every item, as soon as its outcome is
+ * known (so that the queue records it at once: a crash then re-sends at
+ * most the messages whose verdicts were still on the way, RFC 1047). */
+int smtp_batch(struct smtp_session *s, struct smtp_batch_item *it, size_t n,
+	       void (*told)(void *arg, size_t i), void *arg);
 /* The parameters the session was opened with (its tls_info and auth_used
  * are filled by then), for the mail log. */
 const struct smtp_params *smtp_params_of(const struct smtp_session *s);

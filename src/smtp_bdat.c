@@ -285,10 +285,19 @@ static void batch_send(struct smtp_session *s, struct smtp_batch_item *it, size_
 	}
 }
 
-static void batch_read(struct smtp_session *s, struct smtp_batch_item *it, size_t sent,
-		       struct bdat_sink *k)
+/* An item's outcome is final unless the relay just turned out not to take
+ * BDAT: then smtp_batch sends what is left with DATA and tells it later. */
+static void tell(struct smtp_session *s, void (*told)(void *, size_t), void *arg,
+		 size_t i)
 {
-	for (size_t i = 0; i < sent; i++) {
+	if (told && !s->no_bdat)
+		told(arg, i);
+}
+
+static void batch_read(struct smtp_session *s, struct smtp_batch_item *it, size_t sent,
+		       struct bdat_sink *k, void (*told)(void *, size_t), void *arg)
+{
+	for (size_t i = 0; i < sent; i++, tell(s, told, arg, i - 1)) {
 		struct smtp_batch_item *b = &it[i];
 		struct rcpt_tally t = { 0 };
 
@@ -313,7 +322,8 @@ static void batch_read(struct smtp_session *s, struct smtp_batch_item *it, size_
 	}
 }
 
-int ss_bdat_batch(struct smtp_session *s, struct smtp_batch_item *it, size_t n)
+int ss_bdat_batch(struct smtp_session *s, struct smtp_batch_item *it, size_t n,
+		  void (*told)(void *arg, size_t i), void *arg)
 {
 	struct bdat_sink *k = calloc(n ? n : 1, sizeof *k);
 	char *buf = malloc(BDAT_CHUNK);
@@ -340,7 +350,7 @@ int ss_bdat_batch(struct smtp_session *s, struct smtp_batch_item *it, size_t n)
 			 * answered before that is still there to be read, and may
 			 * say why (a BDAT it does not recognise) */
 			s->dead = 0;
-			batch_read(s, it, sent, k);
+			batch_read(s, it, sent, k, told, arg);
 			s->dead = 1;
 		} else if (sent < n && !s->dead) {
 			/* a local failure while sending item `sent` (a NUL byte,
@@ -348,16 +358,19 @@ int ss_bdat_batch(struct smtp_session *s, struct smtp_batch_item *it, size_t n)
 			 * the replies of the items before it are read, then the
 			 * session ends; its own result says why */
 			struct result why = it[sent].r;
-			batch_read(s, it, sent, k);
+			batch_read(s, it, sent, k, told, arg);
 			s->dead = 1;
 			it[sent].r = why;
 			it[sent].state = SMTP_BATCH_REFUSED;
 		} else {
-			batch_read(s, it, sent, k);
+			batch_read(s, it, sent, k, told, arg);
 		}
 		/* every transaction sent ended with LAST: none is left open */
 		s->dirty = s->dead;
 	}
+	/* the items never sent (or sent when the connection broke) */
+	for (size_t i = sent; i < n; i++)
+		tell(s, told, arg, i);
 	free(buf);
 	free(k);
 	return 0;

@@ -11,6 +11,7 @@
 #include "message.h"
 #include "progress.h"
 #include "modes.h"
+#include "notice.h"
 #include "runq.h"
 #include "smtp.h"
 #include "sysmode.h"
@@ -511,18 +512,74 @@ static enum runq_outcome try_now(struct job *j, struct relay *rl, struct queue *
 	struct runq_policy pol;
 	struct smtp_session *ss = NULL;
 	enum runq_outcome oc;
+	time_t due;
 
 	runq_policy_of(j->acct, &pol);
 	if (j->unqualified[0]) {
 		maildomain_missing(j, r);
 		return runq_record_for(q, e, j->acct, &pol, r);
 	}
+	if (!runq_rate_take(q, j->acct, &due))   /* kept, not refused */
+		return runq_hold(q, e, j->acct, due, r);
 	if (relay_auth(rl, r) == 0)
 		ss = smtp_open(&rl->p, r);
 	oc = ss ? runq_attempt(q, e, ss, j->acct, &pol, r) :
 		  runq_record_for(q, e, j->acct, &pol, r);
+	if (!ss || oc == RUNQ_DELIVERED)   /* -bp's health line, failover */
+		runq_note_relay(q, j->acct, ss ? NULL : r);
 	smtp_close(ss);
 	return oc;
+}
+
+/* The account's own relay could not take the message now: its fallbacks
+ * may, right away (the queue run's failover, for this one message; the
+ * relay that just failed is remembered, so it is tried last).  e is
+ * released for the run and locked again unless it was delivered; r is the
+ * failure to report when it was not. */
+static enum runq_outcome fail_over(struct job *j, struct queue *q, struct qentry *e,
+				   int always, struct result *r)
+{
+	char id[QUEUE_ID_MAX];
+	struct relay_overrides ov;
+	struct runq_opts o = { .cfg = &j->c->cfg, .ov = &ov, .only_id = id, .force = 1,
+			       .no_failure_notice = !always };
+	struct runq_stats st;
+	struct result rr;
+
+	char why[RESULT_TEXT_MAX + 300];
+
+	result_describe(r, why, sizeof why);
+	log_err("relay '%s' (%s): %s; trying its fallback relays", j->acct->name,
+		j->c->host ? j->c->host : "", why);
+	snprintf(id, sizeof id, "%s", e->env.id);
+	queue_release(e);
+	ctx_overrides(j->c, &ov);
+	result_clear(&rr);
+	if (runq_flush(q, &o, &st, &rr) == 0 && st.delivered == 1) {
+		snprintf(e->env.id, sizeof e->env.id, "%s", id);
+		return RUNQ_DELIVERED;
+	}
+	if (queue_lock(q, id, st.failed ? 1 : 0, e, &rr) != 0)
+		snprintf(e->env.id, sizeof e->env.id, "%s", id);
+	if (!st.failed)
+		return RUNQ_DEFERRED;
+	result_clear(r);
+	result_fail(r, st.fail_exit, "%s", e->env.error);
+	return RUNQ_FAILED;
+}
+
+/* A notice queued by this submission goes now, on its own connection (it
+ * waits in the queue when it cannot). */
+static void send_notice(struct job *j, struct queue *q, const char *nid)
+{
+	struct relay_overrides ov;
+	struct runq_opts o = { .cfg = &j->c->cfg, .ov = &ov, .only_id = nid, .force = 1 };
+	struct runq_stats st;
+	struct result ignored;
+
+	ctx_overrides(j->c, &ov);
+	result_clear(&ignored);
+	runq_flush(q, &o, &st, &ignored);
 }
 
 /* After a success, whatever else this account has waiting goes too. */
@@ -584,8 +641,8 @@ static int send_queued(struct job *j, const char **rcpt, int always, struct resu
 	struct qentry e;
 	struct qenv qe;
 	enum runq_outcome oc = RUNQ_DEFERRED;
-	char hint[512];
-	int rc;
+	char hint[512], nid[QUEUE_ID_MAX];
+	int rc, notice = 0;
 
 	/* Bad --tls/--timeout values are the caller's mistake: nothing is spooled. */
 	ctx_overrides(j->c, &ov);
@@ -615,12 +672,20 @@ static int send_queued(struct job *j, const char **rcpt, int always, struct resu
 		rc = 0;
 	} else {
 		oc = try_now(j, &rl, &q, &e, r);
+		if (oc == RUNQ_DEFERRED && cfg_str(j->acct, K_FALLBACK))
+			oc = fail_over(j, &q, &e, always, r);
+		/* queue = always promised "queued": a failure is mailed too */
+		if (oc == RUNQ_FAILED && always && e.lockfd >= 0 &&
+		    notice_failed(&q, &e, j->acct, r, runq_is_temporary(r), nid) == 1)
+			notice = 1;
 		rc = tell(j, &q, &e, oc, always, r);
 		relay_free(&rl);
 	}
 	queue_release(&e);
 	if (oc == RUNQ_DELIVERED)
 		flush_account(j, &q);
+	if (notice)
+		send_notice(j, &q, nid);
 	queue_close(&q);
 	return rc;
 }
@@ -638,6 +703,27 @@ static int verify_report(const struct job *j)
 			printf("<%s>: would be queued (no relay is configured)\n",
 			       j->rcpts.v[i].mailbox);
 	return 0;
+}
+
+/* queue = never with a rate_limit: a message over the quota is queued
+ * (with the usual notice) rather than refused; one under it takes its
+ * place in the window here. */
+static int over_quota(struct job *j)
+{
+	struct queue q;
+	struct result ignored;
+	long n, per;
+	time_t due;
+	int full;
+
+	if (!cfg_rate(j->acct, &n, &per))
+		return 0;
+	result_clear(&ignored);
+	if (ctx_open_queue(j->c, &q, &ignored) < 0)
+		return 0;
+	full = !runq_rate_take(&q, j->acct, &due);
+	queue_close(&q);
+	return full;
 }
 
 static int deliver(struct job *j, struct result *r)
@@ -666,7 +752,8 @@ static int deliver(struct job *j, struct result *r)
 					  .fd = j->req->infd };
 		rc = smtp_dry_run(stdout, &env, &m, r);
 	} else if (j->acct && !j->req->spool_only &&
-		   (j->c->o.no_queue || (mode && !strcmp(mode, "never")))) {
+		   (j->c->o.no_queue ||
+		    (mode && !strcmp(mode, "never") && !over_quota(j)))) {
 		rc = j->unqualified[0] ? maildomain_missing(j, r) : send_direct(j, rcpt, r);
 	} else {
 		rc = send_queued(j, rcpt, mode && !strcmp(mode, "always"), r);

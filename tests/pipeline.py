@@ -68,10 +68,12 @@ def envs(d, where):
 
 
 def delivered(srv):
+    """The test messages delivered (delivery status notices left out)."""
     got = []
     for m in srv.messages():
         mm = re.search(rb"Subject: pipeline message (\d+)", m)
-        got.append(int(mm.group(1)))
+        if mm and not re.search(rb"^Content-Type: multipart/report", m, re.M):
+            got.append(int(mm.group(1)))
     return got
 
 
@@ -95,11 +97,13 @@ def flush(name, rules, proxy_stats=None):
     return res, srv, envs(d, "new"), envs(d, "failed")
 
 
-def common(name, res, srv):
+def common(name, res, srv, max_rset=0):
+    """One connection; RSET only after a failed transaction (max_rset)."""
     t.is_eq(len(srv.records), 1, name + ": one connection")
     cmds = [c for rec in srv.records for c in rec.commands]
-    t.ok(not any(c.upper().startswith(b"RSET") for c in cmds),
-         name + ": no RSET between transactions", t.show(b" | ".join(cmds)))
+    n = sum(1 for c in cmds if c.upper().startswith(b"RSET"))
+    t.ok(n <= max_rset, name + ": no RSET after a completed transaction (%d RSET)" % n,
+         t.show(b" | ".join(cmds)))
 
 
 def case_all_good():
@@ -110,9 +114,10 @@ def case_all_good():
     t.is_eq(sorted(delivered(srv)), list(range(N)), name + ": all delivered once")
     t.is_eq((new, failed), ({}, {}), name + ": queue empty")
     common(name, res, srv)
-    # EHLO, the ten transactions, QUIT: one message at a time needs ten
-    # flights for the transactions alone
-    t.ok(st.get("flights", 99) <= 4, name + ": the ten transactions in one flight "
+    # EHLO, the first message (it opens the session on its own), the other
+    # nine in one flight, QUIT: one message at a time needs ten flights for
+    # the transactions alone (12 in all before the batch)
+    t.ok(st.get("flights", 99) <= 5, name + ": nine transactions in one flight "
          "(client flights, EHLO and QUIT included: %s)" % st.get("flights"), st)
 
 
@@ -124,7 +129,7 @@ def case_mail_refused(j):
             name + ": the others delivered")
     t.is_eq(list(failed), [j], name + ": that one in failed/")
     t.is_eq(new, {}, name + ": nothing left in new/")
-    common(name, res, srv)
+    common(name, res, srv, max_rset=1)
 
 
 def case_rcpt_deferred(j):
@@ -136,7 +141,7 @@ def case_rcpt_deferred(j):
     t.is_eq(new, {j: 2}, name + ": that one deferred in new/, one more try counted")
     t.is_eq(failed, {}, name + ": nothing failed")
     t.check_exit(name, res, 75, res.describe())
-    common(name, res, srv)
+    common(name, res, srv, max_rset=1)
 
 
 def case_eod_refused(j):
@@ -180,9 +185,11 @@ def main():
         case_mail_refused(j)
         case_rcpt_deferred(j)
         case_eod_refused(j)
-    for j in (0, 5, 9):
+    # the first message opens the session on its own (a relay that cannot be
+    # reached is found and counted as for one message); the window is the rest
+    for j in (1, 5, 9):
         case_421(j)
-    for k in (0, 3, 9):
+    for k in (1, 3, 9):
         case_drop(k)
     return t.done()
 

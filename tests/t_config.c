@@ -209,6 +209,10 @@ static const struct {
 	{ "quoted password ' ;'", ACC("password = \"a ;b\""), "the value of 'password' would be cut short", NULL },
 	{ "no host", "[defaults]\nport = 25\n[a]\nport = 26\n", "t.ini:3: account 'a' has no host", NULL },
 	{ "default_account unknown", "default_account = zz\n[a]\nhost = h\n", "t.ini:1: default_account 'zz' names no account (accounts: a)", NULL },
+	{ "rate_limit without a period", ACC("rate_limit = 100"), "t.ini:3: bad value '100' for 'rate_limit'", NULL },
+	{ "rate_limit zero", ACC("rate_limit = 0/1h"), "a count and a period such as 100/1h", NULL },
+	{ "rate_limit bad period", ACC("rate_limit = 5/1y"), "a count and a period such as 100/1h", NULL },
+	{ "fallback unknown", "[a]\nhost = h\nfallback = b, zz\n[b]\nhost = h2\n", "t.ini:3: fallback 'zz' names no account (accounts: a, b)", NULL },
 	{ "control character", "\x01\x02junk\n", "t.ini:1: control character 0x01", NULL },
 	{ "escape sequence", ACC("user = a\x1b[2Jb"), "t.ini:3: control character 0x1b", NULL },
 	{ "carriage return", "[a]\r\nhost = h\rx\n", "t.ini:2: carriage return inside a line", NULL },
@@ -268,6 +272,10 @@ static const struct {
 	[K_TIMEOUT] = { "9", "9" }, [K_ALIASES] = { "/etc/aliases", "/etc/aliases" },
 	[K_TRUSTED_USERS] = { "alice, bob", "alice,bob" },
 	[K_LOG_FACILITY] = { "local3", "local3" },
+	[K_ADMIN_ADDRESS] = { "root@b", "root@b" },
+	[K_FALLBACK] = { "a", "a" },
+	[K_RATE_LIMIT] = { "100/1h", "100/3600" },
+	[K_DELAY_WARNING] = { "4h", "4h" }, [K_AUTH_FAILURES_NOTIFY] = { "5", "5" },
 };
 
 static void test_every_key(void)

@@ -58,7 +58,7 @@ static void check_same(const struct qenv *a, const struct qenv *b)
 		CHECK(strcmp(a->rcpt[i], b->rcpt[i]) == 0);
 	CHECK(a->created == b->created && a->next_try == b->next_try);
 	CHECK(a->tries == b->tries && a->size == b->size);
-	CHECK(a->eightbit == b->eightbit && a->nul == b->nul);
+	CHECK(a->eightbit == b->eightbit && a->nul == b->nul && a->notice == b->notice);
 	CHECK(strcmp(a->error, b->error) == 0);
 	CHECK(same_str(a->notify, b->notify) && same_str(a->ret, b->ret));
 	CHECK(same_str(a->envid, b->envid));
