@@ -1,5 +1,6 @@
 /* runq.c - queue delivery (see runq.h). */
 #include "config.h"
+#include "oauth2.h"
 #include "runq.h"
 #include "log.h"
 
@@ -30,6 +31,10 @@ int runq_is_temporary(const struct result *r)
 	 * must not make mail undeliverable.  Postfix defers such mail too.
 	 * (A direct send still exits with the TLS failure's own status.) */
 	if (r->phase == PHASE_STARTTLS || r->phase == PHASE_TLS)
+		return 1;
+	/* An OAuth2 login to renew (issue 18): no verdict on the message, it
+	 * waits for `pushmail --oauth2-login`. */
+	if (oauth2_needs_login(r))
 		return 1;
 	switch (r->exitcode) {
 	case EX_TEMPFAIL:

@@ -268,6 +268,14 @@ static const struct {
 	[K_TIMEOUT] = { "9", "9" }, [K_ALIASES] = { "/etc/aliases", "/etc/aliases" },
 	[K_TRUSTED_USERS] = { "alice, bob", "alice,bob" },
 	[K_LOG_FACILITY] = { "local3", "local3" },
+	/* OAuth2 (issue 18) */
+	[K_OAUTH2_PROVIDER] = { "google", "google" },
+	[K_OAUTH2_CLIENT_ID] = { "cid.apps", "cid.apps" },
+	[K_OAUTH2_CLIENT_SECRET] = { "s$ec;ret", "s$ec;ret" },
+	[K_OAUTH2_TOKEN_URL] = { "https://t.example/token", "https://t.example/token" },
+	[K_OAUTH2_DEVICE_URL] = { "https://t.example/dev", "https://t.example/dev" },
+	[K_OAUTH2_SCOPE] = { "a b", "a b" },
+	[K_OAUTH2_TRUST_FILE] = { "/ca.pem", "/ca.pem" },
 };
 
 static void test_every_key(void)

@@ -1,0 +1,497 @@
+#!/usr/bin/env python3
+"""oauth2.py - OAuth2 without helper scripts (issue 18).
+
+pushmail talks to a scripted HTTPS token endpoint (http.server + ssl with
+the tests' own CA, so libcurl's certificate verification is real) and to
+the scripted SMTP server, which checks the XOAUTH2/OAUTHBEARER message and
+accepts only the tokens a case names.  Covered: the cached access token
+used while valid (60 s margin), refresh with the stored refresh token, a
+rotated refresh token stored atomically (0600), AUTH retried once with a
+fresh token after 535 / an error challenge, a revoked refresh token
+(invalid_grant) -> 77 with the login command while a queued message waits,
+a token endpoint that is down -> temporary (queued, exit 0), an endpoint
+whose certificate is not trusted, the device authorization grant
+(authorization_pending, slow_down, expired_token, access_denied), and no
+token on stderr with -v.
+"""
+
+import base64
+import http.server
+import json
+import os
+import re
+import ssl
+import stat
+import sys
+import threading
+import time
+import urllib.parse
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import certs  # noqa: E402
+import taplib as t  # noqa: E402
+from smtpserver import ScriptedServer, handler  # noqa: E402
+
+EX_OK, EX_UNAVAILABLE, EX_TEMPFAIL, EX_NOPERM, EX_CONFIG = 0, 69, 75, 77, 78
+USER = "user@example.com"
+RCPT = "rcpt@example.org"
+CLIENT_ID = "client-123.apps.example"
+CLIENT_SECRET = "Client-Secret-9f8e7d"
+RT1, RT2 = "1//Refresh-Token-One-aaaa", "1//Refresh-Token-Two-bbbb"
+AT_OLD, AT_NEW = "ya29.Old-Access-Token-1111", "ya29.New-Access-Token-2222"
+MSG = (b"From: Sender <sender@example.com>\nTo: rcpt@example.org\n"
+       b"Subject: oauth2 test\nMessage-ID: <oauth2@example.com>\n\nHello.\n")
+OAUTH_ERROR = b'{"status":"invalid_token","schemes":"bearer","scope":"mail"}'
+
+ENV = None
+
+
+def b64(b):
+    return base64.b64encode(b).decode()
+
+
+# ---- the token endpoint --------------------------------------------------
+
+class Endpoint:
+    """HTTPS on 127.0.0.1: `script` maps a path to a list of (status, body)
+    answers, the last one repeating; every request is recorded as
+    (path, form dict, monotonic time)."""
+
+    def __init__(self, C, script, pair=None):
+        self.script = {k: list(v) for k, v in script.items()}
+        self.requests = []
+        ep = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                form = urllib.parse.parse_qs(self.rfile.read(n).decode(),
+                                             keep_blank_values=True)
+                form = {k: v[0] for k, v in form.items()}
+                ep.requests.append((self.path, form, time.monotonic()))
+                answers = ep.script.get(self.path) or [(404, {"error": "nope"})]
+                status, body = answers.pop(0) if len(answers) > 1 else answers[0]
+                data = body if isinstance(body, bytes) else json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        ctx = C.context(pair or C.good)
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.port = self.httpd.server_address[1]
+        self.th = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.th.start()
+
+    def url(self, path):
+        return "https://localhost:%d%s" % (self.port, path)
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def token_ok(access, refresh=None, expires_in=3600):
+    body = {"access_token": access, "token_type": "Bearer", "expires_in": expires_in}
+    if refresh:
+        body["refresh_token"] = refresh
+    return (200, body)
+
+
+def token_err(code, desc=None, status=400):
+    body = {"error": code}
+    if desc:
+        body["error_description"] = desc
+    return (status, body)
+
+
+# ---- the SMTP side ---------------------------------------------------------
+
+def bearer_server(C, valid, box, connections=1):
+    """AUTH XOAUTH2/OAUTHBEARER accepting the tokens in `valid`; the tokens
+    presented go to box["tokens"], the messages to box["msgs"]."""
+    def fn(conn, line):
+        if conn.auth_step == 0:
+            msg = base64.b64decode(line.split(b" ", 2)[2])
+            box.setdefault("msgs", []).append(msg)
+            m = re.search(rb"\x01auth=Bearer ([^\x01]*)\x01\x01$", msg)
+            tok = m.group(1).decode() if m else None
+            box.setdefault("tokens", []).append(tok)
+            if tok in valid:
+                return "235 2.7.0 Authentication successful"
+            return "334 " + b64(OAUTH_ERROR)
+        return "535 5.7.8 Username and Password not accepted"
+    return ScriptedServer(rules={"AUTH": handler(fn)}, ssl_context=C.context(C.good),
+                          tls="implicit", connections=connections,
+                          extensions=["PIPELINING", "ENHANCEDSTATUSCODES",
+                                      "AUTH XOAUTH2 OAUTHBEARER"]).start()
+
+
+# ---- files ---------------------------------------------------------------
+
+def cache_path(account="test"):
+    if os.geteuid() == 0:   # root: the system spool's state
+        return os.path.join(ENV["PUSHMAIL_QUEUE_DIR"], "oauth2", account + ".json")
+    return os.path.join(ENV["XDG_STATE_HOME"], "pushmail", "oauth2", account + ".json")
+
+
+def write_cache(token_url, access=AT_OLD, refresh=RT1, expires_at=None, mode=0o600,
+                client_id=CLIENT_ID):
+    p = cache_path()
+    d = os.path.dirname(p)
+    for sub in (os.path.dirname(d), d):   # private, as pushmail makes them
+        os.makedirs(sub, mode=0o700, exist_ok=True)
+        os.chmod(sub, 0o700)
+    d = {"version": 1, "token_url": token_url, "client_id": client_id,
+         "refresh_token": refresh}
+    if access:
+        d["access_token"] = access
+        d["expires_at"] = int(time.time() + 3600) if expires_at is None else expires_at
+    with open(p, "w") as f:
+        json.dump(d, f)
+    os.chmod(p, mode)
+
+
+def read_cache():
+    try:
+        with open(cache_path()) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def clear_state():
+    p = cache_path()
+    if os.path.exists(p):
+        os.unlink(p)
+    qd = ENV["PUSHMAIL_QUEUE_DIR"]
+    for sub in ("new", "failed", "tmp"):
+        d = os.path.join(qd, sub)
+        if os.path.isdir(d):
+            for n in os.listdir(d):
+                f = os.path.join(d, n)
+                if os.path.isfile(f):
+                    os.unlink(f)
+
+
+def queued_count():
+    qd = os.path.join(ENV["PUSHMAIL_QUEUE_DIR"], "new")
+    if not os.path.isdir(qd):
+        return 0
+    return len([n for n in os.listdir(qd) if n.endswith(".env")])
+
+
+def config(C, ep, port, mech="xoauth2", **kw):
+    keys = dict(tls="implicit", tls_trust_file=C.ca, auth=mech, user=USER,
+                oauth2_provider="custom", oauth2_client_id=CLIENT_ID,
+                oauth2_client_secret=CLIENT_SECRET,
+                oauth2_token_url=ep.url("/token") if ep else "https://localhost:1/token",
+                oauth2_device_url=ep.url("/device") if ep else "https://localhost:1/device",
+                oauth2_scope="https://mail.example/ offline_access",
+                oauth2_trust_file=C.ca)
+    keys.update(kw)
+    return t.write_config(port=port, **keys)
+
+
+def run(cfg, *args, stdin=MSG):
+    return t.run_pushmail(["-C", cfg] + list(args), stdin=stdin, env=ENV,
+                          new_session=True)
+
+
+def no_secrets(name, res):
+    out = res.err + res.out
+    leaked = [s for s in (RT1, RT2, AT_OLD, AT_NEW, CLIENT_SECRET) if s.encode() in out]
+    t.is_eq(leaked, [], name + ": no token or client secret on stdout/stderr")
+
+
+def delivered(srv):
+    return sum(1 for r in srv.records for x in r.transactions if x.data_raw)
+
+
+# ---- cases: tokens on send -------------------------------------------------
+
+def case_cached_token_used(C):
+    name = "cached access token used while valid"
+    clear_state()
+    ep = Endpoint(C, {"/token": [token_ok(AT_NEW)]})
+    box = {}
+    srv = bearer_server(C, {AT_OLD}, box)
+    try:
+        write_cache(ep.url("/token"), expires_at=int(time.time()) + 600)
+        res = run(config(C, ep, srv.port), RCPT)
+    finally:
+        srv.stop()
+        ep.stop()
+    t.check_exit(name, res, EX_OK, t.server_diag(res, srv))
+    t.is_eq(box.get("tokens"), [AT_OLD], name + ": the cached token went to AUTH")
+    t.is_eq(box["msgs"][0], ("user=%s\x01auth=Bearer %s\x01\x01" % (USER, AT_OLD)).encode(),
+            name + ": exact XOAUTH2 message")
+    t.is_eq(len(ep.requests), 0, name + ": the token endpoint was not asked")
+    t.is_eq(delivered(srv), 1, name + ": delivered")
+
+
+def case_refresh(C, name, expires_at, rotate, mech="xoauth2", verbose=False):
+    clear_state()
+    ep = Endpoint(C, {"/token": [token_ok(AT_NEW, RT2 if rotate else None)]})
+    box = {}
+    srv = bearer_server(C, {AT_NEW}, box)
+    try:
+        write_cache(ep.url("/token"), expires_at=expires_at)
+        args = (["-v"] if verbose else []) + [RCPT]
+        res = run(config(C, ep, srv.port, mech=mech), *args)
+    finally:
+        srv.stop()
+        ep.stop()
+    t.check_exit(name, res, EX_OK, t.server_diag(res, srv))
+    t.is_eq(box.get("tokens"), [AT_NEW], name + ": the refreshed token went to AUTH")
+    reqs = [r[1] for r in ep.requests]
+    t.is_eq(reqs, [{"grant_type": "refresh_token", "refresh_token": RT1,
+                    "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}],
+            name + ": one refresh_token grant with the stored refresh token")
+    c = read_cache() or {}
+    t.is_eq((c.get("access_token"), c.get("refresh_token")),
+            (AT_NEW, RT2 if rotate else RT1),
+            name + ": the cache holds the new access token and the %s refresh token"
+            % ("rotated" if rotate else "same"))
+    t.ok(abs(c.get("expires_at", 0) - (time.time() + 3600)) < 120,
+         name + ": expiry stored", "cache: %r" % c)
+    st = os.stat(cache_path())
+    t.is_eq(stat.S_IMODE(st.st_mode), 0o600, name + ": cache file is 0600")
+    leftovers = [n for n in os.listdir(os.path.dirname(cache_path())) if ".tmp." in n]
+    t.is_eq(leftovers, [], name + ": no temporary file left")
+    t.is_eq(delivered(srv), 1, name + ": delivered")
+    if mech == "oauthbearer":
+        t.ok(box["msgs"][0].startswith(b"n,a=user@example.com,\x01host=127.0.0.1\x01"),
+             name + ": OAUTHBEARER gs2 header and host", t.show(box["msgs"][0]))
+    no_secrets(name, res)
+
+
+def case_auth_retry(C, name, valid, want_exit, want_tokens, want_requests):
+    clear_state()
+    ep = Endpoint(C, {"/token": [token_ok(AT_NEW)]})
+    box = {}
+    srv = bearer_server(C, valid, box)
+    try:
+        write_cache(ep.url("/token"), expires_at=int(time.time()) + 600)
+        res = run(config(C, ep, srv.port, queue="never"), RCPT)
+    finally:
+        srv.stop()
+        ep.stop()
+    t.check_exit(name, res, want_exit, t.server_diag(res, srv))
+    t.is_eq(box.get("tokens"), want_tokens, name + ": tokens presented to AUTH")
+    t.is_eq(len(ep.requests), want_requests, name + ": token endpoint requests")
+    auths = [c for c in srv.record.commands if c.startswith(b"AUTH ")]
+    t.is_eq(len(auths), len(want_tokens), name + ": AUTH commands")
+    t.is_eq(delivered(srv), 1 if want_exit == EX_OK else 0, name + ": delivered or not")
+    no_secrets(name, res)
+
+
+def case_revoked(C, queue):
+    name = "revoked refresh token (invalid_grant), queue = %s" % queue
+    clear_state()
+    ep = Endpoint(C, {"/token": [token_err("invalid_grant", "Token has been expired "
+                                           "or revoked.")]})
+    box = {}
+    srv = bearer_server(C, {AT_NEW}, box, connections=1)
+    try:
+        write_cache(ep.url("/token"), expires_at=int(time.time()) - 10)
+        cfg = config(C, ep, srv.port, queue=queue)
+        res = run(cfg, RCPT)
+        q = run(cfg, "-q") if queue == "on-failure" else None
+    finally:
+        srv.stop()
+        ep.stop()
+    t.check_exit(name, res, EX_NOPERM, t.server_diag(res, srv))
+    hint = ("pushmail -C %s --oauth2-login -a test" % cfg).encode()
+    t.ok(hint in res.err, name + ": stderr has the command to log in again",
+         t.show(res.err))
+    t.ok(b"invalid_grant" in res.err, name + ": stderr says invalid_grant")
+    t.is_eq(srv.accepted, 0, name + ": the relay was not contacted")
+    t.is_eq(read_cache().get("refresh_token"), RT1, name + ": the cache is kept")
+    if queue == "on-failure":
+        t.ok(b"queued as" in res.err, name + ": the message is queued", t.show(res.err))
+        t.is_eq(queued_count(), 1, name + ": the message waits in the queue")
+        t.is_eq(q.rc, EX_TEMPFAIL, name + ": -q: deferred (75)", t.show(q.err))
+        t.ok(b"--oauth2-login -a test" in q.err, name + ": -q names the login command")
+        t.is_eq(queued_count(), 1, name + ": after -q the message still waits",
+                t.show(q.err))
+    else:
+        t.is_eq(queued_count(), 0, name + ": nothing queued")
+    no_secrets(name, res)
+
+
+def case_endpoint_down(C, queue):
+    name = "token endpoint down, queue = %s" % queue
+    clear_state()
+    port = t.closed_port()
+    ep_url = "https://127.0.0.1:%d/token" % port
+    box = {}
+    srv = bearer_server(C, {AT_NEW}, box)
+    try:
+        write_cache(ep_url, expires_at=int(time.time()) - 10)
+        cfg = config(C, None, srv.port, queue=queue, oauth2_token_url=ep_url)
+        res = run(cfg, RCPT)
+    finally:
+        srv.stop()
+    if queue == "never":
+        t.check_exit(name, res, EX_TEMPFAIL, res.describe())
+        t.is_eq(queued_count(), 0, name + ": nothing queued")
+    else:
+        t.check_exit(name, res, EX_OK, res.describe())
+        t.ok(b"queued as" in res.err, name + ": the queued notice", t.show(res.err))
+        t.is_eq(queued_count(), 1, name + ": the message waits in the queue")
+    t.is_eq(srv.accepted, 0, name + ": the relay was not contacted")
+
+
+def case_untrusted_endpoint(C):
+    name = "token endpoint with an untrusted certificate"
+    clear_state()
+    ep = Endpoint(C, {"/token": [token_ok(AT_NEW)]}, pair=C.selfsigned)
+    box = {}
+    srv = bearer_server(C, {AT_NEW}, box)
+    try:
+        write_cache(ep.url("/token"), expires_at=int(time.time()) - 10)
+        res = run(config(C, ep, srv.port, queue="never"), RCPT)
+    finally:
+        srv.stop()
+        ep.stop()
+    t.check_exit(name, res, EX_TEMPFAIL, res.describe())
+    t.is_eq(len(ep.requests), 0, name + ": no request got through")
+    t.is_eq(read_cache().get("access_token"), AT_OLD, name + ": cache unchanged")
+
+
+def case_simple_fail(C, name, setup, want_exit, want_err, **cfgkw):
+    clear_state()
+    ep = Endpoint(C, {"/token": [token_ok(AT_NEW)]})
+    box = {}
+    srv = bearer_server(C, {AT_NEW}, box)
+    try:
+        setup(ep)
+        res = run(config(C, ep, srv.port, queue="never", **cfgkw), RCPT)
+    finally:
+        srv.stop()
+        ep.stop()
+    t.check_exit(name, res, want_exit, res.describe())
+    t.ok(want_err.encode() in res.err, name + ": stderr says '%s'" % want_err,
+         t.show(res.err))
+    t.is_eq(len(ep.requests), 0, name + ": the token endpoint was not asked")
+    t.is_eq(srv.accepted, 0, name + ": the relay was not contacted")
+
+
+# ---- cases: the device login -----------------------------------------------
+
+DEVICE = {"device_code": "Device-Code-xyz", "user_code": "WDJB-MJHT",
+          "verification_uri": "https://example.com/device",
+          "expires_in": 60, "interval": 1}
+
+
+def case_login(C, name, answers, want_exit, want_err=None, want_polls=None,
+               device=None):
+    clear_state()
+    ep = Endpoint(C, {"/device": [(200, device or DEVICE)], "/token": answers})
+    try:
+        cfg = config(C, ep, 25)
+        res = run(cfg, "--oauth2-login", "-a", "test", stdin=b"")
+    finally:
+        ep.stop()
+    t.check_exit(name, res, want_exit, res.describe())
+    dev = [r for r in ep.requests if r[0] == "/device"]
+    polls = [r for r in ep.requests if r[0] == "/token"]
+    t.is_eq([r[1] for r in dev], [{"client_id": CLIENT_ID,
+                                   "scope": "https://mail.example/ offline_access"}],
+            name + ": one device authorization request")
+    t.ok(all(p[1] == {"grant_type": "urn:ietf:params:oauth:grant-type:device_code",
+                      "device_code": "Device-Code-xyz", "client_id": CLIENT_ID,
+                      "client_secret": CLIENT_SECRET} for p in polls),
+         name + ": every poll is the device_code grant", t.show(polls))
+    if want_polls is not None:
+        t.is_eq(len(polls), want_polls, name + ": number of polls")
+    t.ok(b"https://example.com/device" in res.out and b"WDJB-MJHT" in res.out,
+         name + ": the verification URL and the user code are shown", t.show(res.out))
+    if want_err:
+        t.ok(want_err.encode() in res.err, name + ": stderr says '%s'" % want_err,
+             t.show(res.err))
+    return res, polls
+
+
+def case_login_ok(C):
+    name = "device login: pending, slow_down, then tokens"
+    res, polls = case_login(C, name, [token_err("authorization_pending"),
+                                      token_err("slow_down"),
+                                      token_ok(AT_NEW, RT2)], EX_OK, want_polls=3)
+    c = read_cache() or {}
+    t.is_eq((c.get("refresh_token"), c.get("access_token"), c.get("client_id")),
+            (RT2, AT_NEW, CLIENT_ID), name + ": tokens stored for this client")
+    t.is_eq(stat.S_IMODE(os.stat(cache_path()).st_mode), 0o600, name + ": 0600")
+    if len(polls) == 3:
+        # RFC 8628 3.5: after slow_down the interval grows by 5 s (1 -> 6);
+        # a lower bound only, so no timing can make this flaky
+        gap = polls[2][2] - polls[1][2]
+        t.ok(gap >= 5.5, name + ": slow_down adds 5 s to the interval "
+             "(gap %.1f s)" % gap)
+    no_secrets(name, res)
+
+
+# ---- main ------------------------------------------------------------------
+
+def main():
+    global ENV
+    t.require_pushmail()
+    C = certs.get()
+    if C is None:
+        if os.environ.get("CI") == "true":
+            print("Bail out! certtool missing (required in CI)")
+            return 1
+        t.skip_all("certtool (gnutls-bin) not installed")
+    ENV = t.base_env()
+    now = int(time.time())
+
+    case_cached_token_used(C)
+    case_refresh(C, "expired access token refreshed", now - 10, rotate=False)
+    case_refresh(C, "access token within the 60 s margin refreshed", now + 30,
+                 rotate=False)
+    case_refresh(C, "rotated refresh token stored", now - 10, rotate=True)
+    case_refresh(C, "OAUTHBEARER with a refreshed token", now - 10, rotate=False,
+                 mech="oauthbearer")
+    case_refresh(C, "-v: refresh without tokens on stderr", now - 10, rotate=True,
+                 verbose=True)
+    case_auth_retry(C, "server refuses the cached token: refreshed, AUTH retried once",
+                    {AT_NEW}, EX_OK, [AT_OLD, AT_NEW], 1)
+    case_auth_retry(C, "server refuses the fresh token too: no third try",
+                    set(), EX_NOPERM, [AT_OLD, AT_NEW], 1)
+    case_revoked(C, "never")
+    case_revoked(C, "on-failure")
+    case_endpoint_down(C, "never")
+    case_endpoint_down(C, "on-failure")
+    case_untrusted_endpoint(C)
+    case_simple_fail(C, "no login yet: 77 with the login command", lambda ep: None,
+                     EX_NOPERM, "--oauth2-login -a test")
+    case_simple_fail(C, "cache of another client id: log in again",
+                     lambda ep: write_cache(ep.url("/token"), client_id="other"),
+                     EX_NOPERM, "--oauth2-login -a test")
+    case_simple_fail(C, "cache readable by others refused",
+                     lambda ep: write_cache(ep.url("/token"), mode=0o644),
+                     EX_CONFIG, "mode 0644")
+    case_simple_fail(C, "http token endpoint refused",
+                     lambda ep: None, EX_CONFIG, "must be an https:// URL",
+                     oauth2_token_url="http://127.0.0.1:1/token")
+
+    case_login_ok(C)
+    case_login(C, "device login: access_denied",
+               [token_err("authorization_pending"), token_err("access_denied")],
+               EX_NOPERM, "declined", want_polls=2)
+    t.is_eq(read_cache(), None, "device login: access_denied: nothing stored")
+    case_login(C, "device login: expired_token", [token_err("expired_token")],
+               EX_TEMPFAIL, "expired", want_polls=1)
+    case_login(C, "device login: no refresh token issued", [token_ok(AT_NEW)],
+               EX_UNAVAILABLE, "no refresh token", want_polls=1)
+    return t.done()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
