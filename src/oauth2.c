@@ -586,6 +586,35 @@ static int from_cache(const struct account *a, const struct oauth2_conf *oc,
 	return 0;
 }
 
+int oauth2_describe(const struct account *a, char *out, size_t cap)
+{
+	struct oauth2_conf oc;
+	struct oauth2_tokens t = { 0 };
+	struct result r;
+	char path[4096], when[64] = "";
+	time_t exp;
+	struct tm tm;
+	int other = 0, rc = -1;
+
+	result_clear(&r);
+	if (oauth2_conf_init(&oc, a, 0, &r) < 0 || tokens_path(a, path, sizeof path, &r) < 0 ||
+	    tokens_load(path, oc.token_url, oc.client_id, &t, &other, &r) <= 0)
+		goto out;
+	exp = (time_t)t.expires_at;
+	if (t.access_token && gmtime_r(&exp, &tm))
+		strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", &tm);
+	if (when[0] && fresh_enough(&t))
+		snprintf(out, cap, "%s; access token valid until %s (%lld min)", path, when,
+			 (t.expires_at - (long long)time(NULL)) / 60);
+	else
+		snprintf(out, cap, "%s; refresh token stored, no valid access token", path);
+	rc = 0;
+out:
+	oauth2_tokens_free(&t);
+	oauth2_conf_free(&oc);
+	return rc;
+}
+
 int oauth2_access_token(const struct account *a, int force, char **token,
 			struct result *r)
 {

@@ -107,6 +107,11 @@ int oauth2_access_token(const struct account *a, int force, char **token,
  * with -C FILE when the account is not in a file pushmail finds itself). */
 void oauth2_login_hint(const struct account *a, char *out, size_t cap);
 
+/* For --check: where account a's tokens are and until when the cached
+ * access token is usable ("PATH; access token valid until 2026-12-06
+ * 16:04:50 UTC (59 min)").  0, or -1 when there is no stored login. */
+int oauth2_describe(const struct account *a, char *out, size_t cap);
+
 /* Whether r is "log in again" (EX_NOPERM with no relay verdict): the queue
  * keeps the message waiting for the login. */
 int oauth2_needs_login(const struct result *r);

@@ -383,6 +383,38 @@ def case_simple_fail(C, name, setup, want_exit, want_err, **cfgkw):
     t.is_eq(srv.accepted, 0, name + ": the relay was not contacted")
 
 
+def case_check(C, name, setup, want_exit, want_out, refreshed):
+    clear_state()
+    ep = Endpoint(C, {"/token": [token_ok(AT_NEW, RT2)]})
+    box = {}
+    srv = bearer_server(C, {AT_OLD, AT_NEW}, box)
+    try:
+        setup(ep)
+        cfg = config(C, ep, srv.port)
+        res = run(cfg, "--check", stdin=b"")
+    finally:
+        srv.stop()
+        ep.stop()
+    t.check_exit(name, res, want_exit, res.describe())
+    for w in want_out:
+        t.ok(w.encode() in res.out, name + ": stdout says '%s'" % w, t.show(res.out))
+    t.is_eq(len(ep.requests), 1 if refreshed else 0, name + ": token endpoint requests")
+    t.is_eq(delivered(srv), 0, name + ": nothing sent")
+    no_secrets(name, res)
+
+
+def case_bad_name(C):
+    name = "account name that cannot be a file name"
+    clear_state()
+    cfg = t.write_config(port=25, account=".hidden", tls="implicit", auth="xoauth2",
+                         user=USER, oauth2_provider="google", oauth2_client_id=CLIENT_ID)
+    res = run(cfg, "--oauth2-login", stdin=b"")
+    t.check_exit(name, res, EX_CONFIG, res.describe())
+    t.ok(b"cannot name a token file" in res.err, name + ": says why", t.show(res.err))
+    t.ok(not os.path.exists(os.path.join(os.path.dirname(cache_path()), ".hidden.json")),
+         name + ": no file made")
+
+
 # ---- cases: the device login -----------------------------------------------
 
 DEVICE = {"device_code": "Device-Code-xyz", "user_code": "WDJB-MJHT",
@@ -480,6 +512,18 @@ def main():
     case_simple_fail(C, "http token endpoint refused",
                      lambda ep: None, EX_CONFIG, "must be an https:// URL",
                      oauth2_token_url="http://127.0.0.1:1/token")
+
+    case_check(C, "--check: cached token and its expiry",
+               lambda ep: write_cache(ep.url("/token"), expires_at=now + 7200),
+               EX_OK, ["ok    oauth2 token", cache_path(), "access token valid until "
+                       + time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(now + 7200)),
+                       "ok    authenticate"], refreshed=False)
+    case_check(C, "--check: expired token refreshed",
+               lambda ep: write_cache(ep.url("/token"), expires_at=now - 7200),
+               EX_OK, ["ok    oauth2 token", "access token valid until"], refreshed=True)
+    case_check(C, "--check: no login", lambda ep: None, EX_NOPERM,
+               ["FAIL  oauth2 token", "--oauth2-login -a test"], refreshed=False)
+    case_bad_name(C)
 
     case_login_ok(C)
     case_login(C, "device login: access_denied",
