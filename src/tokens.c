@@ -47,9 +47,13 @@ static int state_dir(const struct account *a, char *out, size_t cap, struct resu
 	const char *home;
 	int n;
 
+	/* The spool as its users find it: root's queue (queue.c
+	 * queue_default_dir, which honours PUSHMAIL_QUEUE_DIR) and the
+	 * delivery service's (daemon.c: queue_dir, else SPOOLDIR). */
 	if (system_side()) {
-		const char *spool = env && *env && !cfg_running_setid() ? env :
-				    cfg_str(a, K_QUEUE_DIR) ? cfg_str(a, K_QUEUE_DIR) : SPOOLDIR;
+		const char *spool = env && *env && geteuid() == 0 && !cfg_running_setid() ?
+				    env : cfg_str(a, K_QUEUE_DIR) ? cfg_str(a, K_QUEUE_DIR) :
+				    SPOOLDIR;
 		n = snprintf(out, cap, "%s/oauth2", spool);
 	} else if (xdg && xdg[0] == '/' && getuid() == geteuid()) {
 		n = snprintf(out, cap, "%s/pushmail/oauth2", xdg);

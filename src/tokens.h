@@ -2,7 +2,8 @@
  *
  * Where: $XDG_STATE_HOME/pushmail/oauth2/ACCOUNT.json (~/.local/state/...)
  * for a user; for root and the delivery service's user, the system spool's
- * oauth2/ directory (PUSHMAIL_QUEUE_DIR, else queue_dir, else SPOOLDIR),
+ * oauth2/ directory (PUSHMAIL_QUEUE_DIR for root, else queue_dir, else
+ * SPOOLDIR),
  * owned by the spool's owner.  The file is JSON, mode 0600, replaced
  * atomically (temporary file, fsync, rename, fsync of the directory); it
  * records the token endpoint and client id it belongs to, so a changed

@@ -469,6 +469,52 @@ def case_login_ok(C):
     no_secrets(name, res)
 
 
+def case_root_system_spool(C):
+    """Root logs in for the delivery service: the tokens go to the system
+    spool's oauth2/ and belong to the spool's owner (here nobody)."""
+    global ENV
+    name = "root: tokens in the spool's oauth2/, owned by the spool's owner"
+    if os.geteuid() != 0:
+        t.skip(name, "needs root")
+        return
+    saved = ENV
+    spool = os.path.join(t.tmpdir(), "system-spool")
+    os.makedirs(spool, mode=0o700, exist_ok=True)
+    nobody = 65534
+    os.chown(spool, nobody, nobody)
+    ENV = dict(saved, PUSHMAIL_QUEUE_DIR=spool)
+    try:
+        # expires_in 30: inside the 60 s margin, so the send refreshes and
+        # rewrites the file, which must stay the spool owner's
+        res, _ = case_login(C, name + ": login", [token_ok(AT_OLD, RT1, expires_in=30)],
+                            EX_OK, want_polls=1)
+        p = cache_path()
+        st, dst = os.stat(p), os.stat(os.path.dirname(p))
+        t.is_eq((st.st_uid, stat.S_IMODE(st.st_mode)), (nobody, 0o600),
+                name + ": file owned by the spool owner, 0600")
+        t.is_eq((dst.st_uid, stat.S_IMODE(dst.st_mode)), (nobody, 0o700),
+                name + ": oauth2/ owned by the spool owner, 0700")
+        ep = Endpoint(C, {"/token": [token_ok(AT_NEW, RT2)]})
+        box = {}
+        srv = bearer_server(C, {AT_NEW}, box)
+        try:
+            with open(p) as f:
+                d = json.load(f)
+            d["token_url"] = ep.url("/token")   # this endpoint now
+            with open(p, "w") as f:
+                json.dump(d, f)
+            res = run(config(C, ep, srv.port, queue="never"), RCPT)
+        finally:
+            srv.stop()
+            ep.stop()
+        t.check_exit(name + ": send", res, EX_OK, res.describe())
+        st = os.stat(p)
+        t.is_eq((st.st_uid, stat.S_IMODE(st.st_mode), read_cache().get("refresh_token")),
+                (nobody, 0o600, RT2), name + ": rewritten file still the spool owner's")
+    finally:
+        ENV = saved
+
+
 # ---- main ------------------------------------------------------------------
 
 def main():
@@ -526,6 +572,7 @@ def main():
     case_bad_name(C)
 
     case_login_ok(C)
+    case_root_system_spool(C)
     case_login(C, "device login: access_denied",
                [token_err("authorization_pending"), token_err("access_denied")],
                EX_NOPERM, "declined", want_polls=2)
