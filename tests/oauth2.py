@@ -16,19 +16,26 @@ token on stderr with -v.
 """
 
 import base64
+import contextlib
 import http.server
 import json
 import os
 import re
+import shutil
 import ssl
 import stat
+import subprocess
 import sys
+import tempfile
 import threading
 import time
+import traceback
 import urllib.parse
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import certs  # noqa: E402
+import postfixlib  # noqa: E402
 import taplib as t  # noqa: E402
 from smtpserver import ScriptedServer, handler  # noqa: E402
 
@@ -515,6 +522,243 @@ def case_root_system_spool(C):
         ENV = saved
 
 
+# ---- the real chain: pushmail -> Postfix -> Dovecot -> introspection --------
+
+MOCK_VERSION = "8.2.3"      # oauth2-mock-server, pinned
+CHAIN_USER = "user@test.example"
+CHAIN_RCPT = "user@test.example"
+SEED_RT = "seed-refresh-token-0001"
+
+
+def mock_prefix():
+    """An npm prefix with oauth2-mock-server: $PUSHMAIL_OAUTH2_MOCK_DIR (made
+    by contrib/install-deps), else installed now into the test's directory.
+    None when neither works."""
+    pre = os.environ.get("PUSHMAIL_OAUTH2_MOCK_DIR")
+    if pre and os.path.isdir(os.path.join(pre, "node_modules", "oauth2-mock-server")):
+        return pre
+    npm = shutil.which("npm")
+    if not npm or not shutil.which("node"):
+        return None
+    pre = os.path.join(t.tmpdir(), "npm")
+    try:
+        r = subprocess.run([npm, "install", "--prefix", pre, "--no-audit", "--no-fund",
+                            "--loglevel=error", "oauth2-mock-server@" + MOCK_VERSION],
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if r.returncode != 0:
+        t.diag("npm install failed: " + r.stderr.decode(errors="replace")[-500:])
+        return None
+    return pre
+
+
+class Mock:
+    """tests/oauth2mock.mjs run from the npm prefix (so its imports resolve)."""
+
+    def __init__(self, prefix, tc):
+        self.ca = tc.ca
+        script = os.path.join(prefix, "oauth2mock.mjs")
+        shutil.copy(os.path.join(t.SRCDIR, "oauth2mock.mjs"), script)
+        self.out = open(os.path.join(prefix, "mock.log"), "w+b")
+        self.proc = subprocess.Popen(["node", script, tc.cert, tc.key, CHAIN_USER, SEED_RT],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=self.out, start_new_session=True)
+        line = b""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not line:
+            line = self.proc.stdout.readline()
+        if not line:
+            self.stop()
+            raise RuntimeError("oauth2mock did not start: " + self.log())
+        self.port = json.loads(line)["port"]
+
+    def url(self, path):
+        return "https://localhost:%d%s" % (self.port, path)
+
+    def _ctx(self):
+        return ssl.create_default_context(cafile=self.ca)
+
+    def stats(self):
+        with urllib.request.urlopen(self.url("/stats"), context=self._ctx(), timeout=10) as r:
+            return json.load(r)
+
+    def revoke(self, token):
+        data = urllib.parse.urlencode({"token": token}).encode()
+        with urllib.request.urlopen(self.url("/revoke"), data=data, context=self._ctx(),
+                                    timeout=10) as r:
+            r.read()
+
+    def log(self):
+        self.out.seek(0)
+        return self.out.read().decode(errors="replace")[-2000:]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.out.close()
+
+
+class DovecotOAuth2(postfixlib.DovecotAuth):
+    """DovecotAuth with Dovecot 2.3's oauth2 passdb instead of passwd-file:
+    XOAUTH2 and OAUTHBEARER tokens checked by RFC 7662 introspection (POST)."""
+
+    def __init__(self, tmpdir, socket_path, introspection_url, ca):
+        super().__init__(tmpdir, socket_path, {}, mechanisms=("xoauth2", "oauthbearer"))
+        self.oauth2_conf = os.path.join(self.root, "oauth2.conf.ext")
+        self.introspection_url, self.ca = introspection_url, ca
+
+    def _config(self):
+        text = super()._config()
+        start = text.index("passdb {")
+        end = text.index("}", start) + 1
+        return (text[:start] + "passdb {\n  driver = oauth2\n  mechanisms = xoauth2 "
+                "oauthbearer\n  args = %s\n}" % self.oauth2_conf + text[end:])
+
+    def start(self):
+        os.makedirs(self.root, exist_ok=True)
+        with open(self.oauth2_conf, "w") as f:
+            f.write("introspection_mode = post\nintrospection_url = %s\n"
+                    "username_attribute = username\nactive_attribute = active\n"
+                    "active_value = true\ntls_ca_cert_file = %s\n"
+                    % (self.introspection_url, self.ca))
+        os.chmod(self.oauth2_conf, 0o644)
+        return super().start()
+
+
+class Chain:
+    def __init__(self, pf, mock, tc):
+        self.pf, self.mock, self.tc = pf, mock, tc
+
+    def config(self, mech="xoauth2", **kw):
+        keys = dict(port=self.pf.ports["submission"], tls="starttls",
+                    tls_trust_file=self.tc.ca, auth=mech, user=CHAIN_USER,
+                    oauth2_provider="custom", oauth2_client_id=CLIENT_ID,
+                    oauth2_token_url=self.mock.url("/token"),
+                    oauth2_trust_file=self.tc.ca, queue="never", timeout="20")
+        keys.update(kw)
+        return t.write_config(**keys)
+
+    def send(self, name, cfg, subject):
+        msg = ("From: sender@example.com\nTo: %s\nSubject: %s\n\nhello\n"
+               % (CHAIN_RCPT, subject)).encode()
+        return t.run_pushmail(["-C", cfg, CHAIN_RCPT], stdin=msg, env=ENV,
+                              new_session=True)
+
+    def arrived(self, subject):
+        got = self.pf.wait_for_maildir(1, timeout=30)
+        return any(subject.encode() in m for m in got)
+
+
+def chain_cases(h):
+    mock = h.mock
+    clear_state()
+    write_cache(mock.url("/token"), access=None, refresh=SEED_RT)
+
+    name = "chain: XOAUTH2 with a refreshed token, checked by introspection"
+    before = mock.stats()
+    r = h.send(name, h.config(), "chain-1")
+    t.check_exit(name, r, EX_OK, r.describe() + ["mock: " + mock.log(),
+                 "dovecot: " + h.dv.log_tail(), "postfix: " + h.pf.log_tail()])
+    t.ok(h.arrived("chain-1"), name + ": delivered through Postfix")
+    after = mock.stats()
+    t.is_eq(after["refreshes"] - before["refreshes"], 1, name + ": one refresh")
+    t.ok(after["active"] > before["active"], name + ": Dovecot introspected the token")
+    rt = (read_cache() or {}).get("refresh_token")
+    t.ok(rt and rt != SEED_RT, name + ": the rotated refresh token is stored")
+
+    name = "chain: OAUTHBEARER with the cached token"
+    before = mock.stats()
+    r = h.send(name, h.config(mech="oauthbearer"), "chain-2")
+    t.check_exit(name, r, EX_OK, r.describe() + ["dovecot: " + h.dv.log_tail()])
+    t.ok(h.arrived("chain-2"), name + ": delivered")
+    after = mock.stats()
+    t.is_eq(after["refreshes"], before["refreshes"], name + ": no refresh")
+
+    name = "chain: access token revoked early: refreshed, AUTH retried"
+    mock.revoke(read_cache()["access_token"])
+    before = mock.stats()
+    r = h.send(name, h.config(), "chain-3")
+    t.check_exit(name, r, EX_OK, r.describe() + ["dovecot: " + h.dv.log_tail()])
+    t.ok(h.arrived("chain-3"), name + ": delivered")
+    after = mock.stats()
+    t.is_eq(after["refreshes"] - before["refreshes"], 1, name + ": one refresh")
+    t.ok(after["introspections"] - before["introspections"] >= 2,
+         name + ": both tokens introspected")
+
+    name = "chain: refresh token revoked: 77 with the login command"
+    c = read_cache()
+    mock.revoke(c["refresh_token"])
+    c["expires_at"] = int(time.time()) - 10
+    with open(cache_path(), "w") as f:
+        json.dump(c, f)
+    cfg = h.config()
+    r = h.send(name, cfg, "chain-4")
+    t.check_exit(name, r, EX_NOPERM, r.describe())
+    t.ok(("--oauth2-login -a test").encode() in r.err, name + ": the login command",
+         t.show(r.err))
+    t.is_eq(h.pf.drain_maildir(), [], name + ": nothing delivered")
+    t.is_eq(h.pf.queue_count(), 0, name + ": Postfix's queue is empty")
+
+
+def case_chain():
+    ci = os.environ.get("CI") == "true"
+    name = "chain pushmail -> Postfix -> Dovecot oauth2 passdb -> introspection"
+    missing = None
+    if os.geteuid() != 0:
+        missing = "needs root (Postfix, Dovecot)"
+    elif not postfixlib.find_postfix() or not postfixlib.find_dovecot():
+        missing = "postfix or dovecot-core not installed"
+    prefix = None if missing else mock_prefix()
+    if not missing and not prefix:
+        missing = "node/npm or oauth2-mock-server not available"
+    if missing:
+        if ci and os.geteuid() == 0:
+            t.ok(False, name + ": " + missing + " (required in CI)")
+        else:
+            t.skip(name, missing)
+        return
+    tmp = tempfile.mkdtemp(prefix="pushmail-oauth2-chain-")
+    os.chmod(tmp, 0o755)
+    mock = pf = dv = None
+    failed_before = t._failed
+    try:
+        tc = postfixlib.TestCerts(os.path.join(tmp, "certs"))
+        mock = Mock(prefix, tc)
+        sasl = {"smtpd_sasl_auth_enable": "yes",
+                "smtpd_client_restrictions": "permit_sasl_authenticated,reject",
+                "smtpd_relay_restrictions": "permit_sasl_authenticated,reject"}
+        pf = postfixlib.PostfixInstance(tmp, main_cf={
+            "smtpd_tls_cert_file": tc.cert, "smtpd_tls_key_file": tc.key,
+            "smtpd_sasl_type": "dovecot", "smtpd_sasl_path": "private/auth",
+            "smtpd_tls_auth_only": "yes"})
+        pf.add_inet_service("submission", options=dict(
+            smtpd_tls_security_level="encrypt", **sasl))
+        pf.start()
+        dv = DovecotOAuth2(tmp, os.path.join(pf.queue_dir, "private", "auth"),
+                           mock.url("/introspect"), tc.ca).start()
+        h = Chain(pf, mock, tc)
+        h.dv = dv
+        chain_cases(h)
+    except Exception:
+        t.ok(False, name + " raised", traceback.format_exc(),
+             *(["mock: " + mock.log()] if mock else []))
+    finally:
+        for x in (dv, pf, mock):
+            if x:
+                with contextlib.suppress(Exception):
+                    x.stop()
+        if t._failed > failed_before or os.environ.get("PUSHMAIL_TEST_KEEP"):
+            t.diag("kept " + tmp)
+        else:
+            shutil.rmtree(tmp, True)
+
+
 # ---- main ------------------------------------------------------------------
 
 def main():
@@ -573,6 +817,7 @@ def main():
 
     case_login_ok(C)
     case_root_system_spool(C)
+    case_chain()
     case_login(C, "device login: access_denied",
                [token_err("authorization_pending"), token_err("access_denied")],
                EX_NOPERM, "declined", want_polls=2)
