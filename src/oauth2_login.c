@@ -164,8 +164,9 @@ int mode_oauth2_login(struct ctx *c, struct result *r)
 	c->acct = cfg_select(&c->cfg, c->o.account, NULL, r);
 	if (!c->acct)
 		return -1;
-	if (!cfg_str(c->acct, K_OAUTH2_PROVIDER))
-		return result_fail(r, EX_CONFIG, "account '%s' has no oauth2_provider; set "
+	/* a login the sends would not use helps nobody */
+	if (!oauth2_enabled(c->acct, c->o.auth))
+		return result_fail(r, EX_CONFIG, "account '%s' does not use OAuth2: set "
 				   "auth = xoauth2 (or oauthbearer) and oauth2_provider "
 				   "(see pushmail.conf(5))", c->acct->name);
 	return login(c->acct, r);

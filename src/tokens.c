@@ -143,6 +143,8 @@ int tokens_lock(const char *path, int *fd, struct result *r)
 {
 	char dir[PATH_MAX], lock[PATH_MAX + 8];
 	struct timespec tick = { 0, 100 * 1000 * 1000 };
+	uid_t uid;
+	gid_t gid;
 
 	*fd = -1;
 	dir_of(path, dir, sizeof dir);
@@ -152,6 +154,10 @@ int tokens_lock(const char *path, int *fd, struct result *r)
 	*fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (*fd < 0)
 		return result_fail(r, EX_CANTCREAT, "cannot open %s: %s", lock, strerror(errno));
+	/* root's lock file must not shut the delivery service out */
+	spool_owner(dir, &uid, &gid);
+	if (geteuid() == 0 && uid != 0)
+		(void)!fchown(*fd, uid, gid);
 	for (int waited = 0; flock(*fd, LOCK_EX | LOCK_NB) < 0; waited += 100) {
 		if (errno != EWOULDBLOCK || waited >= LOCK_WAIT_MS) {
 			close(*fd);

@@ -501,6 +501,9 @@ def case_root_system_spool(C):
                 name + ": file owned by the spool owner, 0600")
         t.is_eq((dst.st_uid, stat.S_IMODE(dst.st_mode)), (nobody, 0o700),
                 name + ": oauth2/ owned by the spool owner, 0700")
+        lst = os.stat(p + ".lock")
+        t.is_eq((lst.st_uid, stat.S_IMODE(lst.st_mode)), (nobody, 0o600),
+                name + ": the lock file too (the service must be able to open it)")
         ep = Endpoint(C, {"/token": [token_ok(AT_NEW, RT2)]})
         box = {}
         srv = bearer_server(C, {AT_NEW}, box)
@@ -814,6 +817,12 @@ def main():
     case_check(C, "--check: no login", lambda ep: None, EX_NOPERM,
                ["FAIL  oauth2 token", "--oauth2-login -a test"], refreshed=False)
     case_bad_name(C)
+    name = "--oauth2-login for an account with auth = plain"
+    r = run(t.write_config(port=25, tls="implicit", auth="plain", user=USER,
+                           oauth2_provider="google", oauth2_client_id=CLIENT_ID),
+            "--oauth2-login", stdin=b"")
+    t.check_exit(name, r, EX_CONFIG, r.describe())
+    t.ok(b"does not use OAuth2" in r.err, name + ": says why", t.show(r.err))
 
     case_login_ok(C)
     case_root_system_spool(C)
