@@ -249,7 +249,8 @@ def case_refresh(C, name, expires_at, rotate, mech="xoauth2", verbose=False):
     srv = bearer_server(C, {AT_NEW}, box)
     try:
         write_cache(ep.url("/token"), expires_at=expires_at)
-        args = (["-v"] if verbose else []) + [RCPT]
+        xfile = os.path.join(t.tmpdir(), "transcript")
+        args = (["-v", "-X", xfile] if verbose else []) + [RCPT]
         res = run(config(C, ep, srv.port, mech=mech), *args)
     finally:
         srv.stop()
@@ -276,6 +277,12 @@ def case_refresh(C, name, expires_at, rotate, mech="xoauth2", verbose=False):
         t.ok(box["msgs"][0].startswith(b"n,a=user@example.com,\x01host=127.0.0.1\x01"),
              name + ": OAUTHBEARER gs2 header and host", t.show(box["msgs"][0]))
     no_secrets(name, res)
+    if verbose:
+        with open(xfile, "rb") as f:
+            x = f.read()
+        leaked = [s for s in (RT1, RT2, AT_OLD, AT_NEW, CLIENT_SECRET) if s.encode() in x]
+        t.ok(b"AUTH XOAUTH2 [redacted]" in res.err and not leaked,
+             name + ": -v and -X show AUTH redacted, no token", t.show(x))
 
 
 def case_auth_retry(C, name, valid, want_exit, want_tokens, want_requests):
