@@ -186,13 +186,12 @@ static enum oauth2_verdict parse_error(json_t *o, long status, char *why, size_t
 	const char *desc = o ? jstr(o, "error_description") : NULL;
 	char what[120];
 
-	if (status >= 500 || !err) {
+	if (status >= 500 || !err || !*err) {
 		snprintf(what, sizeof what, "the token endpoint answered HTTP %ld%s", status,
 			 o ? "" : " without a JSON error");
-		why_set(why, cap, what, err ? err : desc);
+		why_set(why, cap, what, err && *err ? err : desc);
 		return O2_TEMP;
 	}
-	why_set(why, cap, "", NULL);
 	result_sanitise(what, sizeof what, err, strlen(err));
 	why_set(why, cap, what, desc);
 	for (size_t i = 0; i < sizeof error_codes / sizeof error_codes[0]; i++)

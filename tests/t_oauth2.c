@@ -72,6 +72,8 @@ static const struct {
 	  O2_INVALID_GRANT, NULL, NULL, 0, "\\x1b[31mred" },
 	{ "503 with HTML", 503, "<html>down</html>", O2_TEMP, NULL, NULL, 0, "HTTP 503" },
 	{ "400 without JSON", 400, "bad", O2_TEMP, NULL, NULL, 0, "HTTP 400" },
+	/* found by fuzz_oauth2: an empty reason */
+	{ "empty error code", 400, "{\"error\":\"\"}", O2_TEMP, NULL, NULL, 0, "HTTP 400" },
 	{ "temporarily_unavailable", 400, "{\"error\":\"temporarily_unavailable\"}",
 	  O2_TEMP, NULL, NULL, 0, NULL },
 };
