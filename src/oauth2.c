@@ -430,10 +430,11 @@ int oauth2_post(const struct oauth2_conf *oc, const char *url, const char *form,
 	}
 	log_info("oauth2: POST %s", url);
 	rc = curl_easy_perform(c);
+	/* whatever went wrong, the relay said nothing about the message:
+	 * temporary, so queued mail waits (runq_is_temporary) */
 	if (rc != CURLE_OK) {
-		result_fail(r, s.over ? EX_PROTOCOL : EX_TEMPFAIL, "%s: %s", url,
-			    s.over ? "the answer is larger than 64 KiB" :
-			    curl_easy_strerror(rc));
+		result_fail(r, EX_TEMPFAIL, "%s: %s", url, s.over ?
+			    "the answer is larger than 64 KiB" : curl_easy_strerror(rc));
 		goto out;
 	}
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
@@ -497,7 +498,7 @@ static int verdict_fail(const struct account *a, enum oauth2_verdict v, const ch
 	switch (v) {
 	case O2_INVALID_GRANT:
 		snprintf(msg, sizeof msg, "the token endpoint refused the refresh token of "
-			 "account '%s' (%s)", a->name, why);
+			 "account '%s' (%.300s)", a->name, why);
 		return login_needed(a, msg, r);
 	case O2_CLIENT:
 		return result_fail(r, EX_CONFIG, "the token endpoint refused account '%s''s "
@@ -515,7 +516,7 @@ static int refresh(const struct account *a, const struct oauth2_conf *oc,
 		   struct oauth2_tokens *t, struct result *r)
 {
 	struct oauth2_tokens nt;
-	char *form = NULL, *body = NULL, why[400];
+	char *form = NULL, *body = NULL, why[RESULT_TEXT_MAX];
 	size_t len;
 	long status;
 	enum oauth2_verdict v;
@@ -531,9 +532,9 @@ static int refresh(const struct account *a, const struct oauth2_conf *oc,
 	log_info("oauth2: refreshing the access token of account '%s'", a->name);
 	if (oauth2_post(oc, oc->token_url, form, &body, &len, &status, r) < 0) {
 		oauth2_form_free(form);
-		return r->exitcode == EX_TEMPFAIL ?
-			result_fail(r, EX_TEMPFAIL, "no access token for account '%s': "
-				    "the token endpoint %.300s", a->name, r->text) : -1;
+		snprintf(why, sizeof why, "%s", r->text);   /* not r->text into itself */
+		return result_fail(r, r->exitcode, "no access token for account '%s': "
+				   "the token endpoint %s", a->name, why);
 	}
 	oauth2_form_free(form);
 	v = oauth2_parse_token(body, len, status, (long long)time(NULL), &nt, why, sizeof why);

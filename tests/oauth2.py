@@ -77,9 +77,12 @@ class Endpoint:
                 form = {k: v[0] for k, v in form.items()}
                 ep.requests.append((self.path, form, time.monotonic()))
                 answers = ep.script.get(self.path) or [(404, {"error": "nope"})]
-                status, body = answers.pop(0) if len(answers) > 1 else answers[0]
+                ans = answers.pop(0) if len(answers) > 1 else answers[0]
+                status, body = ans[0], ans[1]
                 data = body if isinstance(body, bytes) else json.dumps(body).encode()
                 self.send_response(status)
+                for k, v in (ans[2] if len(ans) > 2 else {}).items():
+                    self.send_header(k, v)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -360,6 +363,28 @@ def case_endpoint_down(C, queue):
         t.ok(b"queued as" in res.err, name + ": the queued notice", t.show(res.err))
         t.is_eq(queued_count(), 1, name + ": the message waits in the queue")
     t.is_eq(srv.accepted, 0, name + ": the relay was not contacted")
+    want = ("no access token for account 'test': the token endpoint %s: " % ep_url).encode()
+    t.ok(want in res.err, name + ": says which endpoint failed", t.show(res.err))
+
+
+def case_endpoint_answer(C, name, answer, want_exit, want_err):
+    """The token endpoint answers, but not with a token."""
+    clear_state()
+    ep = Endpoint(C, {"/token": [answer], "/elsewhere": [token_ok(AT_NEW)]})
+    box = {}
+    srv = bearer_server(C, {AT_NEW}, box)
+    try:
+        write_cache(ep.url("/token"), expires_at=int(time.time()) - 10)
+        res = run(config(C, ep, srv.port, queue="never"), RCPT)
+    finally:
+        srv.stop()
+        ep.stop()
+    t.check_exit(name, res, want_exit, res.describe())
+    t.is_eq([r[0] for r in ep.requests], ["/token"], name + ": only /token was asked")
+    t.ok(want_err.encode() in res.err, name + ": stderr says '%s'" % want_err,
+         t.show(res.err))
+    t.is_eq(srv.accepted, 0, name + ": the relay was not contacted")
+    t.is_eq((read_cache() or {}).get("refresh_token"), RT1, name + ": cache kept")
 
 
 def case_untrusted_endpoint(C):
@@ -801,6 +826,17 @@ def main():
     case_endpoint_down(C, "never")
     case_endpoint_down(C, "on-failure")
     case_untrusted_endpoint(C)
+    case_endpoint_answer(C, "token endpoint answer over 64 KiB: temporary",
+                         (200, b"{" + b" " * 70000 + b"}"), EX_TEMPFAIL,
+                         "larger than 64 KiB")
+    case_endpoint_answer(C, "token endpoint 503: temporary", (503, b"<html>busy</html>"),
+                         EX_TEMPFAIL, "HTTP 503")
+    case_endpoint_answer(C, "invalid_client: a configuration error",
+                         token_err("invalid_client", status=401), EX_CONFIG,
+                         "check oauth2_client_id")
+    case_endpoint_answer(C, "a redirect is not followed",
+                         (307, b"", {"Location": "/elsewhere"}), EX_TEMPFAIL,
+                         "HTTP 307")
     case_simple_fail(C, "no login yet: 77 with the login command", lambda ep: None,
                      EX_NOPERM, "--oauth2-login -a test")
     case_simple_fail(C, "cache of another client id: log in again",
