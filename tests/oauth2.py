@@ -288,6 +288,26 @@ def case_refresh(C, name, expires_at, rotate, mech="xoauth2", verbose=False):
              name + ": -v and -X show AUTH redacted, no token", t.show(x))
 
 
+def case_client_secret(C, name, want_secret, **cfgkw):
+    """Where the client secret comes from: oauth2_client_secret, else the
+    password sources, else none (a public client)."""
+    clear_state()
+    ep = Endpoint(C, {"/token": [token_ok(AT_NEW)]})
+    box = {}
+    srv = bearer_server(C, {AT_NEW}, box)
+    try:
+        write_cache(ep.url("/token"), expires_at=int(time.time()) - 10)
+        res = run(config(C, ep, srv.port, queue="never", **cfgkw), RCPT)
+    finally:
+        srv.stop()
+        ep.stop()
+    t.check_exit(name, res, EX_OK, res.describe())
+    forms = [r[1] for r in ep.requests]
+    t.is_eq([f.get("client_secret") for f in forms], [want_secret],
+            name + ": client_secret sent")
+    t.is_eq(box.get("tokens"), [AT_NEW], name + ": AUTH with the token, not the secret")
+
+
 def case_auth_retry(C, name, valid, want_exit, want_tokens, want_requests):
     clear_state()
     ep = Endpoint(C, {"/token": [token_ok(AT_NEW)]})
@@ -817,6 +837,10 @@ def main():
                  mech="oauthbearer")
     case_refresh(C, "-v: refresh without tokens on stderr", now - 10, rotate=True,
                  verbose=True)
+    case_client_secret(C, "client secret from password_command", "Cmd-Secret-42",
+                       oauth2_client_secret=None, password_command="echo Cmd-Secret-42")
+    case_client_secret(C, "public client: no client secret", None,
+                       oauth2_client_secret=None)
     case_auth_retry(C, "server refuses the cached token: refreshed, AUTH retried once",
                     {AT_NEW}, EX_OK, [AT_OLD, AT_NEW], 1)
     case_auth_retry(C, "server refuses the fresh token too: no third try",

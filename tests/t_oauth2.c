@@ -202,6 +202,76 @@ static void test_names(void)
 		is_int(tokens_name_ok(names[i].name), names[i].ok, "name #%zu", i);
 }
 
+/* Presets and the oauth2_* keys over them (oauth2_conf_init). */
+static const struct {
+	const char *name, *keys;
+	int rc;
+	const char *token_url, *device_url, *scope, *why;
+} confs[] = {
+	{ "google preset", "oauth2_provider = google\noauth2_client_id = c\n", 0,
+	  "https://oauth2.googleapis.com/token", "https://oauth2.googleapis.com/device/code",
+	  "https://mail.google.com/", NULL },
+	{ "microsoft preset", "oauth2_provider = microsoft\noauth2_client_id = c\n", 0,
+	  "https://login.microsoftonline.com/common/oauth2/v2.0/token",
+	  "https://login.microsoftonline.com/common/oauth2/v2.0/devicecode",
+	  "https://outlook.office.com/SMTP.Send offline_access", NULL },
+	{ "microsoft tenant overrides the preset",
+	  "oauth2_provider = microsoft\noauth2_client_id = c\noauth2_token_url = "
+	  "https://login.microsoftonline.com/T/oauth2/v2.0/token\n", 0,
+	  "https://login.microsoftonline.com/T/oauth2/v2.0/token",
+	  "https://login.microsoftonline.com/common/oauth2/v2.0/devicecode",
+	  "https://outlook.office.com/SMTP.Send offline_access", NULL },
+	{ "custom without oauth2_token_url", "oauth2_provider = custom\n"
+	  "oauth2_client_id = c\n", -1, NULL, NULL, NULL, "needs oauth2_token_url" },
+	{ "custom without oauth2_device_url (login)", "oauth2_provider = custom\n"
+	  "oauth2_client_id = c\noauth2_token_url = https://t/\noauth2_scope = s\n", -1,
+	  NULL, NULL, NULL, "needs oauth2_device_url" },
+	{ "no client id", "oauth2_provider = google\n", -1, NULL, NULL, NULL,
+	  "needs oauth2_client_id" },
+	{ "http token URL", "oauth2_provider = custom\noauth2_client_id = c\n"
+	  "oauth2_token_url = http://t.example/token\n", -1, NULL, NULL, NULL,
+	  "must be an https:// URL" },
+};
+
+static void test_conf(void)
+{
+	for (size_t i = 0; i < sizeof confs / sizeof confs[0]; i++) {
+		struct config c = { 0 };
+		struct oauth2_conf oc;
+		struct result r;
+		char ini[600];
+		int rc;
+
+		result_clear(&r);
+		snprintf(ini, sizeof ini, "[a]\nhost = h\nauth = xoauth2\nuser = u\n%s",
+			 confs[i].keys);
+		if (cfg_load_string(&c, ini, "t.ini", &r) < 0 || cfg_finish(&c, &r) < 0) {
+			ok(0, "conf: %s: loads (%s)", confs[i].name, r.text);
+			cfg_free(&c);
+			continue;
+		}
+		rc = oauth2_conf_init(&oc, &c.v[0], 1, &r);
+		is_int(rc, confs[i].rc, "conf: %s", confs[i].name);
+		if (rc == 0) {
+			is_str(oc.token_url, confs[i].token_url, "conf: %s: token URL",
+			       confs[i].name);
+			is_str(oc.device_url, confs[i].device_url, "conf: %s: device URL",
+			       confs[i].name);
+			is_str(oc.scope, confs[i].scope, "conf: %s: scope", confs[i].name);
+			ok(oc.client_secret == NULL, "conf: %s: public client", confs[i].name);
+			ok(oauth2_enabled(&c.v[0], NULL), "conf: %s: enabled", confs[i].name);
+			ok(!oauth2_enabled(&c.v[0], "plain"), "conf: %s: not with --auth=plain",
+			   confs[i].name);
+		} else {
+			is_int(r.exitcode, EX_CONFIG, "conf: %s: EX_CONFIG", confs[i].name);
+			ok(strstr(r.text, confs[i].why) != NULL, "conf: %s: says '%s' (%s)",
+			   confs[i].name, confs[i].why, r.text);
+		}
+		oauth2_conf_free(&oc);
+		cfg_free(&c);
+	}
+}
+
 static void test_form(void)
 {
 	char *f = NULL;
@@ -220,6 +290,7 @@ int main(void)
 	test_devices();
 	test_cache_text();
 	test_names();
+	test_conf();
 	test_form();
 	return tap_done();
 }
