@@ -23,12 +23,14 @@ static const char *hint(const struct relay *rl, const struct result *r)
 	const char *host = rl->p.host ? rl->p.host : "";
 
 	if (r->phase == PHASE_AUTH && r->code == 535 && strcasestr(host, "gmail"))
-		return "Gmail needs an app password or OAuth2 (auth = xoauth2 with a "
-		       "password_command); see pushmail.conf(5)";
+		return "Gmail needs an app password or OAuth2 (auth = xoauth2, "
+		       "oauth2_provider = google, then pushmail --oauth2-login); see "
+		       "pushmail.conf(5)";
 	if (r->phase == PHASE_AUTH && r->code == 535 &&
 	    (strcasestr(host, "office365") || strcasestr(host, "outlook")))
-		return "Microsoft 365 needs SMTP AUTH enabled for the mailbox, or OAuth2 "
-		       "(auth = xoauth2); see pushmail.conf(5)";
+		return "Microsoft 365 needs SMTP AUTH enabled for the mailbox, and "
+		       "OAuth2 (auth = xoauth2, oauth2_provider = microsoft, then "
+		       "pushmail --oauth2-login); see pushmail.conf(5)";
 	if (oauth2_needs_login(r))
 		return NULL;   /* the text names the command that logs in */
 	if (r->exitcode == EX_NOPERM && oauth2_enabled(rl->acct, rl->ap.mech))
