@@ -79,6 +79,8 @@ class Endpoint:
                 answers = ep.script.get(self.path) or [(404, {"error": "nope"})]
                 ans = answers.pop(0) if len(answers) > 1 else answers[0]
                 status, body = ans[0], ans[1]
+                if len(ans) > 3:
+                    time.sleep(ans[3])   # a slow endpoint
                 data = body if isinstance(body, bytes) else json.dumps(body).encode()
                 self.send_response(status)
                 for k, v in (ans[2] if len(ans) > 2 else {}).items():
@@ -286,6 +288,38 @@ def case_refresh(C, name, expires_at, rotate, mech="xoauth2", verbose=False):
         leaked = [s for s in (RT1, RT2, AT_OLD, AT_NEW, CLIENT_SECRET) if s.encode() in x]
         t.ok(b"AUTH XOAUTH2 [redacted]" in res.err and not leaked,
              name + ": -v and -X show AUTH redacted, no token", t.show(x))
+
+
+def case_concurrent_refresh(C):
+    """Two sends at once with an expired token and a single-use refresh
+    token: the second waits for the first's refresh (the account's lock)
+    and uses what it stored instead of spending RT1 again."""
+    name = "two sends at once: one refresh, both delivered"
+    clear_state()
+    ep = Endpoint(C, {"/token": [(200, {"access_token": AT_NEW, "token_type": "Bearer",
+                                        "expires_in": 3600, "refresh_token": RT2}, {}, 1.5),
+                                 token_err("invalid_grant", "refresh token already used")]})
+    box = {}
+    srv = bearer_server(C, {AT_NEW}, box, connections=2)
+    cfg = config(C, ep, srv.port, queue="never")
+    try:
+        write_cache(ep.url("/token"), expires_at=int(time.time()) - 10)
+        procs = []
+        for i in range(2):
+            th = threading.Thread(target=lambda: procs.append(run(cfg, RCPT)))
+            th.start()
+            procs.append(th)
+        for th in [p for p in procs if isinstance(p, threading.Thread)]:
+            th.join(60)
+    finally:
+        srv.stop()
+        ep.stop()
+    results = [p for p in procs if not isinstance(p, threading.Thread)]
+    t.is_eq(sorted(r.rc for r in results), [EX_OK, EX_OK], name + ": both exit 0",
+            *[t.show(r.err) for r in results])
+    t.is_eq(len(ep.requests), 1, name + ": one refresh")
+    t.is_eq(delivered(srv), 2, name + ": both delivered")
+    t.is_eq((read_cache() or {}).get("refresh_token"), RT2, name + ": RT2 stored")
 
 
 def case_client_secret(C, name, want_secret, **cfgkw):
@@ -837,6 +871,7 @@ def main():
                  mech="oauthbearer")
     case_refresh(C, "-v: refresh without tokens on stderr", now - 10, rotate=True,
                  verbose=True)
+    case_concurrent_refresh(C)
     case_client_secret(C, "client secret from password_command", "Cmd-Secret-42",
                        oauth2_client_secret=None, password_command="echo Cmd-Secret-42")
     case_client_secret(C, "public client: no client secret", None,
