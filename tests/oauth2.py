@@ -611,6 +611,68 @@ def case_root_system_spool(C):
         ENV = saved
 
 
+def case_user_state(C):
+    """A user (not root): the tokens go to $XDG_STATE_HOME/pushmail/oauth2/,
+    the user's, 0600 in a 0700 directory.  (Run as `nobody` when the suite
+    runs as root; as another user every case above already uses that path.)"""
+    name = "a user's tokens in $XDG_STATE_HOME/pushmail/oauth2"
+    if os.geteuid() != 0 or not shutil.which("runuser"):
+        t.skip(name, "needs root and runuser to act as another user")
+        return
+    nobody = 65534
+    base = tempfile.mkdtemp(prefix="pushmail-oauth2-user-")
+    os.chmod(base, 0o755)
+    home, xdg = os.path.join(base, "home"), os.path.join(base, "state")
+    for d in (home, xdg):
+        os.mkdir(d, 0o700)
+        os.chown(d, nobody, nobody)
+    ca = os.path.join(base, "ca.pem")
+    shutil.copy(C.ca, ca)
+    os.chmod(ca, 0o644)
+    ep = Endpoint(C, {"/device": [(200, DEVICE)],
+                      "/token": [token_ok(AT_OLD, RT1, expires_in=30),
+                                 token_ok(AT_NEW, RT2)]})
+    box = {}
+    srv = bearer_server(C, {AT_NEW}, box)
+    try:
+        cfg = os.path.join(base, "config.ini")
+        with open(cfg, "w") as f:
+            f.write("[test]\nhost = 127.0.0.1\nport = %d\ntls = implicit\n"
+                    "tls_trust_file = %s\nauth = xoauth2\nuser = %s\nqueue = never\n"
+                    "oauth2_provider = custom\noauth2_client_id = %s\n"
+                    "oauth2_token_url = %s\noauth2_device_url = %s\noauth2_scope = s\n"
+                    "oauth2_trust_file = %s\nfrom = sender@example.com\n"
+                    % (srv.port, ca, USER, CLIENT_ID, ep.url("/token"),
+                       ep.url("/device"), ca))
+        os.chown(cfg, nobody, nobody)
+        os.chmod(cfg, 0o600)
+
+        def as_nobody(args, stdin=b""):
+            return t.run(["runuser", "-u", "nobody", "--", "env", "-i", "HOME=" + home,
+                          "XDG_STATE_HOME=" + xdg, "PATH=/usr/bin:/bin", t.PUSHMAIL,
+                          "-C", cfg] + args, stdin=stdin,
+                         env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+        r = as_nobody(["--oauth2-login"])
+        t.check_exit(name + ": login", r, EX_OK, r.describe())
+        p = os.path.join(xdg, "pushmail", "oauth2", "test.json")
+        st = os.stat(p) if os.path.exists(p) else None
+        dst = os.stat(os.path.dirname(p)) if st else None
+        t.ok(st and (st.st_uid, stat.S_IMODE(st.st_mode)) == (nobody, 0o600) and
+             (dst.st_uid, stat.S_IMODE(dst.st_mode)) == (nobody, 0o700),
+             name + ": the user's file 0600 in a 0700 directory",
+             st and "file uid %d %o, dir uid %d %o" % (st.st_uid, st.st_mode,
+                                                       dst.st_uid, dst.st_mode))
+        r = as_nobody([RCPT], MSG)
+        t.check_exit(name + ": send with a refreshed token", r, EX_OK, r.describe())
+        t.is_eq(box.get("tokens"), [AT_NEW], name + ": AUTH with the refreshed token")
+        with open(p) as f:
+            t.is_eq(json.load(f).get("refresh_token"), RT2, name + ": rotated token stored")
+    finally:
+        srv.stop()
+        ep.stop()
+        shutil.rmtree(base, True)
+
+
 # ---- the real chain: pushmail -> Postfix -> Dovecot -> introspection --------
 
 MOCK_VERSION = "8.2.3"      # oauth2-mock-server, pinned
@@ -928,6 +990,7 @@ def main():
 
     case_login_ok(C)
     case_root_system_spool(C)
+    case_user_state(C)
     case_chain()
     case_login(C, "device login: access_denied",
                [token_err("authorization_pending"), token_err("access_denied")],
