@@ -469,10 +469,18 @@ static int state_is_default_file(const char *file)
 
 void oauth2_login_hint(const struct account *a, char *out, size_t cap)
 {
-	if (state_is_default_file(a->file))
+	/* a command to paste: a path with anything unusual is single-quoted
+	 * (a ' in it would need more than that: such a path is shown as is) */
+	const char *f = a->file;
+	int plain = f && strspn(f, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				"0123456789/._+-") == strlen(f);
+	int quote = !plain && f && !strchr(f, '\'');
+
+	if (state_is_default_file(f))
 		snprintf(out, cap, "pushmail --oauth2-login -a %s", a->name);
 	else
-		snprintf(out, cap, "pushmail -C %s --oauth2-login -a %s", a->file, a->name);
+		snprintf(out, cap, "pushmail -C %s%s%s --oauth2-login -a %s", quote ? "'" : "",
+			 f, quote ? "'" : "", a->name);
 }
 
 int oauth2_needs_login(const struct result *r)
@@ -480,12 +488,13 @@ int oauth2_needs_login(const struct result *r)
 	return r->exitcode == EX_NOPERM && r->phase == PHASE_AUTH && r->code == 0;
 }
 
-static int login_needed(const struct account *a, const char *why, struct result *r)
+static int login_needed(const struct account *a, const char *why, int again,
+			struct result *r)
 {
 	char hint[700];
 
 	oauth2_login_hint(a, hint, sizeof hint);
-	result_fail(r, EX_NOPERM, "%s; log in again with: %s", why, hint);
+	result_fail(r, EX_NOPERM, "%s; log in%s with: %s", why, again ? " again" : "", hint);
 	r->phase = PHASE_AUTH;
 	return -1;
 }
@@ -499,7 +508,7 @@ static int verdict_fail(const struct account *a, enum oauth2_verdict v, const ch
 	case O2_INVALID_GRANT:
 		snprintf(msg, sizeof msg, "the token endpoint refused the refresh token of "
 			 "account '%s' (%.300s)", a->name, why);
-		return login_needed(a, msg, r);
+		return login_needed(a, msg, 1, r);
 	case O2_CLIENT:
 		return result_fail(r, EX_CONFIG, "the token endpoint refused account '%s''s "
 				   "client (%s); check oauth2_client_id, oauth2_client_secret "
@@ -568,8 +577,8 @@ static int from_cache(const struct account *a, const struct oauth2_conf *oc,
 	if (rc == 0 || !t.refresh_token) {
 		oauth2_tokens_free(&t);
 		return login_needed(a, other ? "the stored OAuth2 login is for another "
-				    "token endpoint or client id" : "account has no OAuth2 "
-				    "login yet", r);
+				    "token endpoint or client id" : "the account has no OAuth2 "
+				    "login yet", !!other, r);
 	}
 	if (force || !fresh_enough(&t)) {
 		if (refresh(a, oc, &t, r) < 0 ||

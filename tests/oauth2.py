@@ -378,7 +378,7 @@ def case_revoked(C, queue):
         srv.stop()
         ep.stop()
     t.check_exit(name, res, EX_NOPERM, t.server_diag(res, srv))
-    hint = ("pushmail -C %s --oauth2-login -a test" % cfg).encode()
+    hint = ("log in again with: pushmail -C %s --oauth2-login -a test" % cfg).encode()
     t.ok(hint in res.err, name + ": stderr has the command to log in again",
          t.show(res.err))
     t.ok(b"invalid_grant" in res.err, name + ": stderr says invalid_grant")
@@ -494,6 +494,20 @@ def case_check(C, name, setup, want_exit, want_out, refreshed):
     t.is_eq(len(ep.requests), 1 if refreshed else 0, name + ": token endpoint requests")
     t.is_eq(delivered(srv), 0, name + ": nothing sent")
     no_secrets(name, res)
+
+
+def case_hint_quoted(C):
+    name = "login command with a configuration path holding a space"
+    clear_state()
+    d = os.path.join(t.tmpdir(), "my configs")
+    os.makedirs(d, exist_ok=True)
+    cfg = os.path.join(d, "mail.ini")
+    shutil.copy(config(C, None, 25, queue="never"), cfg)
+    os.chmod(cfg, 0o600)
+    res = run(cfg, RCPT)
+    t.check_exit(name, res, EX_NOPERM, res.describe())
+    t.ok(("log in with: pushmail -C '%s' --oauth2-login -a test" % cfg).encode() in res.err,
+         name + ": the path is quoted", t.show(res.err))
 
 
 def case_bad_name(C):
@@ -959,7 +973,7 @@ def main():
                          (307, b"", {"Location": "/elsewhere"}), EX_TEMPFAIL,
                          "HTTP 307")
     case_simple_fail(C, "no login yet: 77 with the login command", lambda ep: None,
-                     EX_NOPERM, "--oauth2-login -a test")
+                     EX_NOPERM, "no OAuth2 login yet; log in with: pushmail -C ")
     case_simple_fail(C, "cache of another client id: log in again",
                      lambda ep: write_cache(ep.url("/token"), client_id="other"),
                      EX_NOPERM, "--oauth2-login -a test")
@@ -981,6 +995,7 @@ def main():
     case_check(C, "--check: no login", lambda ep: None, EX_NOPERM,
                ["FAIL  oauth2 token", "--oauth2-login -a test"], refreshed=False)
     case_bad_name(C)
+    case_hint_quoted(C)
     name = "--oauth2-login for an account with auth = plain"
     r = run(t.write_config(port=25, tls="implicit", auth="plain", user=USER,
                            oauth2_provider="google", oauth2_client_id=CLIENT_ID),
