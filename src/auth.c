@@ -397,6 +397,11 @@ int auth_complete(const struct auth_client *ac)
 	return ac->kind == K_GSASL ? ac->complete : ac->rounds > 0;
 }
 
+int auth_token_refused(const struct auth_client *ac)
+{
+	return ac->kind != K_GSASL && ac->rounds > 1;
+}
+
 void auth_free_response(char *resp)
 {
 	if (!resp)

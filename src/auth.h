@@ -24,6 +24,11 @@ struct auth_params {
 	int tls;                   /* the connection is encrypted */
 	int allow_plaintext;       /* allow_plaintext_auth = yes */
 	const struct tls_info *tls_info; /* channel binding source, or NULL */
+	/* OAuth2 accounts (issue 18): after the server refused the token, get a
+	 * fresh one into *secret (valid until the next call or the owner's
+	 * cleanup).  NULL when the token cannot be renewed.  0, or -1 with r. */
+	int (*renew)(void *arg, const char **secret, struct result *r);
+	void *renew_arg;
 };
 
 /* Pick the mechanism: offered is the server's list (upper case, spaces).
@@ -56,6 +61,10 @@ int auth_step(struct auth_client *ac, const char *challenge, char **out,
 /* The mechanism has finished on our side (for SCRAM: the server's signature
  * was checked).  A 235 before that is not a login we can trust. */
 int auth_complete(const struct auth_client *ac);
+
+/* The server answered the bearer token with an error challenge (RFC 7628
+ * 3.2.2): the token was refused, whatever the final reply says. */
+int auth_token_refused(const struct auth_client *ac);
 
 void auth_free_response(char *resp);
 void auth_end(struct auth_client *ac);

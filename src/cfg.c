@@ -81,6 +81,7 @@ static const char *const v_auto_on_off[] = { "auto", "on", "off", NULL };
 static const char *const v_dsn_return[] = { "headers", "full", NULL };
 static const char *const v_facility[] = { "mail", "user", "daemon", "local0", "local1",
 	"local2", "local3", "local4", "local5", "local6", "local7", NULL };
+static const char *const v_oauth2_provider[] = { "google", "microsoft", "custom", NULL };
 
 static const struct keydef keys[K__COUNT + 1] = {
 	[K_HOST] = { "host", T_STR, W_ANY_ACC, NULL, 0, 0 },
@@ -134,6 +135,14 @@ static const struct keydef keys[K__COUNT + 1] = {
 	[K_DELAY_WARNING] = { "delay_warning", T_DURATION, W_ANY_ACC, NULL, 1, 30L * 86400 },
 	/* consecutive refused logins before the admin is told (runq.c) */
 	[K_AUTH_FAILURES_NOTIFY] = { "auth_failures_notify", T_INT, W_ANY_ACC, NULL, 1, 1000 },
+	/* OAuth2 (issue 18) */
+	[K_OAUTH2_PROVIDER] = { "oauth2_provider", T_ENUM, W_ANY_ACC, v_oauth2_provider, 0, 0 },
+	[K_OAUTH2_CLIENT_ID] = { "oauth2_client_id", T_STR, W_ANY_ACC, NULL, 0, 0 },
+	[K_OAUTH2_CLIENT_SECRET] = { "oauth2_client_secret", T_SECRET, W_ANY_ACC, NULL, 0, 0 },
+	[K_OAUTH2_TOKEN_URL] = { "oauth2_token_url", T_STR, W_ANY_ACC, NULL, 0, 0 },
+	[K_OAUTH2_DEVICE_URL] = { "oauth2_device_url", T_STR, W_ANY_ACC, NULL, 0, 0 },
+	[K_OAUTH2_SCOPE] = { "oauth2_scope", T_STR, W_ANY_ACC, NULL, 0, 0 },
+	[K_OAUTH2_TRUST_FILE] = { "oauth2_trust_file", T_PATH, W_ANY_ACC, NULL, 0, 0 },
 	[K_DEFAULT_ACCOUNT] = { "default_account", T_STR, W_TOP, NULL, 0, 0 },
 };
 
@@ -731,7 +740,7 @@ static int check_comment_cut(struct parse *p, int k)
 		;
 	if (v < end && *v == '"')
 		stop = closing_quote(v, end);
-	else if (k != K_PASSWORD)
+	else if (k != K_PASSWORD && k != K_OAUTH2_CLIENT_SECRET)
 		return 0;
 	for (const char *s = v + 1; s < stop; s++)
 		if (*s == ';' && (s[-1] == ' ' || s[-1] == '\t'))
@@ -964,7 +973,7 @@ static int handle(struct parse *p, const char *section, const char *name,
 			    where_text(keys[k].where));
 	if (check_comment_cut(p, k) < 0 || parse_value(p, k, value, &v) < 0)
 		return -1;
-	if (k == K_PASSWORD)
+	if (k == K_PASSWORD || k == K_OAUTH2_CLIENT_SECRET)
 		p->has_password = 1;
 	if (k == K_DEFAULT_ACCOUNT)
 		return store(p, k, &p->c->default_account,

@@ -5,6 +5,7 @@
 #include "modes.h"
 #include "queue.h"
 #include "smtp.h"
+#include "oauth2.h"
 
 #include <netdb.h>
 #include <stdio.h>
@@ -24,12 +25,18 @@ static const char *hint(const struct relay *rl, const struct result *r)
 	const char *host = rl->p.host ? rl->p.host : "";
 
 	if (r->phase == PHASE_AUTH && r->code == 535 && strcasestr(host, "gmail"))
-		return "Gmail needs an app password or OAuth2 (auth = xoauth2 with a "
-		       "password_command); see pushmail.conf(5)";
+		return "Gmail needs an app password or OAuth2 (auth = xoauth2, "
+		       "oauth2_provider = google, then pushmail --oauth2-login); see "
+		       "pushmail.conf(5)";
 	if (r->phase == PHASE_AUTH && r->code == 535 &&
 	    (strcasestr(host, "office365") || strcasestr(host, "outlook")))
-		return "Microsoft 365 needs SMTP AUTH enabled for the mailbox, or OAuth2 "
-		       "(auth = xoauth2); see pushmail.conf(5)";
+		return "Microsoft 365 needs SMTP AUTH enabled for the mailbox, and "
+		       "OAuth2 (auth = xoauth2, oauth2_provider = microsoft, then "
+		       "pushmail --oauth2-login); see pushmail.conf(5)";
+	if (oauth2_needs_login(r))
+		return NULL;   /* the text names the command that logs in */
+	if (r->exitcode == EX_NOPERM && oauth2_enabled(rl->acct, rl->ap.mech))
+		return "check user; the provider refused the token";
 	if (r->exitcode == EX_NOPERM)
 		return "check user and the password (or password_command)";
 	if (r->exitcode == EX_NOHOST)
@@ -177,6 +184,7 @@ int mode_check(struct ctx *c, struct result *r)
 	struct smtp_session *ss;
 	struct relay rl = { 0 };
 	char buf[1200];
+	int oauth;
 
 	printf("pushmail --check\n");
 	if (ctx_load_config(c, 1, r) < 0 ||
@@ -195,11 +203,15 @@ int mode_check(struct ctx *c, struct result *r)
 	check_queue(c);
 	if (resolve(&rl, r) < 0)
 		return -1;
+	oauth = oauth2_enabled(c->acct, rl.ap.mech);
 	if (relay_auth(&rl, r) < 0) {
-		fail(&rl, "password", r);
+		fail(&rl, oauth ? "oauth2 token" : "password", r);
 		relay_free(&rl);
 		return -1;
 	}
+	/* after relay_auth: a token it just refreshed is what is shown */
+	if (oauth && oauth2_describe(c->acct, buf, sizeof buf) == 0)
+		step("oauth2 token", buf);
 	ss = smtp_open(&rl.p, r);
 	if (!ss) {
 		steps_before(&rl, r->phase);

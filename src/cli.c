@@ -84,6 +84,7 @@ static const struct long_opt long_opts[] = {
 	{ "import-msmtprc", L_FLAG, 0, MODE_IMPORT },
 	{ "daemon", L_FLAG, 0, MODE_DAEMON },
 	{ "setup-system", L_FLAG, 0, MODE_SETUP },
+	{ "oauth2-login", L_FLAG, 0, MODE_OAUTH2_LOGIN },
 	{ "queue-delete", L_MODE_VALUE, OFF(queue_id), MODE_QUEUE_DELETE },
 	{ "queue-retry", L_MODE_VALUE, OFF(queue_id), MODE_QUEUE_RETRY },
 	/* composing (issue 19); no sendmail option has these names */
@@ -125,6 +126,7 @@ void cli_usage(FILE *f)
 		"       pushmail -q[interval] | -qIid | -bp | -bs | -bi | -bv recipient...\n"
 		"       pushmail --check | --serverinfo | --queue-retry id | "
 		"--queue-delete id\n"
+		"       pushmail --oauth2-login [-a account]\n"
 		"       pushmail --help | --version | --import-msmtprc [file]\n");
 }
 
@@ -168,6 +170,7 @@ void cli_help(FILE *f)
 		"  -bv RCPT...         show where each recipient would go, send nothing\n"
 		"  --check             test the account: connect, TLS, AUTH; send nothing\n"
 		"  --serverinfo        show the relay's greeting, capabilities, certificate\n"
+		"  --oauth2-login      log the account in to its OAuth2 provider (device code)\n"
 		"  --import-msmtprc [FILE]  convert an msmtp configuration\n"
 		"  --daemon            the system delivery service (see SYSTEM MODE)\n"
 		"  --setup-system      create the service user, groups, spool (root)\n"

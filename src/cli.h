@@ -26,6 +26,7 @@ enum cli_mode {
 	MODE_DAEMON,       /* --daemon: the system delivery service */
 	MODE_SETUP,        /* --setup-system */
 	MODE_IGNORE,       /* -bh, -bH: Postfix accepts them and does nothing */
+	MODE_OAUTH2_LOGIN, /* --oauth2-login: device authorization grant (issue 18) */
 };
 
 #define CLI_IGNORED_MAX 16

@@ -49,6 +49,7 @@ static int run(struct ctx *c, struct result *r)
 	case MODE_DAEMON: return mode_daemon(c, r);
 	case MODE_SETUP: return mode_setup_system(c, r);
 	case MODE_IGNORE: return 0;
+	case MODE_OAUTH2_LOGIN: return mode_oauth2_login(c, r);
 	}
 	return result_fail(r, EX_SOFTWARE, "unknown mode %d", (int)c->o.mode);
 }

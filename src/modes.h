@@ -64,5 +64,6 @@ int mode_check(struct ctx *c, struct result *r);       /* check.c */
 int mode_import(struct ctx *c, struct result *r);      /* newaliases.c */
 int mode_daemon(struct ctx *c, struct result *r);      /* daemon.c */
 int mode_setup_system(struct ctx *c, struct result *r); /* setup.c */
+int mode_oauth2_login(struct ctx *c, struct result *r); /* oauth2_login.c */
 
 #endif

@@ -3,6 +3,7 @@
 #include "relay.h"
 #include "trust.h"
 #include "secret.h"
+#include "oauth2.h"
 #include "conn.h"
 
 #include <netdb.h>
@@ -119,6 +120,22 @@ static int check_tls_files(const struct relay *rl, struct result *r)
 	return 0;
 }
 
+/* The server refused the token: it may have been revoked before it expired
+ * (a changed password, a consent withdrawn), so ask for a new one. */
+static int renew_token(void *arg, const char **secret, struct result *r)
+{
+	struct relay *rl = arg;
+	char *fresh = NULL;
+
+	if (oauth2_access_token(rl->acct, 1, &fresh, r) < 0)
+		return -1;
+	secret_free(rl->secret);
+	rl->secret = fresh;
+	rl->ap.secret = fresh;
+	*secret = fresh;
+	return 0;
+}
+
 int relay_auth(struct relay *rl, struct result *r)
 {
 	const char *mech = rl->ap.mech;
@@ -134,10 +151,18 @@ int relay_auth(struct relay *rl, struct result *r)
 				   "unencrypted connection; use tls = starttls or implicit "
 				   "(allow_plaintext_auth = yes is for test relays only)");
 	}
-	/* EXTERNAL uses the client certificate, GSSAPI the Kerberos ticket. */
-	if (strcasecmp(mech, "external") != 0 && strcasecmp(mech, "gssapi") != 0 &&
-	    secret_get(rl->acct, rl->p.host, rl->ap.user, &rl->secret, r) < 0)
+	/* OAuth2 accounts get their token from the cache or the token
+	 * endpoint (issue 18); EXTERNAL uses the client certificate, GSSAPI
+	 * the Kerberos ticket. */
+	if (oauth2_enabled(rl->acct, mech)) {
+		if (oauth2_access_token(rl->acct, 0, &rl->secret, r) < 0)
+			return -1;
+		rl->ap.renew = renew_token;
+		rl->ap.renew_arg = rl;
+	} else if (strcasecmp(mech, "external") != 0 && strcasecmp(mech, "gssapi") != 0 &&
+		   secret_get(rl->acct, rl->p.host, rl->ap.user, &rl->secret, r) < 0) {
 		return -1;
+	}
 	rl->ap.secret = rl->secret;
 	rl->p.auth = &rl->ap;
 	return 0;

@@ -1,5 +1,6 @@
 /* runq.c - queue delivery (see runq.h). */
 #include "config.h"
+#include "oauth2.h"
 #include "runq.h"
 #include "log.h"
 #include "notice.h"
@@ -37,8 +38,10 @@ int runq_is_temporary(const struct result *r)
 		return 1;
 	/* A refused login is the account's trouble, not the message's: it
 	 * waits for the password to be fixed (counted; after
-	 * auth_failures_notify refusals in a row the admin is told once). */
-	if (r->phase == PHASE_AUTH)
+	 * auth_failures_notify refusals in a row the admin is told once).
+	 * So does an OAuth2 login to renew (issue 18): it waits for
+	 * `pushmail --oauth2-login`. */
+	if (r->phase == PHASE_AUTH || oauth2_needs_login(r))
 		return 1;
 	switch (r->exitcode) {
 	case EX_TEMPFAIL:

@@ -87,12 +87,48 @@ static int auth_exchange(struct smtp_session *s, struct auth_client *ac, const c
 	return -1;
 }
 
+/* One AUTH exchange with mech.  *refused: the server refused an OAuth
+ * token (an error challenge, or 535), so a fresh token may succeed. */
+static int auth_once(struct smtp_session *s, const struct auth_params *ap,
+		     const char *mech, int *refused)
+{
+	struct auth_client *ac = auth_start(mech, ap, s->r);
+	int rc;
+
+	*refused = 0;
+	if (!ac)
+		return -1;
+	rc = auth_exchange(s, ac, mech);
+	*refused = rc < 0 && s->r->phase == PHASE_AUTH &&
+		   (auth_token_refused(ac) || s->r->code == 535);
+	auth_end(ac);
+	return rc;
+}
+
+/* Issue 18: the cached token may have been revoked before it expired; ask
+ * the token endpoint for a new one and try once more.  Keeps the server's
+ * refusal when no new token can be had for a reason that is not temporary
+ * (it says more than "no login"). */
+static int auth_retry(struct smtp_session *s, struct auth_params *ap, const char *mech)
+{
+	struct result refusal = *s->r;
+	int refused;
+
+	log_info("the server refused the access token; getting a fresh one");
+	result_clear(s->r);
+	if (ap->renew(ap->renew_arg, &ap->secret, s->r) < 0) {
+		if (s->r->exitcode != EX_TEMPFAIL && s->r->exitcode != EX_NOPERM)
+			*s->r = refusal;
+		return -1;
+	}
+	return auth_once(s, ap, mech, &refused);
+}
+
 int ss_do_auth(struct smtp_session *s)
 {
 	struct auth_params ap = *s->p->auth;
 	char mech[AUTH_MECH_MAX];
-	struct auth_client *ac;
-	int rc;
+	int rc, refused;
 
 	ap.tls = s->p->tls != SMTP_TLS_OFF;
 	ap.tls_info = s->p->tls_info;
@@ -101,11 +137,9 @@ int ss_do_auth(struct smtp_session *s)
 	if (auth_choose(s->caps.auth, &ap, mech, s->r) < 0)
 		return -1;
 	log_info("authenticating as %s with %s", ap.user ? ap.user : "", mech);
-	ac = auth_start(mech, &ap, s->r);
-	if (!ac)
-		return -1;
-	rc = auth_exchange(s, ac, mech);
-	auth_end(ac);
+	rc = auth_once(s, &ap, mech, &refused);
+	if (rc < 0 && refused && ap.renew)
+		rc = auth_retry(s, &ap, mech);
 	if (rc == 0 && s->p->auth_used)   /* the mail log names what was used */
 		snprintf(s->p->auth_used, AUTH_MECH_MAX, "%s", mech);
 	/* every AUTH line was flushed before its reply was read */

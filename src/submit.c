@@ -10,6 +10,7 @@
 #include "log.h"
 #include "message.h"
 #include "progress.h"
+#include "oauth2.h"
 #include "modes.h"
 #include "notice.h"
 #include "runq.h"
@@ -619,6 +620,9 @@ static int tell(struct job *j, struct queue *q, struct qentry *e,
 		return 0;
 	if (oc == RUNQ_DEFERRED) {
 		notice_queued(q, e, r);
+		/* the message waits, but the user has to act: say so with 77 */
+		if (oauth2_needs_login(r))
+			return -1;
 		result_clear(r);
 		return 0;
 	}

@@ -276,6 +276,14 @@ static const struct {
 	[K_FALLBACK] = { "a", "a" },
 	[K_RATE_LIMIT] = { "100/1h", "100/3600" },
 	[K_DELAY_WARNING] = { "4h", "4h" }, [K_AUTH_FAILURES_NOTIFY] = { "5", "5" },
+	/* OAuth2 (issue 18) */
+	[K_OAUTH2_PROVIDER] = { "google", "google" },
+	[K_OAUTH2_CLIENT_ID] = { "cid.apps", "cid.apps" },
+	[K_OAUTH2_CLIENT_SECRET] = { "s$ec;ret", "s$ec;ret" },
+	[K_OAUTH2_TOKEN_URL] = { "https://t.example/token", "https://t.example/token" },
+	[K_OAUTH2_DEVICE_URL] = { "https://t.example/dev", "https://t.example/dev" },
+	[K_OAUTH2_SCOPE] = { "a b", "a b" },
+	[K_OAUTH2_TRUST_FILE] = { "/ca.pem", "/ca.pem" },
 };
 
 static void test_every_key(void)
