@@ -22,6 +22,10 @@ enum cfg_key {
 	K_SET_DATE_HEADER, K_SET_MSGID_HEADER, K_SET_FROM_HEADER, K_SET_TO_HEADER,
 	K_MAILDOMAIN, K_LOG, K_TIMEOUT, K_ALIASES, K_LOG_FACILITY,
 	K_TRUSTED_USERS,
+	/* transports (issue 16) */
+	K_SOURCE_ADDRESS, K_IP_VERSION, K_PROTOCOL, K_SOCKET, K_PROXY,
+	K_PROXY_USER, K_PROXY_PASSWORD, K_PROXY_PASSWORD_COMMAND,
+	K_PROXY_PASSWORD_FILE,
 	K__COUNT
 };
 
@@ -107,6 +111,10 @@ const char *cfg_key_name(enum cfg_key k);
 enum { CFG_TLS_OFF = 0, CFG_TLS_STARTTLS = 1, CFG_TLS_IMPLICIT = 2 };
 const char *cfg_port(const struct account *a);
 int cfg_tls_mode(const struct account *a);
+
+/* The unix-domain socket the account delivers to (`socket`, or a `host`
+ * that is an absolute path), or NULL for TCP. */
+const char *cfg_socket(const struct account *a);
 
 /* Tests only: look for the system file in `dir` instead of SYSCONFDIR
  * (NULL restores SYSCONFDIR).  The pointer is kept, not copied. */

