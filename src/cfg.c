@@ -1393,6 +1393,11 @@ const char *cfg_socket(const struct account *a)
 	return host && host[0] == '/' ? host : NULL;
 }
 
+const char *cfg_host(const struct account *a)
+{
+	return cfg_socket(a) ? cfg_socket(a) : cfg_str(a, K_HOST);
+}
+
 int cfg_tls_mode(const struct account *a)
 {
 	const char *tls = cfg_str(a, K_TLS);

@@ -115,6 +115,8 @@ int cfg_tls_mode(const struct account *a);
 /* The unix-domain socket the account delivers to (`socket`, or a `host`
  * that is an absolute path), or NULL for TCP. */
 const char *cfg_socket(const struct account *a);
+/* Where the account delivers, for messages: the socket, else host. */
+const char *cfg_host(const struct account *a);
 
 /* Tests only: look for the system file in `dir` instead of SYSCONFDIR
  * (NULL restores SYSCONFDIR).  The pointer is kept, not copied. */

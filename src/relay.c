@@ -106,7 +106,7 @@ int relay_init(struct relay *rl, const struct account *a,
 		relay_default_ehlo(rl->ehlo, sizeof rl->ehlo);
 	rl->p.account = a->name;
 	rl->p.ehlo_name = rl->ehlo;
-	rl->p.host = o->host ? o->host : cfg_socket(a) ? cfg_socket(a) : cfg_str(a, K_HOST);
+	rl->p.host = o->host ? o->host : cfg_host(a);
 	rl->p.port = o->port ? o->port : o->tls && !cfg_str(a, K_PORT) ?
 		     default_port(tls) : cfg_port(a);
 	rl->p.tls = (enum smtp_tls)tls;

@@ -217,11 +217,207 @@ def he_run(bh, port):
                  *res.describe())
 
 
+# --------------------------------------------------------------------------
+# C. LMTP (RFC 2033) against the scripted server: LHLO, and one reply per
+#    accepted recipient after the data
+
+R1, R2 = "one@example.org", "two@example.org"
+LMTP_CASES = [
+    # name, rules, extra keys, exit, delivered-by-server, stderr must match
+    ("LMTP: both delivered", {"EOD": raw(
+        b"250 2.0.0 <one@example.org> Saved\r\n"
+        b"250 2.0.0 <two@example.org> Saved\r\n")}, {}, EX_OK, None),
+    ("LMTP: one refused after the data", {"EOD": raw(
+        b"250 2.0.0 <one@example.org> Saved\r\n"
+        b"452 4.2.2 <two@example.org> Mailbox is full\r\n")}, {}, EX_TEMPFAIL,
+     r"452 4\.2\.2 <two@example\.org> Mailbox is full"),
+    ("LMTP: one refused after the data, partial_delivery", {"EOD": raw(
+        b"250 2.0.0 <one@example.org> Saved\r\n"
+        b"452 4.2.2 <two@example.org> Mailbox is full\r\n")},
+     {"partial_delivery": "yes"}, EX_OK, r"1 of 2 recipient.*<two@example\.org>: 452"),
+    ("LMTP: both refused after the data", {"EOD": raw(
+        b"550 5.1.1 <one@example.org> gone\r\n"
+        b"452 4.2.2 <two@example.org> Mailbox is full\r\n")},
+     {"partial_delivery": "yes"}, EX_UNAVAILABLE, r"550 5\.1\.1 <one@example\.org> gone"),
+    # a recipient refused at RCPT is owed no reply after the data: a client
+    # that waited for two would time out (75) instead of finishing
+    ("LMTP: one refused at RCPT, partial_delivery", {"RCPT": ["250 2.1.5 ok",
+                                                          "550 5.1.1 no such user"]},
+     {"partial_delivery": "yes"}, EX_OK, r"<two@example\.org>: 550"),
+]
+
+
+def part_lmtp_scripted():
+    for name, rules, keys, want, err_re in LMTP_CASES:
+        with ScriptedServer(rules=rules) as srv:
+            cfg = t.write_config(port=srv.port, protocol="lmtp", timeout="5", **keys)
+            res = t.run_pushmail(["-C", cfg, R1, R2], stdin=MSG, env=t.base_env())
+            srv.wait()
+        rec = srv.record if srv.records else None
+        cmds = rec.commands if rec else []
+        t.is_eq(res.rc, want, name + ": exit %d" % want, *t.server_diag(res, srv))
+        t.ok(cmds and cmds[0].startswith(b"LHLO ") and
+             not any(c.startswith((b"EHLO", b"HELO")) for c in cmds),
+             name + ": LHLO, never EHLO or HELO", "commands: %s" % t.show(cmds))
+        t.ok(b"BDAT" not in b" ".join(cmds), name + ": DATA, not BDAT")
+        if err_re:
+            t.ok(re.search(err_re, res.err.decode("latin-1")),
+                 name + ": stderr shows /%s/" % err_re, *res.describe())
+        t.ok(rec is not None and rec.end == "quit", name + ": QUIT after the replies",
+             "end: %s" % (rec.end if rec else None))
+
+
+# --------------------------------------------------------------------------
+# D. Dovecot LMTP on a unix socket, delivering to a throwaway Maildir
+
+def part_lmtp_dovecot():
+    try:
+        import postfixlib
+    except ImportError as e:
+        missing("tests/postfixlib.py: %s" % e)
+        return
+    lmtp = shutil.which("dovecot") and os.path.exists("/usr/lib/dovecot/lmtp")
+    if os.geteuid() != 0 or not lmtp:
+        missing("root and Dovecot LMTP (dovecot-lmtpd)")
+        return
+    os.chmod(t.tmpdir(), 0o711)   # Dovecot's users reach their files below it
+    tmp = os.path.join(t.tmpdir(), "lmtp")
+    os.makedirs(tmp)
+    os.chmod(tmp, 0o711)
+    sock = os.path.join(tmp, "lmtp.sock")
+    dv = DovecotLmtp(postfixlib, tmp, sock, ["alice"])
+    try:
+        dv.start()
+    except postfixlib.PostfixError as e:
+        t.ok(False, "Dovecot LMTP starts", *str(e).splitlines())
+        return
+    try:
+        lmtp_dovecot_cases(dv, sock)
+    finally:
+        dv.stop()
+
+
+def DovecotLmtp(postfixlib, tmp, sock, users):
+    """DovecotAuth re-configured: no auth listener for Postfix, an LMTP unix
+    listener at sock, users (uid nobody) with Maildirs under tmp."""
+    import pwd
+
+    class _Lmtp(postfixlib.DovecotAuth):
+        def _config(self):
+            nb = pwd.getpwnam("nobody")
+            self.mailroot = os.path.join(self.root, "mail")
+            return "\n".join([
+                "# written by tests/transport.py: LMTP delivery only",
+                "base_dir = %s" % self.base_dir,
+                "state_dir = %s" % self.state_dir,
+                "log_path = %s" % self.log,
+                "info_log_path = %s" % self.log,
+                "protocols = lmtp",
+                "ssl = no",
+                "listen = 127.0.0.1",
+                "default_login_user = %s" % self._user("dovenull", "nobody"),
+                "default_internal_user = %s" % self._user("dovecot", "nobody"),
+                "postmaster_address = postmaster@test.example",
+                "mail_location = maildir:%s/%%n/Maildir" % self.mailroot,
+                "first_valid_uid = %d" % nb.pw_uid,
+                "passdb {",
+                "  driver = static",
+                "  args = nopassword=y",
+                "}",
+                "userdb {",
+                "  driver = passwd-file",
+                "  args = username_format=%%n %s" % self.passwd,
+                "}",
+                "service lmtp {",
+                "  unix_listener %s {" % self.socket_path,
+                "    mode = 0666",
+                "  }",
+                "}",
+                "",
+            ])
+
+        def start(self):
+            nb = pwd.getpwnam("nobody")
+            os.makedirs(self.root, exist_ok=True)
+            mailroot = os.path.join(self.root, "mail")
+            os.makedirs(mailroot, exist_ok=True)
+            os.chown(mailroot, nb.pw_uid, nb.pw_gid)
+            # userdb lines: user:password:uid:gid:gecos:home:shell
+            self.users = {}
+            res = super().start()
+            return res
+
+    dv = _Lmtp(tmp, sock, {}, socket_owner="root", socket_group="root")
+    nb = pwd.getpwnam("nobody")
+    dv.userdb_lines = ["%s::%d:%d::%s::" % (u, nb.pw_uid, nb.pw_gid,
+                                          os.path.join(dv.root, "mail", u))
+                       for u in users]
+    orig_start = dv.start
+
+    def start():
+        os.makedirs(dv.root, exist_ok=True)
+        res = None
+        # the passwd file is written by DovecotAuth.start from self.users;
+        # write ours after it, before dovecot reads it (it reads at lookup)
+        res = orig_start()
+        with open(dv.passwd, "w") as f:
+            f.write("\n".join(dv.userdb_lines) + "\n")
+        return res
+    dv.start = start
+    return dv
+
+
+def maildir_files(dv, user):
+    new = os.path.join(dv.root, "mail", user, "Maildir", "new")
+    try:
+        return [os.path.join(new, f) for f in sorted(os.listdir(new))]
+    except OSError:
+        return []
+
+
+def lmtp_dovecot_cases(dv, sock):
+    good, bad = "alice@test.example", "nobody-here@test.example"
+    # host = /path: protocol lmtp, tls defaults to off for a unix socket
+    cfg = t.write_config(host=sock, protocol="lmtp", tls=None, timeout="10")
+    res = t.run_pushmail(["-C", cfg, good], stdin=MSG, env=t.base_env())
+    t.is_eq(res.rc, EX_OK, "Dovecot LMTP (host = socket path): exit 0", *res.describe(),
+            *dv.log_tail().splitlines())
+    files = maildir_files(dv, "alice")
+    t.is_eq(len(files), 1, "Dovecot LMTP: one message in alice's Maildir")
+    if files:
+        body = open(files[0], "rb").read()
+        t.ok(b"Subject: transport" in body and b"Hello." in body,
+             "Dovecot LMTP: the message arrived whole", t.show(body))
+    # one accepted, one refused (unknown user, at RCPT): all or nothing by default
+    cfg = t.write_config(host=None, socket=sock, protocol="lmtp", tls=None, timeout="10")
+    res = t.run_pushmail(["-C", cfg, good, bad], stdin=MSG, env=t.base_env())
+    t.is_eq(res.rc, EX_NOUSER, "Dovecot LMTP, one unknown recipient: exit 67",
+            *res.describe())
+    t.is_eq(len(maildir_files(dv, "alice")), 1,
+            "Dovecot LMTP, one unknown recipient: nothing more delivered")
+    cfg = t.write_config(host=None, socket=sock, protocol="lmtp", tls=None, timeout="10",
+                         partial_delivery="yes")
+    res = t.run_pushmail(["-C", cfg, good, bad], stdin=MSG, env=t.base_env())
+    t.is_eq(res.rc, EX_OK, "Dovecot LMTP, one unknown recipient, partial_delivery: exit 0",
+            *res.describe())
+    t.ok(b"nobody-here@test.example" in res.err,
+         "Dovecot LMTP, partial_delivery: stderr names the refused recipient",
+         *res.describe())
+    t.is_eq(len(maildir_files(dv, "alice")), 2,
+            "Dovecot LMTP, partial_delivery: alice got it")
+    # a socket nobody listens on
+    cfg = t.write_config(host=sock + ".none", protocol="lmtp", tls=None)
+    res = t.run_pushmail(["-C", cfg, good], stdin=MSG, env=t.base_env())
+    t.is_eq(res.rc, EX_TEMPFAIL, "unix socket nobody listens on: exit 75", *res.describe())
+
+
 def main():
     t.require_pushmail()
     part_config()
     part_source()
     part_happy_eyeballs()
+    part_lmtp_scripted()
+    part_lmtp_dovecot()
     return t.done()
 
 
