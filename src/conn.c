@@ -478,7 +478,7 @@ static int proxy_parts(const char *proxy, char *host, size_t cap, char *port,
 
 	if (!hp)
 		return -1;
-	*remote_dns = hp - proxy == 6;   /* "socks5h" */
+	*remote_dns = hp - proxy == 7;   /* "socks5h" */
 	hp += 3;
 	colon = strrchr(hp, ':');
 	if (!colon)

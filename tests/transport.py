@@ -411,6 +411,213 @@ def lmtp_dovecot_cases(dv, sock):
     t.is_eq(res.rc, EX_TEMPFAIL, "unix socket nobody listens on: exit 75", *res.describe())
 
 
+# --------------------------------------------------------------------------
+# E. SOCKS5 against a scripted proxy: the exact bytes of the exchange, RFC 1929
+#    authentication, and every failure reply
+
+class Socks5Proxy:
+    """A scripted SOCKS5 server on 127.0.0.1 (one client at a time, at most
+    `connections`).  It records the client's method offer, RFC 1929 request
+    and CONNECT request, answers as told, and on success connects to
+    127.0.0.1:relay_port (whatever the request named: names are mapped
+    here, as a proxy that resolves them would) and relays bytes both ways.
+
+    auth      None: method 0 (no authentication); (user, password): method 2
+              and that pair is the only one accepted
+    rep       the REP code of the CONNECT reply (0 succeeds)
+    garbage   bytes sent instead of the method reply (not a SOCKS5 proxy)"""
+
+    def __init__(self, relay_port, auth=None, rep=0, garbage=None, connections=4):
+        self.relay_port, self.auth, self.rep, self.garbage = relay_port, auth, rep, garbage
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.connections = connections
+        self.offers, self.auths, self.requests, self.errors = [], [], [], []
+        self.relayed = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(15)
+        self.sock.close()
+
+    def _run(self):
+        served, end = 0, time.monotonic() + 60
+        while served < self.connections and not self._stop.is_set() \
+                and time.monotonic() < end:
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            served += 1
+            c.settimeout(10)
+            try:
+                self._serve(c)
+            except Exception as e:   # recorded, shown by the failing check
+                self.errors.append("%s: %s" % (type(e).__name__, e))
+            finally:
+                c.close()
+
+    @staticmethod
+    def _read(c, n):
+        b = b""
+        while len(b) < n:
+            chunk = c.recv(n - len(b))
+            if not chunk:
+                raise EOFError("client closed")
+            b += chunk
+        return b
+
+    def _serve(self, c):
+        head = self._read(c, 2)
+        offer = head + self._read(c, head[1])
+        self.offers.append(offer)
+        if self.garbage is not None:
+            c.sendall(self.garbage)
+            return
+        if self.auth is None:
+            c.sendall(b"\x05\x00" if 0 in offer[2:] else b"\x05\xff")
+        elif 2 not in offer[2:]:
+            c.sendall(b"\x05\xff")
+            return
+        else:
+            c.sendall(b"\x05\x02")
+            ver, ulen = self._read(c, 2)
+            user = self._read(c, ulen)
+            plen = self._read(c, 1)[0]
+            pw = self._read(c, plen)
+            self.auths.append(bytes([ver, ulen]) + user + bytes([plen]) + pw)
+            good = (user.decode(), pw.decode()) == tuple(self.auth)
+            c.sendall(b"\x01\x00" if good else b"\x01\x01")
+            if not good:
+                return
+        req = self._read(c, 4)
+        atyp = req[3]
+        if atyp == 1:
+            addr = socket.inet_ntop(socket.AF_INET, self._read(c, 4))
+        elif atyp == 4:
+            addr = socket.inet_ntop(socket.AF_INET6, self._read(c, 16))
+        else:
+            addr = self._read(c, self._read(c, 1)[0]).decode()
+        port = struct.unpack("!H", self._read(c, 2))[0]
+        self.requests.append((req[1], atyp, addr, port))
+        if self.rep != 0:
+            c.sendall(bytes([5, self.rep, 0, 1, 0, 0, 0, 0, 0, 0]))
+            return
+        up = socket.create_connection(("127.0.0.1", self.relay_port), timeout=10)
+        c.sendall(b"\x05\x00\x00\x01\x7f\x00\x00\x01" + struct.pack("!H", 4242))
+        self._relay(c, up)
+
+    def _relay(self, a, b):
+        end = time.monotonic() + 30
+        try:
+            while time.monotonic() < end and not self._stop.is_set():
+                r, _, _ = select.select([a, b], [], [], 0.2)
+                for s in r:
+                    data = s.recv(65536)
+                    if not data:
+                        return
+                    (b if s is a else a).sendall(data)
+                    self.relayed += len(data)
+        finally:
+            b.close()
+
+
+def socks_case(name, want, proxy_kw, keys, args=(RCPT,), check=None):
+    with ScriptedServer() as srv:
+        with Socks5Proxy(srv.port, **proxy_kw) as px:
+            keys = dict(keys)
+            keys.setdefault("proxy", "socks5://127.0.0.1:%d" % px.port)
+            cfg = t.write_config(port=srv.port, **keys)
+            res = t.run_pushmail(["-C", cfg] + list(args), stdin=MSG, env=t.base_env())
+            if want == EX_OK:
+                srv.wait()
+    info = t.server_diag(res, srv) + ["proxy: offers %s auths %s requests %s errors %s"
+                                      % (px.offers, px.auths, px.requests, px.errors)]
+    t.is_eq(res.rc, want, name + ": exit %d" % want, *info)
+    t.is_eq(len(delivered(srv)), 1 if want == EX_OK else 0,
+            name + (": delivered through the proxy" if want == EX_OK
+                    else ": nothing reached the relay"), *info)
+    if check:
+        check(name, srv, px, res, info)
+    return res
+
+
+def part_socks_scripted():
+    def exact(offer, auth=None, req=None):
+        def check(name, srv, px, res, info):
+            t.is_eq(px.offers[:1], [offer], name + ": method offer %r" % offer, *info)
+            if auth is not None:
+                t.is_eq(px.auths[:1], [auth], name + ": RFC 1929 request", *info)
+            if req is not None:
+                t.is_eq(px.requests[:1], [req], name + ": CONNECT request", *info)
+        return check
+
+    pw_file = os.path.join(t.tmpdir(), "proxy-pw")
+    with open(pw_file, "w") as f:
+        f.write("px-Secret.9\n")
+    os.chmod(pw_file, 0o600)
+    # no authentication; the relay's IPv4 address is sent (ATYP 1)
+    socks_case("socks5, no auth", EX_OK, {}, {},
+               check=lambda n, srv, px, res, info: exact(
+                   b"\x05\x01\x00", None, (1, 1, "127.0.0.1", srv.port))(
+                   n, srv, px, res, info))
+    # socks5h: the name goes to the proxy (ATYP 3); pushmail never resolves
+    # it (relay.invalid has no address anywhere)
+    with ScriptedServer() as srv:
+        with Socks5Proxy(srv.port) as px:
+            cfg = t.write_config(port=srv.port, host="relay.invalid",
+                                 proxy="socks5h://127.0.0.1:%d" % px.port)
+            res = t.run_pushmail(["-C", cfg, RCPT], stdin=MSG, env=t.base_env())
+            srv.wait()
+    info = t.server_diag(res, srv) + ["proxy requests %s" % px.requests]
+    t.is_eq(res.rc, EX_OK, "socks5h: exit 0", *info)
+    t.is_eq(px.requests[:1], [(1, 3, "relay.invalid", srv.port)],
+            "socks5h: the CONNECT request carries the name (ATYP 3)", *info)
+    t.is_eq(len(delivered(srv)), 1, "socks5h: delivered through the proxy")
+    # RFC 1929 with each secret source
+    auth = ("px-user", "px-Secret.9")
+    want_auth = b"\x01\x07px-user\x0bpx-Secret.9"
+    for src, keys in (("proxy_password", {"proxy_password": auth[1]}),
+                      ("proxy_password_file", {"proxy_password_file": pw_file}),
+                      ("proxy_password_command", {"proxy_password_command":
+                                                  "cat %s" % pw_file})):
+        keys = dict(keys, proxy_user=auth[0])
+        socks_case("socks5 auth, " + src, EX_OK, {"auth": auth}, keys,
+                   check=exact(b"\x05\x02\x00\x02", want_auth))
+    # failures
+    socks_case("socks5 auth, wrong password", EX_NOPERM, {"auth": auth},
+               {"proxy_user": auth[0], "proxy_password": "wrong-one"})
+    res = socks_case("socks5 auth required, no proxy_user", EX_NOPERM, {"auth": auth}, {})
+    t.ok(b"proxy_user" in res.err, "socks5 auth required: the message says proxy_user",
+         *res.describe())
+    for rep, want in ((1, EX_TEMPFAIL), (2, EX_NOPERM), (4, EX_TEMPFAIL),
+                      (5, EX_TEMPFAIL), (7, EX_PROTOCOL)):
+        res = socks_case("socks5 REP %d" % rep, want, {"rep": rep}, {})
+        t.ok(b"SOCKS5 proxy" in res.err and (b"(reply %d)" % rep) in res.err,
+             "socks5 REP %d: the message names the proxy and the reply" % rep,
+             *res.describe())
+    socks_case("not a SOCKS5 proxy (HTTP reply)", EX_PROTOCOL,
+               {"garbage": b"HTTP/1.1 400 Bad Request\r\n\r\n"}, {})
+    # the proxy hangs up after the method offer
+    socks_case("proxy hangs up", EX_TEMPFAIL, {"garbage": b""}, {})
+    # nothing listens at the proxy's port
+    with ScriptedServer() as srv:
+        cfg = t.write_config(port=srv.port, proxy="socks5://127.0.0.1:%d" % t.closed_port())
+        res = t.run_pushmail(["-C", cfg, RCPT], stdin=MSG, env=t.base_env())
+    t.is_eq(res.rc, EX_TEMPFAIL, "proxy not listening: exit 75", *res.describe())
+    t.ok(b"SOCKS5 proxy" in res.err, "proxy not listening: says it was the proxy",
+         *res.describe())
+
+
 def main():
     t.require_pushmail()
     part_config()
@@ -418,6 +625,7 @@ def main():
     part_happy_eyeballs()
     part_lmtp_scripted()
     part_lmtp_dovecot()
+    part_socks_scripted()
     return t.done()
 
 
