@@ -618,6 +618,158 @@ def part_socks_scripted():
          *res.describe())
 
 
+# --------------------------------------------------------------------------
+# F. danted in front of a real Postfix: TLS end to end through the tunnel,
+#    verified against the relay's name; source_address in Postfix's log
+
+class Danted:
+    """danted (dante-server) on 127.0.0.1:port, socksmethod none, its own
+    throwaway configuration and log; stopped by its pid."""
+
+    def __init__(self, root):
+        self.root = root
+        self.port = t.closed_port()
+        self.conf = os.path.join(root, "danted.conf")
+        self.log = os.path.join(root, "danted.log")
+        self.pidfile = os.path.join(root, "danted.pid")
+        self.proc = None
+
+    def __enter__(self):
+        with open(self.conf, "w") as f:
+            f.write("\n".join([
+                "logoutput: %s" % self.log,
+                "internal: 127.0.0.1 port = %d" % self.port,
+                "external: 127.0.0.1",
+                "socksmethod: none",
+                "clientmethod: none",
+                "user.privileged: root",
+                "user.unprivileged: nobody",
+                "client pass { from: 127.0.0.0/8 to: 0.0.0.0/0 }",
+                "socks pass {",
+                "  from: 127.0.0.0/8 to: 0.0.0.0/0",
+                "  command: connect",
+                "  log: connect disconnect error",
+                "}",
+                ""]))
+        self.out = open(os.path.join(self.root, "danted.out"), "wb")
+        self.proc = subprocess.Popen([shutil.which("danted") or "/usr/sbin/danted",
+                                      "-f", self.conf, "-p", self.pidfile, "-N", "1"],
+                                     stdin=subprocess.DEVNULL, stdout=self.out,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        end = time.monotonic() + 20
+        while time.monotonic() < end and self.proc.poll() is None:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("danted did not start:\n" + self.log_text())
+
+    def __exit__(self, *exc):
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self.out.close()
+
+    def log_text(self):
+        text = ""
+        for p in (os.path.join(self.root, "danted.out"), self.log):
+            try:
+                text += open(p, errors="replace").read()
+            except OSError:
+                pass
+        return text
+
+
+def part_postfix():
+    try:
+        import postfixlib
+    except ImportError as e:
+        missing("tests/postfixlib.py: %s" % e)
+        return
+    need = [("postfix", postfixlib.find_postfix()), ("certtool", postfixlib.find_certtool()),
+            ("danted (dante-server)", shutil.which("danted") or
+             os.path.exists("/usr/sbin/danted"))]
+    lacking = [n for n, found in need if not found]
+    if lacking or os.geteuid() != 0:
+        missing("root and %s" % ", ".join(n for n, _ in need))
+        return
+    import tempfile
+    tmp = tempfile.mkdtemp(prefix="pushmail-transport-")
+    os.chmod(tmp, 0o755)
+    pf = None
+    try:
+        # the certificate names localhost only: the proxy is 127.0.0.1, so a
+        # client that verified the proxy's name would fail
+        certs = postfixlib.TestCerts(os.path.join(tmp, "certs"), server_ips=())
+        pf = postfixlib.PostfixInstance(tmp, main_cf={
+            "smtpd_tls_cert_file": certs.cert, "smtpd_tls_key_file": certs.key})
+        pf.add_inet_service("submission", options=dict(smtpd_tls_security_level="encrypt"))
+        pf.add_inet_service("smtps", options=dict(smtpd_tls_wrappermode="yes",
+                                                  smtpd_tls_security_level="encrypt"))
+        pf.start()
+        with Danted(tmp) as dd:
+            postfix_cases(pf, certs, dd)
+    except Exception as e:
+        import traceback
+        t.ok(False, "Postfix/danted part raised", traceback.format_exc())
+    finally:
+        if pf:
+            pf.stop()
+        if t._failed:
+            t.diag("kept %s" % tmp)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def postfix_case(pf, name, want, keys, dd=None, n=1):
+    keys = dict({"host": "localhost", "timeout": "20"}, **keys)
+    cfg = t.write_config(**keys)
+    res = t.run_pushmail(["-C", cfg, "user@test.example"], stdin=MSG, env=t.base_env())
+    info = res.describe() + ["--- maillog ---", pf.log_tail(15)]
+    if dd:
+        info += ["--- danted ---", dd.log_text()[-1500:]]
+    t.is_eq(res.rc, want, name + ": exit %d" % want, *info)
+    if want == EX_OK:
+        try:
+            got = pf.wait_for_maildir(n, timeout=30)
+        except TimeoutError as e:
+            got = []
+            info.append(str(e))
+        t.ok(got and b"Subject: transport" in got[-1], name + ": in the Maildir", *info)
+    return res
+
+
+def postfix_cases(pf, certs, dd):
+    tls = {"tls_trust_file": certs.ca}
+    proxy_h = "socks5h://127.0.0.1:%d" % dd.port
+    proxy = "socks5://127.0.0.1:%d" % dd.port
+    res = postfix_case(pf, "danted socks5h, STARTTLS", EX_OK, dict(
+        tls, port=pf.ports["submission"], tls="starttls", proxy=proxy_h), dd)
+    log = dd.log_text()
+    t.ok(re.search(r"pass\(1\): tcp/connect \[: 127\.0\.0\.1\.\d+ .*127\.0\.0\.1\.%d"
+                   % pf.ports["submission"], log),
+         "danted socks5h, STARTTLS: danted logged the connection to the submission port",
+         log[-1500:])
+    postfix_case(pf, "danted socks5, implicit TLS", EX_OK, dict(
+        tls, port=pf.ports["smtps"], tls="implicit", proxy=proxy), dd)
+    # a port nobody listens on behind the proxy: danted's REP is a failure
+    postfix_case(pf, "danted, relay port closed", EX_TEMPFAIL, dict(
+        port=t.closed_port(), tls="off", proxy=proxy_h), dd)
+    # source_address: Postfix logs where the connection came from
+    before = open(pf.maillog, "rb").read()
+    postfix_case(pf, "source_address 127.0.0.2 to Postfix", EX_OK, dict(
+        host="127.0.0.1", port=pf.port, tls="off", source_address="127.0.0.2"))
+    new = open(pf.maillog, "rb").read()[len(before):]
+    t.ok(re.search(rb"connect from [^\s\[]*\[127\.0\.0\.2\]", new),
+         "source_address 127.0.0.2: Postfix logs the connection from 127.0.0.2",
+         new[-1500:].decode("utf-8", "replace"))
+
+
 def main():
     t.require_pushmail()
     part_config()
@@ -626,6 +778,7 @@ def main():
     part_lmtp_scripted()
     part_lmtp_dovecot()
     part_socks_scripted()
+    part_postfix()
     return t.done()
 
 
