@@ -770,6 +770,47 @@ def postfix_cases(pf, certs, dd):
          new[-1500:].decode("utf-8", "replace"))
 
 
+# --------------------------------------------------------------------------
+# G. --serverinfo and --check say which path was taken
+
+def part_reports():
+    with ScriptedServer(connections=2) as srv:
+        with Socks5Proxy(srv.port, auth=("px-user", "px-Secret.9")) as px:
+            cfg = t.write_config(port=srv.port, proxy="socks5://127.0.0.1:%d" % px.port,
+                                 proxy_user="px-user", proxy_password="px-Secret.9")
+            info = t.run_pushmail(["-C", cfg, "--serverinfo"], env=t.base_env())
+            chk = t.run_pushmail(["-C", cfg, "--check"], env=t.base_env())
+    for name, res in (("--serverinfo", info), ("--check", chk)):
+        out = res.out.decode("latin-1")
+        t.is_eq(res.rc, EX_OK, name + " through a proxy: exit 0", *res.describe())
+        t.ok(re.search(r"SMTP through SOCKS5 proxy socks5://127\.0\.0\.1:%d "
+                       r"\(username/password\)" % px.port, out),
+             name + " through a proxy: names the proxy and its authentication",
+             *res.describe())
+        t.ok(re.search(r"127\.0\.0\.1 port %d through SOCKS5 proxy 127\.0\.0\.1 "
+                       r"port %d as px-user" % (srv.port, px.port), out),
+             name + " through a proxy: the connection went through it", *res.describe())
+        t.ok(b"px-Secret" not in res.out + res.err,
+             name + " through a proxy: the proxy password is not shown")
+    with ScriptedServer(connections=2) as srv:
+        cfg = t.write_config(port=srv.port, source_address="127.0.0.2", ip_version="4",
+                             protocol="lmtp")
+        info = t.run_pushmail(["-C", cfg, "--serverinfo"], env=t.base_env())
+        chk = t.run_pushmail(["-C", cfg, "--check"], env=t.base_env())
+    for name, res in (("--serverinfo", info), ("--check", chk)):
+        out = res.out.decode("latin-1")
+        t.is_eq(res.rc, EX_OK, name + " LMTP from 127.0.0.2: exit 0", *res.describe())
+        t.ok(re.search(r"LMTP, direct, ip_version 4, source_address 127\.0\.0\.2", out),
+             name + " LMTP from 127.0.0.2: protocol, family and source address",
+             *res.describe())
+        t.ok(re.search(r"127\.0\.0\.1 port %d \(IPv4\) from 127\.0\.0\.2 "
+                       r"\(source_address\)" % srv.port, out),
+             name + " LMTP from 127.0.0.2: the connection's addresses", *res.describe())
+    t.ok(all(r.commands[:1] and r.commands[0].startswith(b"LHLO") for r in srv.records),
+         "--serverinfo and --check say LHLO to an LMTP server",
+         t.show([r.commands[:1] for r in srv.records]))
+
+
 def main():
     t.require_pushmail()
     part_config()
@@ -778,6 +819,7 @@ def main():
     part_lmtp_scripted()
     part_lmtp_dovecot()
     part_socks_scripted()
+    part_reports()
     part_postfix()
     return t.done()
 
