@@ -86,6 +86,12 @@ static const struct long_opt long_opts[] = {
 	{ "setup-system", L_FLAG, 0, MODE_SETUP },
 	{ "queue-delete", L_MODE_VALUE, OFF(queue_id), MODE_QUEUE_DELETE },
 	{ "queue-retry", L_MODE_VALUE, OFF(queue_id), MODE_QUEUE_RETRY },
+	/* transports (issue 16) */
+	{ "proxy-host", L_VALUE, OFF(proxy_host), 0 },
+	{ "proxy-port", L_VALUE, OFF(proxy_port), 0 },
+	{ "source-ip", L_VALUE, OFF(source_ip), 0 },
+	{ "ip-version", L_VALUE, OFF(ip_version), 0 },
+	{ "protocol", L_VALUE, OFF(protocol), 0 },
 };
 
 /* -b letters.  -bv keeps MODE_SEND with o->verify; -bh and -bH (sendmail's
@@ -134,6 +140,9 @@ void cli_help(FILE *f)
 		"  --no-queue          send directly; a temporary failure exits 75\n"
 		"  --host, --port, --tls, --auth, --user, --from, --timeout VALUE\n"
 		"                      override the account's setting\n"
+		"  --proxy-host HOST, --proxy-port PORT  SOCKS5 proxy (\"\": none)\n"
+		"  --source-ip ADDR, --ip-version 4|6|any, --protocol smtp|lmtp\n"
+		"                      override source_address, ip_version, protocol\n"
 		"  --read-envelope-from  use the From header as envelope sender\n"
 		"\nOther modes:\n"
 		"  -q                  deliver the queued messages now (-q --due: only\n"

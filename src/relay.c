@@ -5,7 +5,9 @@
 #include "secret.h"
 #include "conn.h"
 
+#include <arpa/inet.h>
 #include <netdb.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,7 +68,47 @@ static const char *default_port(int tls)
 
 /* ip_version and source_address must agree: an IPv4 source cannot reach an
  * IPv6 relay (issue 16). */
-static int fill_route(struct relay *rl, struct result *r)
+/* --proxy-host etc. as msmtp takes them: the proxy resolves the relay's
+ * name (socks5h), port 1080 unless --proxy-port, "" for no proxy. */
+static int route_overrides(struct relay *rl, const struct relay_overrides *o,
+			   struct result *r)
+{
+	static const char *const ipv[] = { "any", "4", "6" };
+	unsigned char a[16];
+	const char *ph = o->proxy_host;
+	long pp = o->proxy_port ? atol(o->proxy_port) : 1080;
+	int i;
+
+	if (o->proxy_port && !ph)
+		return result_fail(r, EX_USAGE, "--proxy-port needs --proxy-host");
+	if (ph && (pp < 1 || pp > 65535 || strpbrk(ph, "/@[]: \t")))
+		return result_fail(r, EX_USAGE, "--proxy-host takes a host name or IPv4 "
+				   "address, --proxy-port 1 to 65535");
+	if (ph) {
+		snprintf(rl->proxy_buf, sizeof rl->proxy_buf, "socks5h://%s:%ld", ph, pp);
+		rl->route.proxy = ph[0] ? rl->proxy_buf : NULL;
+	}
+	if (o->source) {
+		if (inet_pton(strchr(o->source, ':') ? AF_INET6 : AF_INET, o->source, a) != 1)
+			return result_fail(r, EX_USAGE, "--source-ip takes a numeric IPv4 "
+					   "or IPv6 address");
+		rl->route.source = o->source;
+	}
+	for (i = 0; o->ip_version && i < 3 && strcmp(o->ip_version, ipv[i]) != 0; i++)
+		;
+	if (i == 3)
+		return result_fail(r, EX_USAGE, "--ip-version must be 4, 6 or any");
+	if (o->ip_version)
+		rl->route.family = i == 0 ? 0 : i == 1 ? 4 : 6;
+	if (o->protocol && strcmp(o->protocol, "smtp") != 0 && strcmp(o->protocol, "lmtp") != 0)
+		return result_fail(r, EX_USAGE, "--protocol must be smtp or lmtp");
+	if (o->protocol)
+		rl->p.lmtp = strcmp(o->protocol, "lmtp") == 0;
+	return 0;
+}
+
+static int fill_route(struct relay *rl, const struct relay_overrides *o,
+		      struct result *r)
 {
 	const struct account *a = rl->acct;
 	const char *src = cfg_str(a, K_SOURCE_ADDRESS), *ipv = cfg_str(a, K_IP_VERSION);
@@ -78,10 +120,18 @@ static int fill_route(struct relay *rl, struct result *r)
 	rl->route.proxy_user = cfg_str(a, K_PROXY_USER);
 	rl->p.route = &rl->route;
 	rl->p.lmtp = cfg_str(a, K_PROTOCOL) && strcmp(cfg_str(a, K_PROTOCOL), "lmtp") == 0;
-	if (src && rl->route.family && (strchr(src, ':') != NULL) != (rl->route.family == 6))
+	if (route_overrides(rl, o, r) < 0)
+		return -1;
+	src = rl->route.source;
+	if (src && rl->route.family && (strchr(src, ':') != NULL) != (rl->route.family == 6)) {
+		if (src != cfg_str(a, K_SOURCE_ADDRESS) || o->ip_version)
+			return result_fail(r, EX_USAGE, "source address %s is not an IPv%d "
+					   "address (--source-ip, --ip-version)", src,
+					   rl->route.family);
 		return result_fail(r, EX_CONFIG, "%s:%d: source_address %s is not an "
 				   "IPv%d address, but ip_version = %d", s->file, s->line,
 				   src, rl->route.family, rl->route.family);
+	}
 	return 0;
 }
 
@@ -113,7 +163,7 @@ int relay_init(struct relay *rl, const struct account *a,
 	rl->p.timeout_s = (int)(o->timeout ? atol(o->timeout) : cfg_long(a, K_TIMEOUT, 0));
 	rl->p.partial_delivery = cfg_bool(a, K_PARTIAL_DELIVERY, 0);
 	fill_tls(rl);
-	if (fill_route(rl, r) < 0)
+	if (fill_route(rl, o, r) < 0)
 		return -1;
 	mech = o->auth ? o->auth : cfg_str(a, K_AUTH);
 	rl->ap.user = o->user ? o->user : cfg_str(a, K_USER);

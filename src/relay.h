@@ -13,6 +13,7 @@
 /* Command-line overrides (--host, --port, ...); NULL members are unset. */
 struct relay_overrides {
 	const char *host, *port, *tls, *auth, *user, *timeout;
+	const char *proxy_host, *proxy_port, *source, *ip_version, *protocol;
 };
 
 struct relay {
@@ -26,6 +27,7 @@ struct relay {
 	char ehlo[256];
 	struct conn_route route;   /* issue 16: proxy, source address, family */
 	char *proxy_secret;
+	char proxy_buf[300];       /* --proxy-host/--proxy-port as a proxy URL */
 };
 
 /* Fill rl from account a and the overrides.  No secret is fetched yet.

@@ -811,6 +811,44 @@ def part_reports():
          t.show([r.commands[:1] for r in srv.records]))
 
 
+# --------------------------------------------------------------------------
+# H. msmtp's long options: --proxy-host/--proxy-port, --source-ip,
+#    --protocol, and --ip-version
+
+def part_options():
+    with ScriptedServer() as srv:
+        with Socks5Proxy(srv.port) as px:
+            cfg = t.write_config(port=srv.port, host="relay.invalid", protocol="smtp")
+            res = t.run_pushmail(["-C", cfg, "--proxy-host", "127.0.0.1", "--proxy-port",
+                                  str(px.port), "--source-ip", "127.0.0.2", RCPT],
+                                 stdin=MSG, env=t.base_env())
+            srv.wait()
+    info = t.server_diag(res, srv) + ["proxy requests %s" % px.requests]
+    t.is_eq(res.rc, EX_OK, "--proxy-host/--proxy-port/--source-ip: exit 0", *info)
+    t.is_eq(px.requests[:1], [(1, 3, "relay.invalid", srv.port)],
+            "--proxy-host: the proxy resolves the name, as with msmtp", *info)
+    t.is_eq(len(delivered(srv)), 1, "--proxy-host: delivered through the proxy", *info)
+    with ScriptedServer(rules={"EOD": raw(b"250 2.0.0 <rcpt@example.org> Saved\r\n")}) as srv:
+        cfg = t.write_config(port=srv.port)
+        res = t.run_pushmail(["-C", cfg, "--protocol", "lmtp", "--source-ip", "127.0.0.2",
+                              RCPT], stdin=MSG, env=t.base_env())
+        srv.wait()
+    t.is_eq(res.rc, EX_OK, "--protocol lmtp --source-ip: exit 0", *t.server_diag(res, srv))
+    t.ok(srv.records and srv.record.commands[0].startswith(b"LHLO")
+         and srv.record.peer == "127.0.0.2",
+         "--protocol lmtp --source-ip 127.0.0.2: LHLO from 127.0.0.2",
+         *t.server_diag(res, srv))
+    for args in (["--ip-version", "5"], ["--proxy-port", "1080"],
+                 ["--source-ip", "localhost"], ["--protocol", "esmtp"],
+                 ["--proxy-host", "a:b"],
+                 ["--source-ip", "::1", "--ip-version", "4"]):
+        with ScriptedServer() as srv:
+            cfg = t.write_config(port=srv.port)
+            res = t.run_pushmail(["-C", cfg] + args + [RCPT], stdin=MSG, env=t.base_env())
+        t.is_eq(res.rc, 64, "%s: exit 64" % " ".join(args), *res.describe())
+        t.is_eq(len(srv.records), 0, "%s: nothing connected" % " ".join(args))
+
+
 def main():
     t.require_pushmail()
     part_config()
@@ -820,6 +858,7 @@ def main():
     part_lmtp_dovecot()
     part_socks_scripted()
     part_reports()
+    part_options()
     part_postfix()
     return t.done()
 
