@@ -170,7 +170,10 @@ int relay_init(struct relay *rl, const struct account *a,
 	rl->ap.mech = mech ? mech : rl->ap.user ? "auto" : "off";
 	rl->ap.host = rl->p.host;
 	rl->ap.port = rl->p.port;
-	rl->ap.allow_plaintext = cfg_bool(a, K_ALLOW_PLAINTEXT_AUTH, 0);
+	/* a unix socket does not cross the network: nobody on the way to
+	 * read a password (issue 16) */
+	rl->ap.allow_plaintext = cfg_bool(a, K_ALLOW_PLAINTEXT_AUTH,
+					  rl->p.host && rl->p.host[0] == '/');
 	return 0;
 }
 

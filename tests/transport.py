@@ -405,6 +405,16 @@ def lmtp_dovecot_cases(dv, sock):
          *res.describe())
     t.is_eq(len(maildir_files(dv, "alice")), 2,
             "Dovecot LMTP, partial_delivery: alice got it")
+    # user and password set, auth = auto: Dovecot's LMTP offers no AUTH, so
+    # none is tried (and no TLS or allow_plaintext_auth is needed)
+    cfg = t.write_config(host=sock, protocol="lmtp", tls=None, auth=None, timeout="10",
+                         user="alice", password="not-needed")
+    res = t.run_pushmail(["-v", "-C", cfg, good], stdin=MSG, env=t.base_env())
+    t.is_eq(res.rc, EX_OK, "Dovecot LMTP with user set, no AUTH offered: exit 0",
+            *res.describe())
+    t.ok(b"offers no AUTH" in res.err and b"-> AUTH" not in res.err,
+         "Dovecot LMTP with user set: AUTH is not attempted", *res.describe())
+    t.is_eq(len(maildir_files(dv, "alice")), 3, "Dovecot LMTP with user set: delivered")
     # a socket nobody listens on
     cfg = t.write_config(host=sock + ".none", protocol="lmtp", tls=None)
     res = t.run_pushmail(["-C", cfg, good], stdin=MSG, env=t.base_env())
