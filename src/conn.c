@@ -309,7 +309,9 @@ static int he_wait(struct he *h, long long until)
 		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
 			err = errno;
 		if (err == 0) {
-			h->pfd[i] = h->pfd[--h->n];   /* keep fd: the winner */
+			h->n--;                       /* keep fd: the winner */
+			h->pfd[i] = h->pfd[h->n];
+			h->ai[i] = h->ai[h->n];
 			return fd;
 		}
 		h->err = err;

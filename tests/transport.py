@@ -85,9 +85,10 @@ def part_config():
         t.is_eq(res.rc, EX_CONFIG, name + ": exit 78", *res.describe())
         # the key is the last line written (after CONFIG_DEFAULTS and port)
         line = len(open(cfg).read().splitlines())
-        t.ok(re.search(r"config-\d+\.ini:%d: .*'%s'" % (line, key),
+        t.ok(re.search(r"config-\d+\.ini:%d: bad value .*'%s' \(expected" % (line, key),
                        res.err.decode("latin-1")),
-             name + ": the message names the file, line %d and the key" % line,
+             name + ": the message names the file, line %d, the key and what "
+             "it takes" % line,
              *res.describe())
     # the address families must agree
     with ScriptedServer() as srv:
@@ -816,7 +817,8 @@ def part_reports():
         t.ok(re.search(r"127\.0\.0\.1 port %d \(IPv4\) from 127\.0\.0\.2 "
                        r"\(source_address\)" % srv.port, out),
              name + " LMTP from 127.0.0.2: the connection's addresses", *res.describe())
-    t.ok(all(r.commands[:1] and r.commands[0].startswith(b"LHLO") for r in srv.records),
+    t.ok(len(srv.records) == 2 and
+         all(r.commands[:1] and r.commands[0].startswith(b"LHLO") for r in srv.records),
          "--serverinfo and --check say LHLO to an LMTP server",
          t.show([r.commands[:1] for r in srv.records]))
 
@@ -848,14 +850,19 @@ def part_options():
          and srv.record.peer == "127.0.0.2",
          "--protocol lmtp --source-ip 127.0.0.2: LHLO from 127.0.0.2",
          *t.server_diag(res, srv))
-    for args in (["--ip-version", "5"], ["--proxy-port", "1080"],
-                 ["--source-ip", "localhost"], ["--protocol", "esmtp"],
-                 ["--proxy-host", "a:b"],
-                 ["--source-ip", "::1", "--ip-version", "4"]):
+    for args, why in ((["--ip-version", "5"], b"--ip-version must be 4, 6 or any"),
+                      (["--proxy-port", "1080"], b"--proxy-port needs --proxy-host"),
+                      (["--source-ip", "localhost"], b"--source-ip takes a numeric"),
+                      (["--protocol", "esmtp"], b"--protocol must be smtp or lmtp"),
+                      (["--proxy-host", "a:b"], b"--proxy-host takes a host name"),
+                      (["--source-ip", "::1", "--ip-version", "4"],
+                       b"source address ::1 is not an IPv4 address")):
         with ScriptedServer() as srv:
             cfg = t.write_config(port=srv.port)
             res = t.run_pushmail(["-C", cfg] + args + [RCPT], stdin=MSG, env=t.base_env())
         t.is_eq(res.rc, 64, "%s: exit 64" % " ".join(args), *res.describe())
+        t.ok(why in res.err, "%s: says %s" % (" ".join(args), why.decode()),
+             *res.describe())
         t.is_eq(len(srv.records), 0, "%s: nothing connected" % " ".join(args))
 
 
