@@ -354,6 +354,43 @@ static int he_connect(struct he *h, const struct addrinfo *list, long long deadl
 	return fd;
 }
 
+/* RFC 8305 4: alternate the address families, starting with the one
+ * getaddrinfo put first, so that several addresses of a broken family cost
+ * one attempt delay, not one each.  The list is relinked in place; its head
+ * stays first, so freeaddrinfo(head) still frees every node. */
+static void he_interleave(struct addrinfo *head)
+{
+	struct addrinfo *same = NULL, **st = &same, *other = NULL, **ot = &other;
+	struct addrinfo *ai, *next, *tail = head;
+	int fam = head->ai_family;
+
+	for (ai = head->ai_next; ai; ai = next) {
+		next = ai->ai_next;
+		ai->ai_next = NULL;
+		if (ai->ai_family == fam) {
+			*st = ai;
+			st = &ai->ai_next;
+		} else {
+			*ot = ai;
+			ot = &ai->ai_next;
+		}
+	}
+	/* head, other[0], same[0], other[1], same[1], ... */
+	while (same || other) {
+		struct addrinfo **from = other ? &other : &same;
+
+		tail->ai_next = *from;
+		tail = *from;
+		*from = tail->ai_next;
+		if (from == &other && same) {
+			tail->ai_next = same;
+			tail = same;
+			same = same->ai_next;
+		}
+	}
+	tail->ai_next = NULL;
+}
+
 /* ---- paths to the relay ----------------------------------------------------- */
 
 __attribute__((format(printf, 2, 3)))
@@ -420,6 +457,7 @@ static int tcp_connect(const char *host, const char *port, const struct conn_rou
 	}
 	if (resolve(host, port, family, &res, deadline, r) < 0)
 		return -1;
+	he_interleave(res);
 	fd = he_connect(&h, res, deadline);
 	freeaddrinfo(res);
 	r->phase = PHASE_CONNECT;

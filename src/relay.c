@@ -148,6 +148,9 @@ int relay_init(struct relay *rl, const struct account *a,
 	rl->p.auth_used = rl->auth_used;
 	if (o->tls && (tls = tls_word(o->tls)) < 0)
 		return result_fail(r, EX_USAGE, "--tls must be starttls, implicit or off");
+	/* --host /path is a unix socket like host = /path: no TLS by default */
+	if (!o->tls && !cfg_str(a, K_TLS) && o->host && o->host[0] == '/')
+		tls = CFG_TLS_OFF;
 	if (o->timeout && (atol(o->timeout) <= 0 || atol(o->timeout) > 3600))
 		return result_fail(r, EX_USAGE, "--timeout must be 1 to 3600 seconds");
 	if (cfg_str(a, K_DOMAIN))

@@ -188,7 +188,24 @@ def part_happy_eyeballs():
         bh.close()
 
 
+def he_interleave(port):
+    """RFC 8305 4: two IPv6 addresses before the IPv4 one are tried IPv6,
+    IPv4, IPv6, so two dead IPv6 addresses cost one attempt delay."""
+    hosts = "::1 he.test\n::1 he2.test he.test\n127.0.0.1 he.test\n"
+    with ScriptedServer(port=port) as srv:
+        cfg = t.write_config(port=port, host="he.test", timeout="4")
+        res = in_namespace(hosts, ["-v", "-C", cfg, RCPT], t.base_env())
+        srv.wait()
+    err = res.err.decode("latin-1")
+    t.is_eq(res.rc, EX_OK, "Happy Eyeballs, ::1 ::1 127.0.0.1: exit 0",
+            *t.server_diag(res, srv))
+    t.is_eq(re.findall(r"trying (\S+)", err)[:2], ["::1", "127.0.0.1"],
+            "Happy Eyeballs, ::1 ::1 127.0.0.1: families interleaved "
+            "(IPv4 second, not third)", *res.describe())
+
+
 def he_run(bh, port):
+    he_interleave(port)
     def server():
         return ScriptedServer(port=port)
     for name, keys, want, must, must_not in [
@@ -209,6 +226,10 @@ def he_run(bh, port):
                 srv.wait()
         err = res.err.decode("latin-1")
         t.is_eq(res.rc, want, name + ": exit %d" % want, *t.server_diag(res, srv))
+        if not keys:
+            t.is_eq(re.findall(r"trying (\S+)", err), ["::1", "127.0.0.1"],
+                    name + ": ::1, then 127.0.0.1 while ::1 is still pending",
+                    *res.describe())
         t.is_eq(len(delivered(srv)), 1 if want == EX_OK else 0,
                 name + ": %s" % ("delivered" if want == EX_OK else "nothing delivered"))
         for m in must:
@@ -416,6 +437,13 @@ def lmtp_dovecot_cases(dv, sock):
     t.ok(b"offers no AUTH" in res.err and b"-> AUTH" not in res.err,
          "Dovecot LMTP with user set: AUTH is not attempted", *res.describe())
     t.is_eq(len(maildir_files(dv, "alice")), 3, "Dovecot LMTP with user set: delivered")
+    # --host /path on the command line: a socket too, tls off by default
+    cfg = t.write_config(host="127.0.0.1", port="587", protocol="lmtp", tls=None,
+                         timeout="10")
+    res = t.run_pushmail(["-C", cfg, "--host", sock, good], stdin=MSG, env=t.base_env())
+    t.is_eq(res.rc, EX_OK, "--host socket path: exit 0 (no TLS asked of the socket)",
+            *res.describe())
+    t.is_eq(len(maildir_files(dv, "alice")), 4, "--host socket path: delivered")
     # a socket nobody listens on
     cfg = t.write_config(host=sock + ".none", protocol="lmtp", tls=None)
     res = t.run_pushmail(["-C", cfg, good], stdin=MSG, env=t.base_env())
