@@ -39,6 +39,15 @@ static const char *hint(const struct relay *rl, const struct result *r)
 		return "a port that starts with TLS (465) needs tls = implicit";
 	if (strstr(r->text, "is this port speaking TLS"))
 		return "port 587 uses tls = starttls, port 465 tls = implicit";
+	/* issue 16 */
+	if (strstr(r->text, "SOCKS5 proxy"))
+		return "check proxy (socks5://host:port, or socks5h:// to let the proxy "
+		       "resolve the relay), proxy_user and the proxy's password; -v "
+		       "shows the path";
+	if (strstr(r->text, "source_address"))
+		return "source_address must be an address of this host (ip addr)";
+	if (strstr(r->text, "unix socket"))
+		return "is the delivery agent running, and may you open its socket?";
 	if (strstr(r->text, "cannot connect"))
 		return "wrong port or a firewall? submission is 587 (STARTTLS) or 465 "
 		       "(implicit TLS); port 25 is often blocked";

@@ -655,6 +655,18 @@ def part_socks_scripted():
     t.is_eq(res.rc, EX_TEMPFAIL, "proxy not listening: exit 75", *res.describe())
     t.ok(b"SOCKS5 proxy" in res.err, "proxy not listening: says it was the proxy",
          *res.describe())
+    # --check says which step failed and what to look at
+    with ScriptedServer() as srv:
+        with Socks5Proxy(srv.port, rep=5) as px:
+            cfg = t.write_config(port=srv.port, proxy="socks5://127.0.0.1:%d" % px.port)
+            res = t.run_pushmail(["-C", cfg, "--check"], env=t.base_env())
+    out = res.out.decode("latin-1")
+    t.is_eq(res.rc, EX_TEMPFAIL, "--check, proxy refuses: exit 75", *res.describe())
+    t.ok(re.search(r"FAIL +connect .*SOCKS5 proxy 127\.0\.0\.1 port %d could not reach "
+                   r"127\.0\.0\.1 port %d: connection refused \(reply 5\)"
+                   % (px.port, srv.port), out) and "hint: check proxy" in out,
+         "--check, proxy refuses: the failing step, the proxy's reply and a hint",
+         *res.describe())
 
 
 # --------------------------------------------------------------------------
