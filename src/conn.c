@@ -536,40 +536,43 @@ static int proxy_parts(const char *proxy, char *host, size_t cap, char *port,
 	return 0;
 }
 
-/* The relay's address as the proxy should be told it: the name itself with
- * socks5h, else the first address our resolver gives (ip_version applies). */
-static int proxy_target(const char *host, const char *port, const struct conn_route *rt,
-			int remote_dns, char *out, size_t cap, long long deadline,
-			struct result *r)
+#define PROXY_TARGETS 8   /* relay addresses tried through the proxy */
+
+/* The relay's addresses as the proxy should be told them: the name itself
+ * with socks5h, else what our resolver gives (ip_version applies, families
+ * interleaved as for a direct connection).  Returns how many. */
+static int proxy_targets(const char *host, const char *port, const struct conn_route *rt,
+			 int remote_dns, char out[][INET6_ADDRSTRLEN + 256],
+			 long long deadline, struct result *r)
 {
 	int family = rt->family == 4 ? AF_INET : rt->family == 6 ? AF_INET6 : AF_UNSPEC;
-	struct addrinfo *res;
+	struct addrinfo *res, *ai;
+	int n = 0;
 
 	if (remote_dns) {
-		snprintf(out, cap, "%s", host);
-		return 0;
+		snprintf(out[0], INET6_ADDRSTRLEN + 256, "%s", host);
+		return 1;
 	}
 	if (resolve(host, port, family, &res, deadline, r) < 0)
 		return -1;
-	addr_text(res->ai_addr, res->ai_addrlen, out, cap);
+	he_interleave(res);
+	for (ai = res; ai && n < PROXY_TARGETS; ai = ai->ai_next)
+		addr_text(ai->ai_addr, ai->ai_addrlen, out[n++], INET6_ADDRSTRLEN + 256);
 	freeaddrinfo(res);
-	return 0;
+	return n;
 }
 
-static int proxy_connect(const char *host, const char *port, const struct conn_route *rt,
-			 long long deadline, int *fd_out, char *path, size_t cap,
-			 struct result *r)
+/* One CONNECT through a new connection to the proxy.  0 with *fd_out, or
+ * -1 with r filled and sp->rep the proxy's REP (-1 when it gave none). */
+static int proxy_once(const char *ph, const char *pp, struct socks_params *sp,
+		      const struct conn_route *rt, long long deadline, int *fd_out,
+		      struct result *r)
 {
-	char ph[256], pp[8], target[256], leg[300];
-	struct socks_params sp = { .user = rt->proxy_user, .pass = rt->proxy_pass };
 	struct conn_route direct = { .source = rt->source };
-	int remote_dns, fd;
+	char leg[300];
+	int fd;
 
-	if (proxy_parts(rt->proxy, ph, sizeof ph, pp, sizeof pp, &remote_dns) < 0)
-		return fail_config(r, "bad proxy '%s'", rt->proxy);
-	if (proxy_target(host, port, rt, remote_dns, target, sizeof target, deadline,
-			 r) < 0)
-		return -1;
+	sp->rep = -1;
 	/* ip_version is about the relay; the proxy is reached however it can
 	 * be (source_address still applies: it is this host's side). */
 	if (tcp_connect(ph, pp, &direct, deadline, &fd, leg, sizeof leg, r) < 0) {
@@ -577,19 +580,49 @@ static int proxy_connect(const char *host, const char *port, const struct conn_r
 		snprintf(r->text + n, sizeof r->text - n, " (the SOCKS5 proxy)");
 		return -1;
 	}
-	snprintf(leg, sizeof leg, "%s port %s", ph, pp);
-	sp.proxy = leg;
-	sp.host = target;
-	sp.port = (unsigned)atoi(port);
-	if (socks_handshake(fd, &sp, deadline, r) < 0) {
+	if (socks_handshake(fd, sp, deadline, r) < 0) {
 		close(fd);
 		return -1;
 	}
-	log_info("SOCKS5 proxy %s connected us to %s port %s", leg, target, port);
-	snprintf(path, cap, "%s port %s through SOCKS5 proxy %s%s%s%s", target, port,
+	*fd_out = fd;
+	return 0;
+}
+
+/* REP codes another address of the relay may not get: unreachable,
+ * refused, TTL expired (RFC 1928 6). */
+static int rep_try_next(int rep)
+{
+	return rep == 3 || rep == 4 || rep == 5 || rep == 6;
+}
+
+static int proxy_connect(const char *host, const char *port, const struct conn_route *rt,
+			 long long deadline, int *fd_out, char *path, size_t cap,
+			 struct result *r)
+{
+	char ph[256], pp[8], leg[300], targets[PROXY_TARGETS][INET6_ADDRSTRLEN + 256];
+	struct socks_params sp = { .user = rt->proxy_user, .pass = rt->proxy_pass };
+	int remote_dns, n, i;
+
+	if (proxy_parts(rt->proxy, ph, sizeof ph, pp, sizeof pp, &remote_dns) < 0)
+		return fail_config(r, "bad proxy '%s'", rt->proxy);
+	n = proxy_targets(host, port, rt, remote_dns, targets, deadline, r);
+	if (n < 0)
+		return -1;
+	snprintf(leg, sizeof leg, "%s port %s", ph, pp);
+	sp.proxy = leg;
+	sp.port = (unsigned)atoi(port);
+	for (i = 0; i < n; i++) {
+		sp.host = targets[i];
+		if (proxy_once(ph, pp, &sp, rt, deadline, fd_out, r) == 0)
+			break;
+		if (!rep_try_next(sp.rep) || i + 1 == n || conn_now_ms() >= deadline)
+			return -1;
+		log_info("%s; trying %s", r->text, targets[i + 1]);
+	}
+	log_info("SOCKS5 proxy %s connected us to %s port %s", leg, sp.host, port);
+	snprintf(path, cap, "%s port %s through SOCKS5 proxy %s%s%s%s", sp.host, port,
 		 leg, remote_dns ? " (the proxy resolves the name)" : "",
 		 rt->proxy_user ? " as " : "", rt->proxy_user ? rt->proxy_user : "");
-	*fd_out = fd;
 	return 0;
 }
 

@@ -281,7 +281,7 @@ static int negotiate(int fd, const struct socks_params *sp, long long deadline,
 	return 0;
 }
 
-int socks_handshake(int fd, const struct socks_params *sp, long long deadline,
+int socks_handshake(int fd, struct socks_params *sp, long long deadline,
 		    struct result *r)
 {
 	unsigned char buf[SOCKS_MSG_MAX];
@@ -289,6 +289,7 @@ int socks_handshake(int fd, const struct socks_params *sp, long long deadline,
 	size_t have = 0, want = 5;
 	int n, rc;
 
+	sp->rep = -1;
 	if (negotiate(fd, sp, deadline, r) < 0)
 		return -1;
 	n = socks_connect_request(buf, sp->host, sp->port);
@@ -303,6 +304,7 @@ int socks_handshake(int fd, const struct socks_params *sp, long long deadline,
 			return -1;
 	if (rc < 0)
 		return bad_reply(sp, "CONNECT", r);
+	sp->rep = rep.rep;
 	if (rep.rep == 0)
 		return 0;
 	r->phase = PHASE_CONNECT;

@@ -56,13 +56,14 @@ struct socks_params {
 	const char *host;        /* the relay as the proxy should reach it */
 	unsigned port;
 	const char *user, *pass; /* RFC 1929 credentials, or NULL */
+	int rep;                 /* out: the CONNECT reply's REP, -1 when none came */
 };
 
 /* Run the exchange on fd (connected to the proxy) until deadline (conn.h's
  * monotonic ms).  0, or -1 with r filled: 77 authentication refused or
  * required, 76 a reply that is not SOCKS5, a REP code as socks_rep_exit, 75
  * a proxy that hangs up or does not answer in time. */
-int socks_handshake(int fd, const struct socks_params *sp, long long deadline,
+int socks_handshake(int fd, struct socks_params *sp, long long deadline,
 		    struct result *r);
 
 #endif

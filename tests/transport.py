@@ -204,7 +204,34 @@ def he_interleave(port):
             "(IPv4 second, not third)", *res.describe())
 
 
+def socks_next_address():
+    """socks5:// (pushmail resolves): when the proxy says the first address
+    is unreachable or refused, the next goes in a new request."""
+    hosts = "::1 two.test\n127.0.0.1 two.test\n"
+    with ScriptedServer() as srv:
+        with Socks5Proxy(srv.port, rep=[5, 0]) as px:
+            cfg = t.write_config(port=srv.port, host="two.test",
+                                 proxy="socks5://127.0.0.1:%d" % px.port)
+            res = in_namespace(hosts, ["-v", "-C", cfg, RCPT], t.base_env())
+            srv.wait()
+    info = t.server_diag(res, srv) + ["proxy requests %s" % px.requests]
+    t.is_eq(res.rc, EX_OK, "socks5, first address refused by the proxy: exit 0", *info)
+    t.is_eq(px.requests, [(1, 4, "::1", srv.port), (1, 1, "127.0.0.1", srv.port)],
+            "socks5, first address refused: the next address in a new request", *info)
+    t.is_eq(len(delivered(srv)), 1, "socks5, first address refused: delivered", *info)
+    with ScriptedServer() as srv:
+        with Socks5Proxy(srv.port, rep=[2]) as px:
+            cfg = t.write_config(port=srv.port, host="two.test",
+                                 proxy="socks5://127.0.0.1:%d" % px.port)
+            res = in_namespace(hosts, ["-C", cfg, RCPT], t.base_env())
+    t.is_eq(res.rc, EX_NOPERM, "socks5, not allowed by ruleset: exit 77",
+            *res.describe())
+    t.is_eq(len(px.requests), 1, "socks5, not allowed by ruleset: no second request",
+            "requests %s" % px.requests)
+
+
 def he_run(bh, port):
+    socks_next_address()
     he_interleave(port)
     def server():
         return ScriptedServer(port=port)
@@ -463,7 +490,8 @@ class Socks5Proxy:
 
     auth      None: method 0 (no authentication); (user, password): method 2
               and that pair is the only one accepted
-    rep       the REP code of the CONNECT reply (0 succeeds)
+    rep       the REP code of the CONNECT reply (0 succeeds), or a list of
+              them, one per connection (the last repeats)
     garbage   bytes sent instead of the method reply (not a SOCKS5 proxy)"""
 
     def __init__(self, relay_port, auth=None, rep=0, garbage=None, connections=4):
@@ -548,8 +576,10 @@ class Socks5Proxy:
             addr = self._read(c, self._read(c, 1)[0]).decode()
         port = struct.unpack("!H", self._read(c, 2))[0]
         self.requests.append((req[1], atyp, addr, port))
-        if self.rep != 0:
-            c.sendall(bytes([5, self.rep, 0, 1, 0, 0, 0, 0, 0, 0]))
+        reps = self.rep if isinstance(self.rep, list) else [self.rep]
+        rep = reps[min(len(self.requests), len(reps)) - 1]
+        if rep != 0:
+            c.sendall(bytes([5, rep, 0, 1, 0, 0, 0, 0, 0, 0]))
             return
         up = socket.create_connection(("127.0.0.1", self.relay_port), timeout=10)
         c.sendall(b"\x05\x00\x00\x01\x7f\x00\x00\x01" + struct.pack("!H", 4242))
