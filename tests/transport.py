@@ -16,12 +16,12 @@ Everything talks to 127.0.0.1/::1 only.
   * LMTP: the scripted server answering LHLO and one reply per recipient
     after the data; Dovecot LMTP (dovecot-lmtpd) on a unix socket delivering
     to a throwaway Maildir.
-  * SOCKS5: danted (dante-server, `socksmethod: none`) in front of the test
-    Postfix over STARTTLS and implicit TLS, and a scripted SOCKS5 server in
-    Python for the failure replies and the RFC 1929 exchange (danted's
-    username method checks system passwords through PAM-less getpwnam and
-    needs the test to create system users: the scripted server checks the
-    exact bytes instead).
+  * SOCKS5: danted (dante-server) in front of the test Postfix: with
+    `socksmethod: none` over STARTTLS and implicit TLS, and with
+    `socksmethod: username` (RFC 1929 against a system user that the test
+    makes with useradd/chpasswd and removes with userdel); a scripted SOCKS5
+    server in Python checks the exact bytes of the exchange (method offer,
+    RFC 1929 request, CONNECT request) and plays every failure reply.
 
 Parts whose package (unshare, Postfix, Dovecot, danted, certtool) is missing
 or that need root are skipped unless CI=true, where they fail.
@@ -704,11 +704,15 @@ def part_socks_scripted():
 #    verified against the relay's name; source_address in Postfix's log
 
 class Danted:
-    """danted (dante-server) on 127.0.0.1:port, socksmethod none, its own
-    throwaway configuration and log; stopped by its pid."""
+    """danted (dante-server) on 127.0.0.1:port with socksmethod `method`
+    (none, or username: RFC 1929 checked against the system's users), its
+    own throwaway configuration and log; stopped by its pid."""
 
-    def __init__(self, root):
-        self.root = root
+    def __init__(self, root, method="none"):
+        self.root = os.path.join(root, "danted-" + method)
+        os.makedirs(self.root)
+        root = self.root
+        self.method = method
         self.port = t.closed_port()
         self.conf = os.path.join(root, "danted.conf")
         self.log = os.path.join(root, "danted.log")
@@ -721,7 +725,7 @@ class Danted:
                 "logoutput: %s" % self.log,
                 "internal: 127.0.0.1 port = %d" % self.port,
                 "external: 127.0.0.1",
-                "socksmethod: none",
+                "socksmethod: %s" % self.method,
                 "clientmethod: none",
                 "user.privileged: root",
                 "user.unprivileged: nobody",
@@ -795,6 +799,7 @@ def part_postfix():
         pf.start()
         with Danted(tmp) as dd:
             postfix_cases(pf, certs, dd)
+        danted_username(pf, certs, tmp)
     except Exception as e:
         import traceback
         t.ok(False, "Postfix/danted part raised", traceback.format_exc())
@@ -805,6 +810,40 @@ def part_postfix():
             t.diag("kept %s" % tmp)
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+SOCKS_USER, SOCKS_PASS = "pmsocks%d" % os.getpid(), "Px-Pass.42"
+
+
+def danted_username(pf, certs, tmp):
+    """danted's username method (RFC 1929) checks a system user's password:
+    one is made for the test with useradd/chpasswd and removed after."""
+    if not (shutil.which("useradd") and shutil.which("chpasswd")):
+        missing("useradd and chpasswd for danted's username method")
+        return
+    r = subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", SOCKS_USER],
+                       capture_output=True, timeout=30)
+    if r.returncode != 0:
+        t.ok(False, "useradd %s" % SOCKS_USER, r.stderr.decode(errors="replace"))
+        return
+    try:
+        subprocess.run(["chpasswd"], input=("%s:%s\n" % (SOCKS_USER, SOCKS_PASS)).encode(),
+                       check=True, capture_output=True, timeout=30)
+        pwfile = os.path.join(tmp, "socks-pw")
+        with open(pwfile, "w") as f:
+            f.write(SOCKS_PASS + "\n")
+        os.chmod(pwfile, 0o600)
+        with Danted(tmp, method="username") as dd:
+            proxy_h = "socks5h://127.0.0.1:%d" % dd.port
+            tls = {"tls_trust_file": certs.ca, "port": pf.ports["submission"],
+                   "tls": "starttls", "proxy": proxy_h}
+            postfix_case(pf, "danted username method, STARTTLS", EX_OK, dict(
+                tls, proxy_user=SOCKS_USER, proxy_password_file=pwfile), dd)
+            postfix_case(pf, "danted username method, wrong password", EX_NOPERM, dict(
+                tls, proxy_user=SOCKS_USER, proxy_password="not-" + SOCKS_PASS), dd)
+            postfix_case(pf, "danted username method, no proxy_user", EX_NOPERM, tls, dd)
+    finally:
+        subprocess.run(["userdel", SOCKS_USER], capture_output=True, timeout=30)
 
 
 def postfix_case(pf, name, want, keys, dd=None, n=1):
