@@ -1263,7 +1263,7 @@ int cfg_finish(struct config *c, struct result *r)
 			return result_fail(r, EX_OSERR, "out of memory");
 		if (!a->s[K_HOST].value && !a->s[K_SOCKET].value)
 			return result_fail(r, EX_CONFIG, "%s:%d: account '%s' has "
-					   "no host", a->file, a->line, a->name);
+					   "no host (nor socket)", a->file, a->line, a->name);
 	}
 	if (c->default_account &&
 	    !account_find(c, c->default_account, strlen(c->default_account))) {

@@ -442,7 +442,7 @@ static int tcp_connect(const char *host, const char *port, const struct conn_rou
 	struct addrinfo *res;
 	int family = rt->family == 4 ? AF_INET : rt->family == 6 ? AF_INET6 : AF_UNSPEC;
 	char pa[INET6_ADDRSTRLEN], la[INET6_ADDRSTRLEN];
-	int fd;
+	int fd, err;
 
 	if (rt->source) {
 		int sf = source_addr(rt->source, &src, &srclen);
@@ -459,14 +459,15 @@ static int tcp_connect(const char *host, const char *port, const struct conn_rou
 		return -1;
 	he_interleave(res);
 	fd = he_connect(&h, res, deadline);
+	err = errno;
 	freeaddrinfo(res);
 	r->phase = PHASE_CONNECT;
-	if (fd < 0 && rt->source && errno == EADDRNOTAVAIL)
+	if (fd < 0 && rt->source && err == EADDRNOTAVAIL)
 		return fail_config(r, "cannot bind to source_address %s: %s", rt->source,
-				   strerror(errno));
+				   strerror(err));
 	if (fd < 0)
 		return result_fail(r, EX_TEMPFAIL, "cannot connect to %s port %s: %s",
-				   host, port, strerror(errno));
+				   host, port, strerror(err));
 	getpeername(fd, (struct sockaddr *)&peer, &plen);
 	getsockname(fd, (struct sockaddr *)&local, &llen);
 	addr_text((struct sockaddr *)&peer, plen, pa, sizeof pa);

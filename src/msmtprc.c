@@ -1270,15 +1270,17 @@ static void choose_default(struct conv *c)
 	}
 }
 
-/* An account becomes a section only with a host pushmail can read back,
- * since cfg_finish refuses an account without one. */
+/* An account becomes a section only with a host (or, issue 16, a socket)
+ * pushmail can read back, since cfg_finish refuses an account without. */
 static int convertible(struct conv *c, struct acct *a)
 {
 	struct sbuf o = { 0 };
 	const char *why;
 
-	if (a->skip || !a->v[S_HOST])
+	if (a->skip || (!a->v[S_HOST] && !a->v[S_SOCKET]))
 		return 0;
+	if (!a->v[S_HOST])
+		return 1;
 	why = encode("host", a->v[S_HOST], V_TEXT, &o);
 	if (why)
 		note(&a->notes, "account '%s' skipped: its host %s cannot be "
@@ -1303,7 +1305,7 @@ static void emit_account(struct conv *c, const struct acct *a)
 	if (a->alias) {
 		note(&c->out, "account 'default' (line %ld) is account '%s': "
 		     "default_account names it", a->line, a->parents);
-	} else if (!a->skip && !a->v[S_HOST]) {
+	} else if (!a->skip && !a->v[S_HOST] && !a->v[S_SOCKET]) {
 		note(&c->out, "account '%s' (line %ld) has no host, so it is not "
 		     "an account here; accounts that inherit from it include "
 		     "its settings", a->name, a->line);

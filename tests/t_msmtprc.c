@@ -382,6 +382,18 @@ static const struct fixture fixtures[] = {
 	    "eval ... (no equivalent" },
 	  { "password 42" } },
 
+	{ "LMTP over a unix socket, no host (issue 16)",
+	  "account lmtp\n"
+	  "socket /run/dovecot/lmtp\n"
+	  "protocol lmtp\n"
+	  "from me@example.org\n",
+	  1, NULL,
+	  { { "lmtp", K_SOCKET, "/run/dovecot/lmtp" },
+	    { "lmtp", K_PROTOCOL, "lmtp" },
+	    { "lmtp", K_HOST, NULL } },
+	  { "[lmtp]" },
+	  { "has no host" } },
+
 	{ "SHA-256 pin, account names pushmail refuses",
 	  "account my account!\nhost a.example\ntls on\n"
 	  "tls_fingerprint 9f:86:d0:81:88:4c:7d:65:9a:2f:ea:a0:c5:5a:d0:15:a3:bf:4f:1b:2b:0b:82:2c:d1:5d:6c:15:b0:f0:0a:08\n"
