@@ -28,8 +28,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #ifndef SYSCONFDIR
 #define SYSCONFDIR "/etc"
@@ -50,6 +54,8 @@ enum ktype {
 	T_NOTIFY,       /* dsn_notify: off | never | list of success,failure,delay */
 	T_LIST,         /* from_match: comma list, repeats append */
 	T_RATE,         /* rate_limit: N/DURATION, stored as N/SECONDS */
+	T_ADDR,         /* source_address: a numeric IPv4 or IPv6 address */
+	T_PROXY,        /* proxy: socks5://host:port or socks5h://host:port */
 };
 
 /* Where a key may appear. */
@@ -82,6 +88,8 @@ static const char *const v_dsn_return[] = { "headers", "full", NULL };
 static const char *const v_facility[] = { "mail", "user", "daemon", "local0", "local1",
 	"local2", "local3", "local4", "local5", "local6", "local7", NULL };
 static const char *const v_oauth2_provider[] = { "google", "microsoft", "custom", NULL };
+static const char *const v_ip_version[] = { "any", "4", "6", NULL };
+static const char *const v_protocol[] = { "smtp", "lmtp", NULL };
 
 static const struct keydef keys[K__COUNT + 1] = {
 	[K_HOST] = { "host", T_STR, W_ANY_ACC, NULL, 0, 0 },
@@ -143,6 +151,18 @@ static const struct keydef keys[K__COUNT + 1] = {
 	[K_OAUTH2_DEVICE_URL] = { "oauth2_device_url", T_STR, W_ANY_ACC, NULL, 0, 0 },
 	[K_OAUTH2_SCOPE] = { "oauth2_scope", T_STR, W_ANY_ACC, NULL, 0, 0 },
 	[K_OAUTH2_TRUST_FILE] = { "oauth2_trust_file", T_PATH, W_ANY_ACC, NULL, 0, 0 },
+	/* transports (issue 16) */
+	[K_SOURCE_ADDRESS] = { "source_address", T_ADDR, W_ANY_ACC, NULL, 0, 0 },
+	[K_IP_VERSION] = { "ip_version", T_ENUM, W_ANY_ACC, v_ip_version, 0, 0 },
+	[K_PROTOCOL] = { "protocol", T_ENUM, W_ANY_ACC, v_protocol, 0, 0 },
+	[K_SOCKET] = { "socket", T_PATH, W_ANY_ACC, NULL, 0, 0 },
+	[K_PROXY] = { "proxy", T_PROXY, W_ANY_ACC, NULL, 0, 0 },
+	[K_PROXY_USER] = { "proxy_user", T_STR, W_ANY_ACC, NULL, 0, 0 },
+	[K_PROXY_PASSWORD] = { "proxy_password", T_SECRET, W_ANY_ACC, NULL, 0, 0 },
+	[K_PROXY_PASSWORD_COMMAND] = { "proxy_password_command", T_CMD, W_ANY_ACC,
+				       NULL, 0, 0 },
+	[K_PROXY_PASSWORD_FILE] = { "proxy_password_file", T_PATH, W_ANY_ACC, NULL,
+				    0, 0 },
 	[K_DEFAULT_ACCOUNT] = { "default_account", T_STR, W_TOP, NULL, 0, 0 },
 };
 
@@ -600,6 +620,52 @@ static int norm_rate(const char *v, long max, char **out)
 		return -1;
 	snprintf(buf, sizeof buf, "%ld/%ld", n, per);
 	*out = strdup(buf);
+	return *out ? 0 : -1;
+}
+
+/* source_address: what inet_pton takes, stored as inet_ntop prints it. */
+static int norm_addr(const char *v, char **out)
+{
+	unsigned char a[sizeof(struct in6_addr)];
+	char buf[INET6_ADDRSTRLEN];
+	int af = strchr(v, ':') ? AF_INET6 : AF_INET;
+
+	if (inet_pton(af, v, a) != 1 || !inet_ntop(af, a, buf, sizeof buf))
+		return -1;
+	*out = strdup(buf);
+	return 0;
+}
+
+/* proxy: only SOCKS5 (RFC 1928) is spoken; socks5h lets the proxy resolve
+ * the relay's name.  The port is required: there is no usual one. */
+static int norm_proxy(const char *v, char **out)
+{
+	const char *hp = NULL, *port;
+	long n;
+
+	if (strncasecmp(v, "socks5://", 9) == 0)
+		hp = v + 9;
+	else if (strncasecmp(v, "socks5h://", 10) == 0)
+		hp = v + 10;
+	if (!hp || !*hp)
+		return -1;
+	if (*hp == '[') {
+		const char *e = strchr(hp, ']');
+		if (!e || e == hp + 1 || e[1] != ':')
+			return -1;
+		port = e + 2;
+	} else {
+		port = strrchr(hp, ':');
+		if (!port || port == hp || memchr(hp, ':', (size_t)(port - hp)))
+			return -1;
+		port++;
+	}
+	if (strcspn(hp, "/@?# \t") < strlen(hp) || parse_num(port, 1, 65535, &n) < 0)
+		return -1;
+	*out = strdup(v);
+	if (*out)
+		for (char *s = *out; *s != ':'; s++)
+			*s = (char)tolower((unsigned char)*s);
 	return 0;
 }
 
@@ -657,6 +723,16 @@ static int normalise(int k, const char *v, char **out, char *expected,
 		if (norm_rate(v, kd->max, out) < 0)
 			return norm_fail(expected, cap, "a count and a period such as "
 					 "100/1h or 2000/1d (at most 1000000 per 30d)");
+		return 0;
+	case T_ADDR:
+		if (norm_addr(v, out) < 0)
+			return norm_fail(expected, cap, "a numeric IPv4 or IPv6 "
+					 "address such as 192.0.2.10 or 2001:db8::10");
+		return 0;
+	case T_PROXY:
+		if (norm_proxy(v, out) < 0)
+			return norm_fail(expected, cap, "socks5://host:port or "
+					 "socks5h://host:port ([v6addr] for IPv6)");
 		return 0;
 	case T_LIST:
 		if (norm_list(v, out) < 0)
@@ -740,7 +816,7 @@ static int check_comment_cut(struct parse *p, int k)
 		;
 	if (v < end && *v == '"')
 		stop = closing_quote(v, end);
-	else if (k != K_PASSWORD && k != K_OAUTH2_CLIENT_SECRET)
+	else if (k != K_PASSWORD && k != K_OAUTH2_CLIENT_SECRET && k != K_PROXY_PASSWORD)
 		return 0;
 	for (const char *s = v + 1; s < stop; s++)
 		if (*s == ';' && (s[-1] == ' ' || s[-1] == '\t'))
@@ -973,7 +1049,7 @@ static int handle(struct parse *p, const char *section, const char *name,
 			    where_text(keys[k].where));
 	if (check_comment_cut(p, k) < 0 || parse_value(p, k, value, &v) < 0)
 		return -1;
-	if (k == K_PASSWORD || k == K_OAUTH2_CLIENT_SECRET)
+	if (k == K_PASSWORD || k == K_OAUTH2_CLIENT_SECRET || k == K_PROXY_PASSWORD)
 		p->has_password = 1;
 	if (k == K_DEFAULT_ACCOUNT)
 		return store(p, k, &p->c->default_account,
@@ -1253,9 +1329,9 @@ int cfg_finish(struct config *c, struct result *r)
 
 		if (inherit(a, &c->defaults) < 0)
 			return result_fail(r, EX_OSERR, "out of memory");
-		if (!a->s[K_HOST].value)
+		if (!a->s[K_HOST].value && !a->s[K_SOCKET].value)
 			return result_fail(r, EX_CONFIG, "%s:%d: account '%s' has "
-					   "no host", a->file, a->line, a->name);
+					   "no host (nor socket)", a->file, a->line, a->name);
 	}
 	if (check_fallbacks(c, r) < 0)
 		return -1;
@@ -1385,6 +1461,20 @@ const char *cfg_key_name(enum cfg_key k)
 	return keys[k].name;
 }
 
+const char *cfg_socket(const struct account *a)
+{
+	const char *host = cfg_str(a, K_HOST), *sock = cfg_str(a, K_SOCKET);
+
+	if (sock)
+		return sock;
+	return host && host[0] == '/' ? host : NULL;
+}
+
+const char *cfg_host(const struct account *a)
+{
+	return cfg_socket(a) ? cfg_socket(a) : cfg_str(a, K_HOST);
+}
+
 int cfg_tls_mode(const struct account *a)
 {
 	const char *tls = cfg_str(a, K_TLS);
@@ -1393,6 +1483,9 @@ int cfg_tls_mode(const struct account *a)
 		return strcmp(tls, "off") == 0 ? CFG_TLS_OFF :
 		       strcmp(tls, "implicit") == 0 ? CFG_TLS_IMPLICIT :
 		       CFG_TLS_STARTTLS;
+	/* a local socket has no one in the middle to protect against */
+	if (cfg_socket(a))
+		return CFG_TLS_OFF;
 	/* SPEC 2: port 465 implies implicit TLS (RFC 8314) */
 	return cfg_long(a, K_PORT, 0) == 465 ? CFG_TLS_IMPLICIT : CFG_TLS_STARTTLS;
 }

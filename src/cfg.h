@@ -29,6 +29,10 @@ enum cfg_key {
 	/* OAuth2 (issue 18) */
 	K_OAUTH2_PROVIDER, K_OAUTH2_CLIENT_ID, K_OAUTH2_CLIENT_SECRET,
 	K_OAUTH2_TOKEN_URL, K_OAUTH2_DEVICE_URL, K_OAUTH2_SCOPE, K_OAUTH2_TRUST_FILE,
+	/* transports (issue 16) */
+	K_SOURCE_ADDRESS, K_IP_VERSION, K_PROTOCOL, K_SOCKET, K_PROXY,
+	K_PROXY_USER, K_PROXY_PASSWORD, K_PROXY_PASSWORD_COMMAND,
+	K_PROXY_PASSWORD_FILE,
 	K__COUNT
 };
 
@@ -118,6 +122,12 @@ const char *cfg_key_name(enum cfg_key k);
 enum { CFG_TLS_OFF = 0, CFG_TLS_STARTTLS = 1, CFG_TLS_IMPLICIT = 2 };
 const char *cfg_port(const struct account *a);
 int cfg_tls_mode(const struct account *a);
+
+/* The unix-domain socket the account delivers to (`socket`, or a `host`
+ * that is an absolute path), or NULL for TCP. */
+const char *cfg_socket(const struct account *a);
+/* Where the account delivers, for messages: the socket, else host. */
+const char *cfg_host(const struct account *a);
 
 /* Tests only: look for the system file in `dir` instead of SYSCONFDIR
  * (NULL restores SYSCONFDIR).  The pointer is kept, not copied. */

@@ -48,6 +48,15 @@ static const char *hint(const struct relay *rl, const struct result *r)
 		return "a port that starts with TLS (465) needs tls = implicit";
 	if (strstr(r->text, "is this port speaking TLS"))
 		return "port 587 uses tls = starttls, port 465 tls = implicit";
+	/* issue 16 */
+	if (strstr(r->text, "SOCKS5 proxy"))
+		return "check proxy (socks5://host:port, or socks5h:// to let the proxy "
+		       "resolve the relay), proxy_user and the proxy's password; -v "
+		       "shows the path";
+	if (strstr(r->text, "source_address"))
+		return "source_address must be an address of this host (ip addr)";
+	if (strstr(r->text, "unix socket"))
+		return "is the delivery agent running, and may you open its socket?";
 	if (strstr(r->text, "cannot connect"))
 		return "wrong port or a firewall? submission is 587 (STARTTLS) or 465 "
 		       "(implicit TLS); port 25 is often blocked";
@@ -71,12 +80,25 @@ static int fail(const struct relay *rl, const char *what, struct result *r)
 static int resolve(const struct relay *rl, struct result *r)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res, *ai;
+	const struct conn_route *rt = &rl->route;
 	char list[512] = "", addr[NI_MAXHOST];
 	size_t o = 0;
-	int timed_out, rc = conn_resolve(rl->p.host, rl->p.port, &hints, &res,
-					 (rl->p.timeout_s > 0 ? rl->p.timeout_s : 60) * 1000,
-					 &timed_out);
+	int timed_out, rc;
 
+	/* issue 16: nothing to resolve for a unix socket, nor for the relay
+	 * when the proxy resolves its name (socks5h) */
+	if (rl->p.host[0] == '/') {
+		step("resolve", "nothing to resolve: a unix socket");
+		return 0;
+	}
+	if (rt->proxy && strncmp(rt->proxy, "socks5h:", 8) == 0) {
+		step("resolve", "left to the SOCKS5 proxy (socks5h)");
+		return 0;
+	}
+	hints.ai_family = rt->family == 4 ? AF_INET : rt->family == 6 ? AF_INET6 :
+			  AF_UNSPEC;
+	rc = conn_resolve(rl->p.host, rl->p.port, &hints, &res,
+			  (rl->p.timeout_s > 0 ? rl->p.timeout_s : 60) * 1000, &timed_out);
 	if (rc != 0) {
 		r->phase = PHASE_CONNECT;
 		result_fail(r, rc == EAI_NONAME ? EX_NOHOST : EX_TEMPFAIL,
@@ -199,6 +221,8 @@ int mode_check(struct ctx *c, struct result *r)
 		 rl.p.tls == SMTP_TLS_OFF ? "off" :
 		 rl.p.tls == SMTP_TLS_IMPLICIT ? "implicit" : "starttls", rl.ap.mech);
 	step("configuration", buf);
+	relay_describe_path(&rl, buf, sizeof buf);
+	step("path", buf);
 	check_maildomain(c->acct);
 	check_queue(c);
 	if (resolve(&rl, r) < 0)
@@ -219,7 +243,9 @@ int mode_check(struct ctx *c, struct result *r)
 		relay_free(&rl);
 		return -1;
 	}
-	step("connect", "greeting and EHLO");
+	snprintf(buf, sizeof buf, "%s: greeting and %s", smtp_path(ss),
+		 rl.p.lmtp ? "LHLO" : "EHLO");
+	step("connect", buf);
 	if (rl.p.tls != SMTP_TLS_OFF)
 		step_tls(&rl);
 	if (rl.p.auth) {

@@ -96,6 +96,12 @@ static const struct long_opt long_opts[] = {
 	{ "header", L_LIST, OFF(headers), 0 },
 	{ "cc", L_LIST, OFF(cc), 0 },
 	{ "bcc", L_LIST, OFF(bcc), 0 },
+	/* transports (issue 16) */
+	{ "proxy-host", L_VALUE, OFF(proxy_host), 0 },
+	{ "proxy-port", L_VALUE, OFF(proxy_port), 0 },
+	{ "source-ip", L_VALUE, OFF(source_ip), 0 },
+	{ "ip-version", L_VALUE, OFF(ip_version), 0 },
+	{ "protocol", L_VALUE, OFF(protocol), 0 },
 };
 
 /* -b letters.  -bv keeps MODE_SEND with o->verify; -bh and -bH (sendmail's
@@ -147,6 +153,9 @@ void cli_help(FILE *f)
 		"  --no-queue          send directly; a temporary failure exits 75\n"
 		"  --host, --port, --tls, --auth, --user, --from, --timeout VALUE\n"
 		"                      override the account's setting\n"
+		"  --proxy-host HOST, --proxy-port PORT  SOCKS5 proxy (\"\": none)\n"
+		"  --source-ip ADDR, --ip-version 4|6|any, --protocol smtp|lmtp\n"
+		"                      override source_address, ip_version, protocol\n"
 		"  --read-envelope-from  use the From header as envelope sender\n"
 		"\nComposing (pushmail writes the message itself):\n"
 		"  --subject TEXT      Subject (any UTF-8)\n"

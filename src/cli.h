@@ -50,6 +50,9 @@ struct options {
 	const char *body_type;     /* -B value */
 	const char *log_tag;       /* -L */
 	const char *transcript;    /* -X FILE */
+	/* issue 16, msmtp's names: --proxy-host, --proxy-port, --source-ip,
+	 * --protocol; --ip-version (msmtp's -4/-6 are not sendmail options) */
+	const char *proxy_host, *proxy_port, *source_ip, *ip_version, *protocol;
 	int extract;               /* -t */
 	int verbose;               /* -v */
 	int dry_run;               /* --dry-run */

@@ -46,6 +46,34 @@ int conn_resolve(const char *host, const char *port, const struct addrinfo *hint
 int conn_connect(struct conn **out, const char *host, const char *port,
 		 int timeout_ms, struct result *r);
 
+/* How to reach the relay (issue 16).  A zeroed struct (or NULL) is the
+ * direct path: every address of the name, either family. */
+struct conn_route {
+	const char *source;      /* numeric local address bound before connecting */
+	int family;              /* 0 any, 4 or 6: which addresses are tried */
+	const char *proxy;       /* "socks5://host:port" (pushmail resolves the
+				  * relay's name) or "socks5h://host:port" (the
+				  * proxy does), or NULL */
+	const char *proxy_user, *proxy_pass;  /* RFC 1929, or NULL */
+};
+
+/* conn_connect along route rt.  A host that is an absolute path is a
+ * unix-domain socket (port and route unused).  The addresses of a name are
+ * tried with Happy Eyeballs (RFC 8305): the next attempt starts
+ * CONN_HE_DELAY_MS after the previous one unless that one has connected,
+ * attempts already started go on, the first to connect wins; one overall
+ * deadline for lookup, attempts and the SOCKS5 exchange.  Besides
+ * conn_connect's failures: EX_CONFIG (bad proxy, source address that cannot
+ * be bound), socks_handshake's (socks.h). */
+#define CONN_HE_DELAY_MS 250
+int conn_open(struct conn **out, const char *host, const char *port,
+	      const struct conn_route *rt, int timeout_ms, struct result *r);
+
+/* The path the connection took, for --serverinfo and -v: "127.0.0.1 port
+ * 25 (IPv4) from 127.0.0.2", "unix socket /run/lmtp", "... through SOCKS5
+ * proxy ...".  "" for conn_from_fd connections.  Valid until conn_close. */
+const char *conn_path(const struct conn *c);
+
 /* Wrap an already-connected descriptor (tests, fuzzing, -bs).  Takes ownership. */
 struct conn *conn_from_fd(int fd);
 

@@ -62,5 +62,10 @@ void ctx_overrides(const struct ctx *c, struct relay_overrides *ov)
 	ov->auth = c->o.auth;
 	ov->user = c->o.user;
 	ov->timeout = c->o.timeout;
+	ov->proxy_host = c->o.proxy_host;
+	ov->proxy_port = c->o.proxy_port;
+	ov->source = c->o.source_ip;
+	ov->ip_version = c->o.ip_version;
+	ov->protocol = c->o.protocol;
 }
 

@@ -55,6 +55,8 @@ int mode_serverinfo(struct ctx *c, struct result *r)
 	struct relay_overrides ov;
 	struct smtp_probe pr;
 	struct relay rl;
+	char path[1024];
+	int rc;
 
 	if (ctx_load_config(c, 1, r) < 0 ||
 	    !(c->acct = cfg_select(&c->cfg, c->o.account, NULL, r)))
@@ -64,10 +66,15 @@ int mode_serverinfo(struct ctx *c, struct result *r)
 		return -1;
 	c->host = rl.p.host;
 	rl.tp.report_only = 1;   /* show the certificate whatever it is */
-	if (smtp_probe(&rl.p, &pr, r) < 0)
+	rc = relay_proxy_secret(&rl, r) < 0 ? -1 : smtp_probe(&rl.p, &pr, r);
+	relay_free(&rl);
+	if (rc < 0)
 		return -1;
 	printf("account %s: %s port %s (tls = %s)\n", c->acct->name, rl.p.host,
 	       rl.p.port, tls_name(rl.p.tls));
+	/* issue 16: which way the relay was reached */
+	relay_describe_path(&rl, path, sizeof path);
+	printf("path: %s\n  connected to %s\n", path, pr.path);
 	print_lines("greeting:", pr.greeting);
 	print_lines(rl.p.tls == SMTP_TLS_STARTTLS ? "capabilities before TLS:" :
 		    "capabilities:", pr.ehlo_before);

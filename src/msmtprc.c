@@ -1125,8 +1125,21 @@ static void em_protocol(struct conv *c, const struct acct *a,
 			const struct row *m)
 {
 	if (is(a->v[S_PROTOCOL], "lmtp"))
-		note(&c->out, "protocol lmtp is unsupported: pushmail speaks SMTP "
-		     "only");
+		put(c, m->key, "lmtp", V_TEXT);
+}
+
+/* msmtp's proxy is SOCKS5 and hands the proxy the relay's name (socks5h);
+ * its port defaults to 1080. */
+static void em_proxy(struct conv *c, const struct acct *a, const struct row *m)
+{
+	const char *h = a->v[S_PROXY_HOST], *p = a->v[S_PROXY_PORT];
+	char url[600];
+
+	if (!h || !*h)
+		return;
+	snprintf(url, sizeof url, strchr(h, ':') ? "socks5h://[%s]:%s" :
+		 "socks5h://%s:%s", h, p && *p ? p : "1080");
+	put(c, m->key, url, V_TEXT);
 }
 
 static const struct {
@@ -1138,11 +1151,6 @@ static const struct {
 	{ S_TLS_MIN_DH_PRIME_BITS, "tls_min_dh_prime_bits", "see tls_priorities" },
 	{ S_TLS_FORCE_SSLV3, "tls_force_sslv3", "pushmail requires TLS 1.2 or later" },
 	{ S_LOGFILE_TIME_FORMAT, "logfile_time_format", NULL },
-	{ S_SOURCE_IP, "source_ip", NULL },
-	{ S_PROXY_HOST, "proxy_host", "pushmail connects directly, not through "
-	  "a SOCKS proxy" },
-	{ S_PROXY_PORT, "proxy_port", NULL },
-	{ S_SOCKET, "socket", "pushmail connects to host and port instead" },
 };
 
 static void em_no_equiv(struct conv *c, const struct acct *a,
@@ -1189,7 +1197,10 @@ static const struct row rows[] = {
 	{ "log", S_LOGFILE, V_PATH, em_log },
 	{ "timeout", S_TIMEOUT, V_TEXT, em_timeout },
 	{ "aliases", S_ALIASES, V_PATH, NULL },
-	{ NULL, S_PROTOCOL, V_TEXT, em_protocol },
+	{ "protocol", S_PROTOCOL, V_TEXT, em_protocol },
+	{ "socket", S_SOCKET, V_PATH, NULL },
+	{ "source_address", S_SOURCE_IP, V_TEXT, NULL },
+	{ "proxy", S_PROXY_HOST, V_TEXT, em_proxy },
 	{ NULL, S_SOCKET, V_TEXT, em_no_equiv },
 };
 
@@ -1259,15 +1270,17 @@ static void choose_default(struct conv *c)
 	}
 }
 
-/* An account becomes a section only with a host pushmail can read back,
- * since cfg_finish refuses an account without one. */
+/* An account becomes a section only with a host (or, issue 16, a socket)
+ * pushmail can read back, since cfg_finish refuses an account without. */
 static int convertible(struct conv *c, struct acct *a)
 {
 	struct sbuf o = { 0 };
 	const char *why;
 
-	if (a->skip || !a->v[S_HOST])
+	if (a->skip || (!a->v[S_HOST] && !a->v[S_SOCKET]))
 		return 0;
+	if (!a->v[S_HOST])
+		return 1;
 	why = encode("host", a->v[S_HOST], V_TEXT, &o);
 	if (why)
 		note(&a->notes, "account '%s' skipped: its host %s cannot be "
@@ -1292,7 +1305,7 @@ static void emit_account(struct conv *c, const struct acct *a)
 	if (a->alias) {
 		note(&c->out, "account 'default' (line %ld) is account '%s': "
 		     "default_account names it", a->line, a->parents);
-	} else if (!a->skip && !a->v[S_HOST]) {
+	} else if (!a->skip && !a->v[S_HOST] && !a->v[S_SOCKET]) {
 		note(&c->out, "account '%s' (line %ld) has no host, so it is not "
 		     "an account here; accounts that inherit from it include "
 		     "its settings", a->name, a->line);

@@ -13,6 +13,7 @@
 /* Command-line overrides (--host, --port, ...); NULL members are unset. */
 struct relay_overrides {
 	const char *host, *port, *tls, *auth, *user, *timeout;
+	const char *proxy_host, *proxy_port, *source, *ip_version, *protocol;
 };
 
 struct relay {
@@ -24,6 +25,9 @@ struct relay {
 	char auth_used[AUTH_MECH_MAX];  /* the mechanism AUTH used, "" before */
 	char *secret;
 	char ehlo[256];
+	struct conn_route route;   /* issue 16: proxy, source address, family */
+	char *proxy_secret;
+	char proxy_buf[300];       /* --proxy-host/--proxy-port as a proxy URL */
 };
 
 /* Fill rl from account a and the overrides.  No secret is fetched yet.
@@ -34,6 +38,15 @@ int relay_init(struct relay *rl, const struct account *a,
 /* Fetch the secret when the account authenticates with a mechanism that
  * needs one, and enable AUTH in rl->p. */
 int relay_auth(struct relay *rl, struct result *r);
+
+/* Fetch the SOCKS5 proxy's password when proxy_user is set (from
+ * proxy_password, proxy_password_command, proxy_password_file, ~/.netrc
+ * for the proxy's host).  relay_auth does it too. */
+int relay_proxy_secret(struct relay *rl, struct result *r);
+
+/* One line saying how the relay is reached ("direct, ip_version any",
+ * "SOCKS5 proxy socks5h://...", "unix socket ..., LMTP"). */
+void relay_describe_path(const struct relay *rl, char *out, size_t cap);
 
 void relay_free(struct relay *rl);
 

@@ -86,7 +86,7 @@ static void log_try(const struct account *a, const struct smtp_session *ss,
 {
 	const struct smtp_params *p = ss ? smtp_params_of(ss) : NULL;
 	struct log_record lr = {
-		.account = a ? a->name : NULL, .host = a ? cfg_str(a, K_HOST) : NULL,
+		.account = a ? a->name : NULL, .host = a ? cfg_host(a) : NULL,
 		.tls = a ? tls_names[cfg_tls_mode(a) % 3] : NULL,
 		.tls_version = p && p->tls_info ? p->tls_info->version : NULL,
 		.cipher = p && p->tls_info ? p->tls_info->cipher : NULL,

@@ -432,12 +432,18 @@ static int from_tty(const char *host, const char *user, char **out, struct resul
 	return *out ? 0 : result_fail(r, EX_CONFIG, "no password entered");
 }
 
-int secret_get(const struct account *a, const char *host, const char *user,
-	       char **out, struct result *r)
+/* Which keys hold a secret: the relay's or the proxy's. */
+struct secret_keys {
+	enum cfg_key pw, cmd, file;
+	int prompt;
+};
+
+static int get_secret(const struct account *a, const struct secret_keys *k,
+		      const char *host, const char *user, char **out, struct result *r)
 {
-	const char *pw = cfg_str(a, K_PASSWORD);
-	const char *cmd = cfg_str(a, K_PASSWORD_COMMAND);
-	const char *file = cfg_str(a, K_PASSWORD_FILE);
+	const char *pw = cfg_str(a, k->pw);
+	const char *cmd = cfg_str(a, k->cmd);
+	const char *file = cfg_str(a, k->file);
 	long t = cfg_long(a, K_TIMEOUT, 0);
 
 	*out = NULL;
@@ -458,5 +464,27 @@ int secret_get(const struct account *a, const char *host, const char *user,
 		return 0;
 	if (r->exitcode)
 		return -1;
+	if (!k->prompt)
+		return result_fail(r, EX_CONFIG, "no password for proxy_user %s at proxy "
+				   "%s: set proxy_password, proxy_password_command or "
+				   "proxy_password_file", user, host);
 	return from_tty(host, user, out, r);
+}
+
+int secret_get(const struct account *a, const char *host, const char *user,
+	       char **out, struct result *r)
+{
+	static const struct secret_keys k = { K_PASSWORD, K_PASSWORD_COMMAND,
+					      K_PASSWORD_FILE, 1 };
+
+	return get_secret(a, &k, host, user, out, r);
+}
+
+int secret_get_proxy(const struct account *a, const char *host, const char *user,
+		     char **out, struct result *r)
+{
+	static const struct secret_keys k = { K_PROXY_PASSWORD, K_PROXY_PASSWORD_COMMAND,
+					      K_PROXY_PASSWORD_FILE, 0 };
+
+	return get_secret(a, &k, host, user, out, r);
 }

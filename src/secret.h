@@ -19,6 +19,12 @@
 int secret_get(const struct account *a, const char *host, const char *user,
 	       char **out, struct result *r);
 
+/* The same for the SOCKS5 proxy (issue 16): proxy_password (or
+ * "keyring"), proxy_password_command, proxy_password_file, then ~/.netrc for
+ * the proxy's host; no prompt. */
+int secret_get_proxy(const struct account *a, const char *host, const char *user,
+		     char **out, struct result *r);
+
 void secret_free(char *s);
 
 /* Run argv (no shell) with stdin from /dev/null, collect the first line of

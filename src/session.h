@@ -33,6 +33,9 @@ struct smtp_session {
 	int binary;        /* this transaction declared BODY=BINARYMIME */
 	int no_bdat;       /* the relay offered CHUNKING but refused BDAT as not
 			      recognised: DATA for the rest of the session */
+	const char **lmtp_rcpt;   /* LMTP: the accepted recipients, in order, each
+				     owed a reply after the data (RFC 2033 4.2) */
+	size_t lmtp_n;
 	struct reply rp;
 	char line[REPLY_LINE_MAX + 1];
 };
@@ -43,6 +46,7 @@ struct rcpt_tally {
 	size_t accepted, refused;
 	struct result worst;
 	char list[1024];   /* "<a>: 550 ...; <b>: ..." for the partial-delivery note */
+	enum smtp_phase phase;  /* of the verdicts: PHASE_NONE means RCPT */
 };
 
 int ss_tmo(const struct smtp_session *s, int secs);

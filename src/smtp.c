@@ -167,8 +167,9 @@ static int start_tls(struct smtp_session *s, enum smtp_phase phase)
 static int do_ehlo(struct smtp_session *s)
 {
 	memset(&s->caps, 0, sizeof s->caps);
+	/* RFC 2033 4.1: LMTP has LHLO in place of EHLO, and no HELO */
 	if (ss_in_step(s, PHASE_EHLO) < 0 ||
-	    ss_send_cmd(s, "EHLO %s", s->p->ehlo_name) < 0 ||
+	    ss_send_cmd(s, "%s %s", s->p->lmtp ? "LHLO" : "EHLO", s->p->ehlo_name) < 0 ||
 	    ss_flush(s, PHASE_EHLO, T_EHLO) < 0 ||
 	    ss_read_reply(s, PHASE_EHLO, T_EHLO) < 0)
 		return -1;
@@ -176,7 +177,7 @@ static int do_ehlo(struct smtp_session *s)
 		caps_parse(&s->caps, &s->rp);
 		return 0;
 	}
-	if (s->rp.code / 100 != 5)
+	if (s->rp.code / 100 != 5 || s->p->lmtp)
 		return ss_check_reply(s, PHASE_EHLO, 2);
 	log_info("EHLO refused, trying HELO");
 	if (ss_send_cmd(s, "HELO %s", s->p->ehlo_name) < 0 ||
@@ -235,11 +236,14 @@ void ss_tally_rcpt(struct smtp_session *s, struct rcpt_tally *t, const char *rcp
 
 	if (s->rp.code / 100 == 2) {
 		t->accepted++;
+		if (s->p->lmtp && t->phase == PHASE_NONE && s->lmtp_rcpt)
+			s->lmtp_rcpt[s->lmtp_n++] = rcpt;
 		return;
 	}
 	t->refused++;
 	result_clear(&one);
-	result_reply(&one, PHASE_RCPT, s->rp.code, s->rp.enh, s->rp.text);
+	result_reply(&one, t->phase ? t->phase : PHASE_RCPT, s->rp.code, s->rp.enh,
+		     s->rp.text);
 	snprintf(one.arg, sizeof one.arg, "%s", rcpt);
 	if (t->refused == 1 || (t->worst.code / 100 == 4 && one.code / 100 == 5))
 		t->worst = one;
@@ -305,6 +309,13 @@ static int do_envelope(struct smtp_session *s, const struct smtp_envelope *env)
 
 	if (ss_in_step(s, PHASE_MAIL) < 0)
 		return -1;
+	if (s->p->lmtp) {
+		free(s->lmtp_rcpt);
+		s->lmtp_n = 0;
+		s->lmtp_rcpt = calloc(env->nrcpt ? env->nrcpt : 1, sizeof *s->lmtp_rcpt);
+		if (!s->lmtp_rcpt)
+			return result_fail(s->r, EX_OSERR, "out of memory");
+	}
 	/* A fresh transaction state for every message after the first on this
 	 * connection, whatever became of the one before. */
 	if (rset && (ss_send_cmd(s, "RSET") < 0 ||
@@ -443,6 +454,33 @@ static int body_to_conn(void *ctx, const char *p, size_t n)
 	return put_body(k->s, &k->bf, p, n);
 }
 
+/* RFC 2033 4.2: after the data an LMTP server answers once per accepted
+ * recipient, in RCPT order.  Each is that recipient's delivery; the
+ * outcome is then judged like refused RCPTs: all-or-nothing unless
+ * partial_delivery (with a note naming who did not get it). */
+static int lmtp_verdicts(struct smtp_session *s, struct smtp_outcome *out)
+{
+	struct rcpt_tally t = { .phase = PHASE_EOD };
+
+	for (size_t i = 0; i < s->lmtp_n; i++) {
+		if (ss_read_reply(s, PHASE_EOD, T_EOD) < 0) {
+			if (t.refused)
+				*s->r = t.worst;
+			return -1;
+		}
+		ss_tally_rcpt(s, &t, s->lmtp_rcpt[i]);
+		if (s->rp.code / 100 == 2 && out)
+			result_sanitise(out->final_reply, sizeof out->final_reply,
+					s->rp.text, s->rp.textlen);
+	}
+	if (out)
+		out->accepted = t.accepted;
+	if (t.refused && t.accepted)
+		log_err("LMTP: %zu of %zu recipient(s) got the message; refused after "
+			"the data: %s", t.accepted, s->lmtp_n, t.list);
+	return ss_check_tally(s, &t);
+}
+
 /* DATA content and the final dot.  QUIT is not in the same write: it waits
  * for the reply to the dot (smtp_transaction), see there. */
 static int do_data(struct smtp_session *s, const struct smtp_message *m,
@@ -478,12 +516,13 @@ static int do_data(struct smtp_session *s, const struct smtp_message *m,
 	s->in_data = 0;
 	log_proto("->", "[message]", 9);
 	if (ss_flush(s, PHASE_EOD, T_BLOCK) < 0 ||
-	    ss_expect(s, PHASE_EOD, T_EOD, 2) < 0)
+	    (s->p->lmtp ? lmtp_verdicts(s, out) : ss_expect(s, PHASE_EOD, T_EOD, 2)) < 0)
 		return -1;
 	if (out) {
 		out->bytes = bfp->out_total;
-		result_sanitise(out->final_reply, sizeof out->final_reply,
-				s->rp.text, s->rp.textlen);
+		if (!s->p->lmtp)
+			result_sanitise(out->final_reply, sizeof out->final_reply,
+					s->rp.text, s->rp.textlen);
 	}
 	return 0;
 }
@@ -548,7 +587,7 @@ struct smtp_session *smtp_open(const struct smtp_params *p, struct result *r)
 	struct smtp_session *ss;
 	struct conn *c;
 
-	if (conn_connect(&c, p->host, p->port, connect_ms(p), r) < 0)
+	if (conn_open(&c, p->host, p->port, p->route, connect_ms(p), r) < 0)
 		return NULL;
 	ss = smtp_open_conn(c, p, r);
 	if (!ss) {
@@ -576,7 +615,8 @@ static int reconnect(struct smtp_session *s)
 	conn_close(s->c);
 	s->c = NULL;
 	s->dead = 1;
-	if (conn_connect(&s->c, s->p->host, s->p->port, connect_ms(s->p), s->r) < 0)
+	if (conn_open(&s->c, s->p->host, s->p->port, s->p->route, connect_ms(s->p),
+		      s->r) < 0)
 		return -1;
 	s->dead = s->in_data = s->quit_sent = s->dirty = 0;
 	s->transactions = 0;
@@ -761,7 +801,13 @@ void smtp_close(struct smtp_session *ss)
 	quit_quietly(s);
 	if (s->own_conn)
 		conn_close(s->c);
+	free(s->lmtp_rcpt);
 	free(s);
+}
+
+const char *smtp_path(const struct smtp_session *s)
+{
+	return conn_path(s->c);
 }
 
 /* One message on a freshly opened session (NULL: the open failed). */
@@ -855,8 +901,9 @@ int smtp_probe(const struct smtp_params *p, struct smtp_probe *out,
 	s->p = p;
 	s->r = r;
 	s->dead = 1;   /* until connected: nothing to say QUIT on */
-	if (conn_connect(&s->c, p->host, p->port, ss_tmo(s, T_CONNECT), r) < 0)
+	if (conn_open(&s->c, p->host, p->port, p->route, ss_tmo(s, T_CONNECT), r) < 0)
 		goto out;
+	snprintf(out->path, sizeof out->path, "%s", conn_path(s->c));
 	s->dead = 0;
 	if (p->tls == SMTP_TLS_IMPLICIT && start_tls(s, PHASE_TLS) < 0)
 		goto out;

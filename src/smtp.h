@@ -32,6 +32,8 @@ struct smtp_params {
 				  * logged in ("" before); may be NULL */
 	int timeout_s;           /* caps every RFC 5321 phase timeout; 0 = RFC values */
 	int partial_delivery;    /* 1: deliver to accepted recipients when some are refused */
+	const struct conn_route *route; /* proxy, source address, family; NULL: direct */
+	int lmtp;                /* RFC 2033: LHLO, one reply per recipient after the data */
 };
 
 enum { SMTP_8BIT_UNKNOWN = 2 };
@@ -121,6 +123,8 @@ int smtp_batch(struct smtp_session *s, struct smtp_batch_item *it, size_t n,
  * are filled by then), for the mail log. */
 const struct smtp_params *smtp_params_of(const struct smtp_session *s);
 void smtp_close(struct smtp_session *s);
+/* conn_path() of the session's connection (for --check). */
+const char *smtp_path(const struct smtp_session *s);
 
 /* The session on an existing connection (tests and fuzzing use a socketpair). */
 int smtp_session(struct conn *c, const struct smtp_params *p,
@@ -133,6 +137,7 @@ struct smtp_probe {
 	char ehlo_before[4096];      /* EHLO (or HELO) reply text, '\n' between lines */
 	char ehlo_after[4096];       /* the same after STARTTLS; "" when no STARTTLS */
 	int tls;                     /* TLS was established */
+	char path[1024];             /* conn_path(): how the relay was reached */
 };
 
 /* Connect, greet, EHLO, STARTTLS (or implicit TLS) and EHLO again, then QUIT.

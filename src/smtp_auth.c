@@ -134,6 +134,13 @@ int ss_do_auth(struct smtp_session *s)
 	ap.tls_info = s->p->tls_info;
 	if (ss_in_step(s, PHASE_AUTH) < 0)
 		return -1;
+	/* issue 16: a local socket (an LMTP delivery agent) usually wants no
+	 * AUTH at all; with auth = auto it is done only when offered */
+	if (s->p->host && s->p->host[0] == '/' && !s->caps.auth[0] &&
+	    strcmp(ap.mech, "auto") == 0) {
+		log_info("%s offers no AUTH: not authenticating", s->p->host);
+		return 0;
+	}
 	if (auth_choose(s->caps.auth, &ap, mech, s->r) < 0)
 		return -1;
 	log_info("authenticating as %s with %s", ap.user ? ap.user : "", mech);

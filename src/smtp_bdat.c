@@ -101,7 +101,9 @@ int ss_bdat_ok(const struct smtp_session *s)
 {
 	unsigned both = CAP_CHUNKING | CAP_PIPELINING;
 
-	return (s->caps.flags & both) == both && !s->no_bdat;
+	/* LMTP's BDAT LAST has per-recipient replies too; DATA keeps one
+	 * place that reads them */
+	return (s->caps.flags & both) == both && !s->no_bdat && !s->p->lmtp;
 }
 
 /* RFC 5321 4.2.4: 500, 502 and 504 say "command not recognised / not

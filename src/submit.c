@@ -311,7 +311,7 @@ static int select_account(struct job *j, const char *sel, struct result *r)
 		if (!j->acct)
 			return -1;
 		j->c->acct = j->acct;
-		j->c->host = j->c->o.host ? j->c->o.host : cfg_str(j->acct, K_HOST);
+		j->c->host = j->c->o.host ? j->c->o.host : cfg_host(j->acct);
 	}
 	if (acct_str(j, K_DOMAIN))
 		snprintf(j->ehlo, sizeof j->ehlo, "%s", acct_str(j, K_DOMAIN));

@@ -120,6 +120,7 @@ DEFAULTS = {
     "GREETING": "220 {host} ESMTP scripted test server",
     "EHLO": "250 {host}",          # really built from the extension list
     "HELO": "250 {host}",
+    "LHLO": "250 {host}",          # LMTP: answered by the EHLO rule
     "MAIL": "250 2.1.0 Ok",
     "RCPT": "250 2.1.5 Ok",
     "DATA": "354 End data with <CR><LF>.<CR><LF>",
@@ -456,6 +457,7 @@ class ConnRecord:
         self.tls = None
         self.tls_version = None
         self.pre_tls_buffer = b""
+        self.peer = None            # the client's address (source_address tests)
         self.started = time.monotonic()
         self.duration = None
 
@@ -656,6 +658,10 @@ class _Conn:
         code = self.simple("EHLO", self.ehlo_reply(arg))
         if code is not None and code // 100 == 2:
             self.greeted, self.txn = True, None
+
+    def do_lhlo(self, line):
+        """LMTP (RFC 2033): LHLO is answered like EHLO, by the EHLO rule."""
+        return self.do_ehlo(line)
 
     def do_helo(self, line):
         code = self.simple("HELO")
@@ -964,6 +970,7 @@ class ScriptedServer:
     def _serve(self, s, rec, rules):
         s.settimeout(self.io_timeout)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        rec.peer = s.getpeername()[0]
         conn = _Conn(self, s, rec, rules)
         try:
             conn.serve()

@@ -284,6 +284,14 @@ static const struct {
 	[K_OAUTH2_DEVICE_URL] = { "https://t.example/dev", "https://t.example/dev" },
 	[K_OAUTH2_SCOPE] = { "a b", "a b" },
 	[K_OAUTH2_TRUST_FILE] = { "/ca.pem", "/ca.pem" },
+	/* transports (issue 16) */
+	[K_SOURCE_ADDRESS] = { "2001:DB8:0::1", "2001:db8::1" },
+	[K_IP_VERSION] = { "6", "6" }, [K_PROTOCOL] = { "LMTP", "lmtp" },
+	[K_SOCKET] = { "/run/lmtp", "/run/lmtp" },
+	[K_PROXY] = { "SOCKS5H://[::1]:1080", "socks5h://[::1]:1080" },
+	[K_PROXY_USER] = { "pu", "pu" }, [K_PROXY_PASSWORD] = { "p$w", "p$w" },
+	[K_PROXY_PASSWORD_COMMAND] = { "cat /pp", "cat /pp" },
+	[K_PROXY_PASSWORD_FILE] = { "/pp", "/pp" },
 };
 
 static void test_every_key(void)

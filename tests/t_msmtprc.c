@@ -369,16 +369,30 @@ static const struct fixture fixtures[] = {
 	    { "u", K_ALLOW_FROM_OVERRIDE, "no" },
 	    { "u", K_TIMEOUT, "3600" },
 	    { "u", K_FROM, NULL },
-	    { "u", K_FROM_MATCH, "*@example.org" } },
+	    { "u", K_FROM_MATCH, "*@example.org" },
+	    /* issue 16: these have equivalents now */
+	    { "u", K_SOURCE_ADDRESS, "10.0.0.1" },
+	    { "u", K_PROXY, "socks5h://127.0.0.1:9050" },
+	    { "u", K_PROTOCOL, "lmtp" } },
 	  { "; msmtp: frobnicate on (no equivalent)",
-	    "; msmtp: proxy_host 127.0.0.1 (no equivalent: pushmail connects directly",
-	    "protocol lmtp is unsupported",
 	    "tls_certcheck off: pushmail always verifies",
 	    "is SHA-1; pushmail pins SHA-256 only",
 	    "auth ntlm is unsupported",
 	    "remove_bcc_headers off: msmtp kept Bcc headers",
 	    "eval ... (no equivalent" },
 	  { "password 42" } },
+
+	{ "LMTP over a unix socket, no host (issue 16)",
+	  "account lmtp\n"
+	  "socket /run/dovecot/lmtp\n"
+	  "protocol lmtp\n"
+	  "from me@example.org\n",
+	  1, NULL,
+	  { { "lmtp", K_SOCKET, "/run/dovecot/lmtp" },
+	    { "lmtp", K_PROTOCOL, "lmtp" },
+	    { "lmtp", K_HOST, NULL } },
+	  { "[lmtp]" },
+	  { "has no host" } },
 
 	{ "SHA-256 pin, account names pushmail refuses",
 	  "account my account!\nhost a.example\ntls on\n"
