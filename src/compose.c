@@ -469,21 +469,6 @@ static int build_head(struct build *b, struct result *r)
 
 /* ---- the writer ------------------------------------------------------------ */
 
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 /* Exactly p->size bytes of the file through the encoder, in blocks. */
 static int stream_part(int out, const struct part *p)
 {
@@ -506,21 +491,21 @@ static int stream_part(int out, const struct part *p)
 		}
 		off += n;
 		left -= (unsigned long long)n;
-		if (write_all(out, enc, mime_b64_update(&e, in, (size_t)n, enc)) < 0)
+		if (fd_write_all(out, enc, mime_b64_update(&e, in, (size_t)n, enc)) < 0)
 			return -1;
 	}
-	return write_all(out, enc, mime_b64_final(&e, enc));
+	return fd_write_all(out, enc, mime_b64_final(&e, enc));
 }
 
 static int write_message(int out, const struct build *b)
 {
-	if (write_all(out, b->head.s, b->head.len) < 0)
+	if (fd_write_all(out, b->head.s, b->head.len) < 0)
 		return -1;
 	for (size_t i = 0; i < b->nparts; i++)
-		if (write_all(out, b->parts[i].head, b->parts[i].headlen) < 0 ||
+		if (fd_write_all(out, b->parts[i].head, b->parts[i].headlen) < 0 ||
 		    stream_part(out, &b->parts[i]) < 0)
 			return -1;
-	return write_all(out, b->tail, strlen(b->tail));
+	return fd_write_all(out, b->tail, strlen(b->tail));
 }
 
 static unsigned long long total_size(const struct build *b)

@@ -1,5 +1,6 @@
 /* queue.c - the crash-safe local spool (see queue.h). */
 #include "config.h"
+#include "sbuf.h"
 #include "queue.h"
 #include "qid.h"
 #include "body.h"
@@ -399,20 +400,6 @@ bad:
 
 /* ---- file helpers ---------------------------------------------------------------- */
 
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 /* Write an envelope into tmp/NAME, fsynced; returns the open fd or -1. */
 static int write_env_tmp(struct queue *q, const struct qenv *e, const char *name)
 {
@@ -423,7 +410,7 @@ static int write_env_tmp(struct queue *q, const struct qenv *e, const char *name
 		return -1;
 	fd = openat(q->tmp, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 	adopt(q, fd);
-	if (fd >= 0 && (write_all(fd, text, strlen(text)) < 0 || fsync(fd) < 0)) {
+	if (fd >= 0 && (fd_write_all(fd, text, strlen(text)) < 0 || fsync(fd) < 0)) {
 		int err = errno;
 		close(fd);
 		unlinkat(q->tmp, name, 0);
@@ -473,7 +460,7 @@ static int spool_body(int fd, const char *head, size_t headlen, int infd,
 	ssize_t n;
 
 	body_scan_init(&z);
-	if (write_all(fd, head, headlen) < 0)
+	if (fd_write_all(fd, head, headlen) < 0)
 		return result_fail(r, EX_CANTCREAT, "writing the queue: %s", strerror(errno));
 	body_scan_feed(&z, head, headlen);
 	while (infd >= 0 && (n = read(infd, block, sizeof block)) != 0) {
@@ -483,7 +470,7 @@ static int spool_body(int fd, const char *head, size_t headlen, int infd,
 			return result_fail(r, EX_IOERR, "reading the message: %s",
 					   strerror(errno));
 		body_scan_feed(&z, block, (size_t)n);
-		if (write_all(fd, block, (size_t)n) < 0)
+		if (fd_write_all(fd, block, (size_t)n) < 0)
 			return result_fail(r, EX_CANTCREAT, "writing the queue: %s",
 					   strerror(errno));
 	}

@@ -85,3 +85,20 @@ int sbuf_read_fd(struct sbuf *b, int fd, size_t max)
 	explicit_bzero(chunk, sizeof chunk);
 	return rc;
 }
+
+int fd_write_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			if (w == 0)
+				errno = EIO;
+			return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}

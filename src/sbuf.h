@@ -24,4 +24,8 @@ char *sbuf_take(struct sbuf *b);
  * error (errno set), -2 when the input is larger than max, -3 on ENOMEM. */
 int sbuf_read_fd(struct sbuf *b, int fd, size_t max);
 
+/* Write all n bytes of p to fd (retrying short writes and EINTR).  Returns
+ * 0, or -1 with errno set (0 written counts as EIO). */
+int fd_write_all(int fd, const char *p, size_t n);
+
 #endif

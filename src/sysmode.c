@@ -1,5 +1,6 @@
 /* sysmode.c - a caller's side of system mode (see sysmode.h, drop.h). */
 #include "config.h"
+#include "sbuf.h"
 #include "drop.h"
 #include "log.h"
 #include "modes.h"
@@ -50,20 +51,6 @@ static char *make_head(const struct ctx *c, const struct submit_req *req, size_t
 	return drop_format(&h, len);
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 /* head, then everything left on infd.  -1: the helper went away (its exit
  * status says why); -2: our input failed. */
 static int feed(int out, const char *head, size_t headlen, int infd)
@@ -71,7 +58,7 @@ static int feed(int out, const char *head, size_t headlen, int infd)
 	char buf[64 * 1024];
 	ssize_t n;
 
-	if (write_all(out, head, headlen) < 0)
+	if (fd_write_all(out, head, headlen) < 0)
 		return -1;
 	for (;;) {
 		n = read(infd, buf, sizeof buf);
@@ -81,7 +68,7 @@ static int feed(int out, const char *head, size_t headlen, int infd)
 			return -2;
 		if (n == 0)
 			return 0;
-		if (write_all(out, buf, (size_t)n) < 0)
+		if (fd_write_all(out, buf, (size_t)n) < 0)
 			return -1;
 	}
 }

@@ -68,7 +68,9 @@ class Files:
     def __init__(self):
         self.dir = os.path.join(t.tmpdir(), "files")
         os.makedirs(self.dir, exist_ok=True)
-        self.binary = os.urandom(300000)
+        # random bytes after a fixed start no magic number begins with (a
+        # random "MZ" or "\x7fELF" would make libmagic say something else)
+        self.binary = b"\x00\xfe\x01\xfd" + os.urandom(300000 - 4)
         self.text = "Zeile 1: äöü\nline 2\n".encode()
         self.png, self.pdf = png_bytes(), pdf_bytes()
         self.paths = {}
