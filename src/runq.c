@@ -347,6 +347,8 @@ struct run {
 	size_t order[RUNQ_HOPS_MAX];   /* hops in the order they are tried */
 	struct runq_stats *st;
 	size_t untried;
+	int open_failed;           /* batching() failed to open the relay for the
+				      message at hand: that is its try */
 	char (*notices)[QUEUE_ID_MAX];   /* notices queued during the run */
 	size_t nnotices, cap;
 };
@@ -672,8 +674,13 @@ static void run_one(struct run *rn, const char *id, int is_notice)
 		st->busy += !is_notice;
 		return;
 	}
-	if (try_hops(rn, &e, &r, &tried) == RUNQ_DELIVERED) {
-		oc = RUNQ_DELIVERED;
+	oc = try_hops(rn, &e, &r, &tried);
+	if (oc != RUNQ_DELIVERED && !tried && rn->open_failed) {
+		tried = 1;   /* batching() tried to open the relay for this one */
+		r = rn->hops[rn->order[0]].open_r;
+	}
+	rn->open_failed = 0;
+	if (oc == RUNQ_DELIVERED) {
 		report(&e, oc, &r);
 	} else if (!tried && held_until(rn)) {
 		/* every relay it may use is at its quota: due when one frees */
@@ -889,16 +896,26 @@ static void run_window(struct run *rn, const struct group *g, const struct qenv 
 	free(it);
 }
 
-/* Batch from *k when the account has one relay and its session is open
- * (the first message opened it, one at a time, so that a relay that cannot
- * be reached is found and counted as run_one does). */
+/* Batch from *k when the account has one relay and its session opens.  A
+ * relay that cannot be opened counts as the try of the message at hand,
+ * which run_one then records as it would have. */
 static int batching(struct run *rn, const struct group *g, const struct qenv *list,
 		    size_t *k)
 {
 	struct hop *h = &rn->hops[0];
 	size_t k0 = *k;
 
-	if (rn->nhops != 1 || !h->ss || !smtp_usable(h->ss))
+	if (rn->nhops != 1 || h->down)
+		return 0;
+	if (!h->ss) {
+		if (h->held && h->due > time(NULL))
+			return 0;           /* at its quota: run_one holds them */
+		if (open_hop(rn, h, 0) < 0) {
+			rn->open_failed = 1;   /* the next message's try */
+			return 0;
+		}
+	}
+	if (!smtp_usable(h->ss))
 		return 0;
 	run_window(rn, g, list, k);
 	if (!smtp_usable(h->ss)) {
