@@ -41,7 +41,8 @@ static void check_account(const struct config *c, const struct account *a)
 		(void)cfg_long(a, (enum cfg_key)k, -1);
 		CHECK(strcmp(cfg_key_name((enum cfg_key)k), "?") != 0);
 	}
-	CHECK(cfg_str(a, K_HOST) != NULL);
+	/* a relay is a host, or a unix socket (issue 16) */
+	CHECK(cfg_str(a, K_HOST) != NULL || cfg_str(a, K_SOCKET) != NULL);
 	CHECK(cfg_port(a) && *cfg_port(a));
 	int mode = cfg_tls_mode(a);
 	CHECK(mode >= CFG_TLS_OFF && mode <= CFG_TLS_IMPLICIT);
