@@ -144,9 +144,7 @@ def main():
     finally:
         if s:
             s.stop_daemon(signal.SIGKILL)
-        for cmd in (["userdel", sysmode.SVC_USER], ["groupdel", sysmode.SVC_USER],
-                    ["groupdel", sysmode.DROP_GROUP]):
-            sysmode.sh(cmd, check=False)
+        sysmode.remove_service_accounts()
         if t._failed > failed_before or keep:
             t.diag("kept %s" % root)
             if s:

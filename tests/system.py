@@ -121,6 +121,12 @@ def build_install(root):
     return os.path.join(root, "usr", "bin", "pushmail")
 
 
+def remove_service_accounts():
+    """The user and groups --setup-system made for this test's build."""
+    for cmd in (["userdel", SVC_USER], ["groupdel", SVC_USER], ["groupdel", DROP_GROUP]):
+        sh(cmd, check=False)
+
+
 class Users:
     """Throwaway accounts, removed at the end."""
 
@@ -797,9 +803,7 @@ def main():
         if pf:
             pf.stop()
         users.remove_all()
-        for cmd in (["userdel", SVC_USER], ["groupdel", SVC_USER],
-                    ["groupdel", DROP_GROUP]):
-            sh(cmd, check=False)
+        remove_service_accounts()
         failed = t._failed > failed_before
         if failed or keep:
             t.diag("kept %s" % root)
