@@ -1,563 +1,639 @@
-/* smtp.c - one SMTP submission session (see smtp.h).
+/* smtp.c - transactions over an SMTP session (see smtp.h), the top layer.
  *
- * Shaped like curl's lib/smtp.c: each protocol step is a small function that
- * queues its command(s) and one that checks the reply.  Commands go through
- * ss_send_line(), the only place that writes a command, which refuses CR, LF
- * and NUL so that no value can inject a second command (SPEC 4).  AUTH lives
- * in smtp_auth.c, BDAT in smtp_bdat.c; session.h is what they share.
- */
+ * A window of transactions is sent through the engine (engine.h) and the
+ * replies are read back in order, each applied to its own transaction by
+ * one switch (apply): MAIL, RCPT, DATA, BDAT and the end of data of many
+ * messages travel back to back (RFC 2920, RFC 3030), and every message gets
+ * its own outcome.  A message waits for a reply before going on only where
+ * the protocol says so: the 354 before DATA's body, the recipients' verdicts
+ * before BDAT when all-or-nothing delivery has several recipients, and every
+ * reply when the relay does not offer PIPELINING.
+ *
+ * Relays are not asked to RSET after a completed transaction (RFC 5321
+ * 3.3): only after one that this side stopped before its end of data. */
 #include "config.h"
 #include "session.h"
-#include "auth.h"
-#include "body.h"
 #include "log.h"
-#include "progress.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-int ss_tmo(const struct smtp_session *s, int secs)
+#define WINDOW 50   /* transactions in flight: what a failure can cost */
+
+/* One message's progress through the window. */
+struct txn {
+	struct smtp_batch_item *it;   /* env, msg in; state, r, out out */
+	int sent, resolved;
+	int failed;                   /* it->r holds a refusal of RSET or MAIL */
+	int tallied;                  /* the recipients' verdict was taken */
+	int bdat, binary;
+	int chunk_failed;
+	struct result chunk_r;        /* the first refused chunk */
+	struct rcpt_tally t;          /* RCPT verdicts */
+	struct rcpt_tally lt;         /* LMTP: verdicts after the data */
+	const char **ok_rcpt;         /* LMTP: the accepted, in RCPT order */
+	size_t nok;
+	unsigned long long bytes;
+	off_t start;                  /* where msg->fd stood (-1: a pipe) */
+	int told;
+};
+
+struct run {
+	struct smtp_session *s;
+	struct txn *t;
+	size_t n, next, inflight;
+	int salvage;                  /* a write failed: what the relay said
+					 before it closed may still be read */
+	struct result conn_r;         /* the first transport failure */
+	int retry;                    /* the DATA retry: outcomes are final */
+	void (*told)(void *arg, size_t i);
+	void *arg;
+};
+
+static int usable(const struct smtp_session *s)
 {
-	if (s->p->timeout_s > 0 && s->p->timeout_s < secs)
-		secs = s->p->timeout_s;
-	return secs * 1000;
+	return !s->e.io.dead && !s->in_data && !s->quit_sent && !s->auth_failed;
 }
 
-/* Mark a transport failure: it happened during `phase`, nothing more goes out. */
-int ss_conn_failed(struct smtp_session *s, enum smtp_phase phase)
+/* ---- outcomes ---------------------------------------------------------------- */
+
+static void tell(struct run *rn, struct txn *x)
 {
-	s->dead = 1;
-	s->r->phase = phase;
-	return -1;
+	/* while the relay turns out not to take BDAT, outcomes wait: what
+	 * was not delivered goes again with DATA (retry_with_data) */
+	if (x->told || (rn->s->no_bdat && !rn->retry))
+		return;
+	x->told = 1;
+	if (rn->told)
+		rn->told(rn->arg, (size_t)(x - rn->t));
 }
 
-/* Queue one line.  The one gate for everything that reaches the wire as a
- * command or response: a CR, LF or NUL in any value would start a new
- * command (SPEC 4).  `shown` replaces the line in the -v transcript (AUTH
- * payloads are never shown); NULL shows the line itself. */
-int ss_send_line(struct smtp_session *s, const char *line, size_t n, const char *shown)
+static void resolve(struct run *rn, struct txn *x, enum smtp_batch_state st)
 {
-	if (memchr(line, '\r', n) || memchr(line, '\n', n) || memchr(line, '\0', n))
-		return result_fail(s->r, EX_USAGE,
-				   "refusing to send a command containing CR, LF or NUL");
-	log_proto("->", shown ? shown : line, shown ? strlen(shown) : n);
-	if (conn_write(s->c, line, n, ss_tmo(s, T_BLOCK), s->r) < 0 ||
-	    conn_write(s->c, "\r\n", 2, ss_tmo(s, T_BLOCK), s->r) < 0)
-		return ss_conn_failed(s, PHASE_NONE);
+	struct smtp_session *s = rn->s;
+
+	if (x->resolved)
+		return;
+	x->resolved = 1;
+	rn->inflight--;
+	if (s->auth_failed) {
+		/* RFC 4954 4: what followed a refused AUTH was taken from an
+		 * unauthenticated client; never count it as sent */
+		if (st == SMTP_BATCH_DONE)
+			log_err("warning: %s refused AUTH yet accepted a message sent "
+				"after it (it takes mail from unauthenticated clients); "
+				"it is not counted as sent and may arrive twice",
+				s->p->host ? s->p->host : "the relay");
+		x->it->r = s->auth_r;
+		st = SMTP_BATCH_LOST;
+	}
+	if (st != SMTP_BATCH_DONE && !x->it->r.exitcode)
+		result_fail(&x->it->r, EX_SOFTWARE, "internal error: a message was not "
+			    "sent and no reason was recorded");
+	x->it->state = st;
+	if (st == SMTP_BATCH_DONE) {
+		x->it->out.accepted = s->p->lmtp ? x->lt.accepted : x->t.accepted;
+		x->it->out.bytes = x->bytes;
+	}
+	tell(rn, x);
+}
+
+/* The first refusal of this message, if any: it says more than a lost
+ * connection (a 421 to RCPT, then the relay hangs up). */
+static int has_refusal(struct txn *x)
+{
+	if (x->failed)
+		return 1;
+	if (x->t.refused && !x->tallied) {
+		x->it->r = x->t.worst;
+		return 1;
+	}
+	if (x->lt.refused) {
+		x->it->r = x->lt.worst;
+		return 1;
+	}
+	if (x->chunk_failed) {
+		x->it->r = x->chunk_r;
+		return 1;
+	}
 	return 0;
 }
 
-__attribute__((format(printf, 2, 3)))
-int ss_send_cmd(struct smtp_session *s, const char *fmt, ...)
+/* What was sent but not answered is lost (not delivered, as far as anyone
+ * can tell); what was never sent is lost too, untouched. */
+static void finish(struct run *rn)
 {
-	char buf[2048];
-	va_list ap;
-	int n;
+	for (size_t i = 0; i < rn->n; i++) {
+		struct txn *x = &rn->t[i];
 
-	va_start(ap, fmt);
-	n = vsnprintf(buf, sizeof buf, fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof buf)
-		return result_fail(s->r, EX_USAGE, "SMTP command too long");
-	return ss_send_line(s, buf, (size_t)n, NULL);
-}
-
-int ss_flush(struct smtp_session *s, enum smtp_phase phase, int secs)
-{
-	if (conn_flush(s->c, ss_tmo(s, secs), s->r) < 0)
-		return ss_conn_failed(s, phase);
-	return 0;
-}
-
-/* Read one complete reply into s->rp.  -1: transport or syntax failure. */
-int ss_read_reply(struct smtp_session *s, enum smtp_phase phase, int secs)
-{
-	const char *why = NULL;
-	long long deadline = conn_now_ms() + ss_tmo(s, secs);
-	size_t len;
-
-	reply_init(&s->rp);
-	for (;;) {
-		/* One deadline for the whole reply, not per line: a relay that
-		 * drips continuation lines cannot stretch the phase timeout. */
-		long long left = deadline - conn_now_ms();
-		if (conn_getline(s->c, s->line, sizeof s->line, &len,
-				 left > 0 ? (int)left : 0, s->r) < 0)
-			return ss_conn_failed(s, phase);
-		log_proto("<-", s->line, len);
-		switch (reply_feed(&s->rp, s->line, len, &why)) {
-		case REPLY_MORE:
+		if (x->resolved)
 			continue;
-		case REPLY_DONE:
-			return 0;
-		case REPLY_BAD:
-			s->dead = 1;
-			s->r->phase = phase;
-			return result_fail(s->r, EX_PROTOCOL,
-					   "malformed reply to %s: %s",
-					   result_phase_name(phase), why);
+		if (x->sent && has_refusal(x)) {
+			resolve(rn, x, SMTP_BATCH_REFUSED);
+			continue;
 		}
+		if (x->sent && rn->conn_r.exitcode) {
+			x->it->r = rn->conn_r;
+		} else if (!x->sent || !x->it->r.exitcode) {
+			result_clear(&x->it->r);
+			x->it->r.phase = PHASE_MAIL;
+			result_fail(&x->it->r, EX_TEMPFAIL, x->sent ? "the connection "
+				    "failed before the relay's verdict" : "not sent: the "
+				    "connection failed before this message's turn");
+		}
+		x->sent = 1;   /* resolve counts it out of the window */
+		rn->inflight++;
+		resolve(rn, x, SMTP_BATCH_LOST);
 	}
 }
 
-int ss_in_step(struct smtp_session *s, enum smtp_phase phase)
+/* ---- applying replies -------------------------------------------------------- */
+
+static int not_recognised(const struct reply *rp)
 {
-	if (!conn_pending(s->c))
+	/* RFC 5321 4.2.4: "command not recognised / not implemented".  As the
+	 * reply to the first BDAT of a relay that offered CHUNKING they mean it
+	 * does not do BDAT after all (aiosmtpd with CHUNKING added to its EHLO
+	 * reply answers 500 and reads the chunk as command lines). */
+	return rp->code == 500 || rp->code == 502 || rp->code == 504;
+}
+
+static void refuse(struct txn *x, enum smtp_phase phase, const struct reply *rp)
+{
+	if (x->failed)
+		return;
+	x->failed = 1;
+	result_reply(&x->it->r, phase, rp->code, rp->enh, rp->text);
+}
+
+/* The recipients' verdict, taken once: -1 refused (it->r set). */
+static int tally_once(struct run *rn, struct txn *x)
+{
+	if (x->tallied)
 		return 0;
-	/* Every reply we asked for has been read, yet more is waiting.  A 421
-	 * is the server closing (a timeout on its side); anything else means
-	 * its replies and our commands are out of step, and the next reply we
-	 * read would be taken for the wrong command. */
-	if (ss_read_reply(s, phase, 2) == 0 && s->rp.code == 421) {
-		s->dead = 1;
-		return result_reply(s->r, phase, s->rp.code, s->rp.enh, s->rp.text);
+	x->tallied = 1;
+	return ss_tally_verdict(&x->t, rn->s->p->partial_delivery, &x->it->r);
+}
+
+/* The relay does not take BDAT after all: out of step now (it may read our
+ * chunk as commands), so the connection ends; the message may go again
+ * with DATA on a new one (EX_TEMPFAIL: not delivered).  A refused
+ * recipient says more than the BDAT refusal. */
+static void bdat_refused(struct run *rn, struct txn *x)
+{
+	struct smtp_session *s = rn->s;
+	const struct reply *rp = &s->e.io.rp;
+
+	s->e.io.dead = 1;
+	if (tally_once(rn, x) < 0) {
+		resolve(rn, x, SMTP_BATCH_REFUSED);
+		return;
 	}
-	s->dead = 1;
-	s->r->phase = phase;
-	return result_fail(s->r, EX_PROTOCOL, "the server sent a reply that no command "
-			   "asked for; its replies are out of step, so nothing more is sent");
+	s->no_bdat = 1;
+	result_reply(&x->it->r, PHASE_BDAT, rp->code, rp->enh, rp->text);
+	x->it->r.exitcode = EX_TEMPFAIL;
+	x->failed = 1;
 }
 
-/* The reply's first digit must be `want` (2, or 3 for DATA's 354). */
-int ss_check_reply(struct smtp_session *s, enum smtp_phase phase, int want)
+static void data_reply(struct run *rn, struct txn *x)
 {
-	if (s->rp.code / 100 == want)
-		return 0;
-	return result_reply(s->r, phase, s->rp.code, s->rp.enh, s->rp.text);
+	struct smtp_session *s = rn->s;
+	const struct reply *rp = &s->e.io.rp;
+
+	s->in_data = rp->code == 354;
+	if (x->failed || tally_once(rn, x) < 0) {
+		resolve(rn, x, SMTP_BATCH_REFUSED);
+	} else if (rp->code >= 400) {
+		result_reply(&x->it->r, PHASE_DATA, rp->code, rp->enh, rp->text);
+		resolve(rn, x, SMTP_BATCH_REFUSED);
+	} else if (rp->code != 354) {
+		x->it->r.phase = PHASE_DATA;
+		result_fail(&x->it->r, EX_PROTOCOL, "unexpected reply %d to DATA", rp->code);
+		resolve(rn, x, SMTP_BATCH_REFUSED);
+	}
 }
 
-int ss_expect(struct smtp_session *s, enum smtp_phase phase, int secs, int want)
+static void chunk_reply(struct run *rn, struct txn *x, unsigned k)
 {
-	if (ss_read_reply(s, phase, secs) < 0)
+	const struct reply *rp = &rn->s->e.io.rp;
+
+	if (x->failed)
+		return;
+	if (k == 0 && not_recognised(rp)) {
+		bdat_refused(rn, x);
+		return;
+	}
+	if (!x->chunk_failed && rp->code / 100 != 2) {
+		x->chunk_failed = 1;
+		result_reply(&x->chunk_r, PHASE_BDAT, rp->code, rp->enh, rp->text);
+	}
+}
+
+static void done(struct run *rn, struct txn *x)
+{
+	const struct reply *rp = &rn->s->e.io.rp;
+
+	result_sanitise(x->it->out.final_reply, sizeof x->it->out.final_reply, rp->text,
+			rp->textlen);
+	resolve(rn, x, SMTP_BATCH_DONE);
+}
+
+/* RFC 2033 4.2: after the data an LMTP server answers once per accepted
+ * recipient, in RCPT order; judged like refused RCPTs. */
+static void lmtp_reply(struct run *rn, struct txn *x, unsigned j)
+{
+	const struct reply *rp = &rn->s->e.io.rp;
+
+	ss_tally(&x->lt, rp, x->ok_rcpt[j]);
+	if (rp->code / 100 == 2)
+		result_sanitise(x->it->out.final_reply, sizeof x->it->out.final_reply,
+				rp->text, rp->textlen);
+	if (j + 1 < x->nok)
+		return;
+	if (x->lt.refused && x->lt.accepted)
+		log_err("LMTP: %zu of %zu recipient(s) got the message; refused after "
+			"the data: %s", x->lt.accepted, x->nok, x->lt.list);
+	if (ss_tally_verdict(&x->lt, rn->s->p->partial_delivery, &x->it->r) < 0) {
+		x->lt.refused = 0;   /* it->r is the verdict */
+		resolve(rn, x, SMTP_BATCH_REFUSED);
+		return;
+	}
+	resolve(rn, x, SMTP_BATCH_DONE);
+}
+
+/* The end of data's reply (DATA's dot, or BDAT LAST after `chunks`). */
+static void eod_reply(struct run *rn, struct txn *x, unsigned arg)
+{
+	const struct reply *rp = &rn->s->e.io.rp;
+
+	if (rn->s->p->lmtp) {
+		lmtp_reply(rn, x, arg);
+		return;
+	}
+	if (x->failed) {
+		resolve(rn, x, SMTP_BATCH_REFUSED);
+		return;
+	}
+	if (x->bdat && arg == 0 && not_recognised(rp)) {
+		bdat_refused(rn, x);
+		return;
+	}
+	if (tally_once(rn, x) < 0 || has_refusal(x)) {
+		resolve(rn, x, SMTP_BATCH_REFUSED);
+	} else if (rp->code / 100 != 2) {
+		result_reply(&x->it->r, PHASE_EOD, rp->code, rp->enh, rp->text);
+		resolve(rn, x, SMTP_BATCH_REFUSED);
+	} else {
+		done(rn, x);
+	}
+}
+
+static void apply_to(struct run *rn, struct txn *x, const struct pending *rec)
+{
+	const struct reply *rp = &rn->s->e.io.rp;
+
+	switch (rec->phase) {
+	case PHASE_RSET:
+	case PHASE_MAIL:
+		if (rp->code / 100 != 2)
+			refuse(x, (enum smtp_phase)rec->phase, rp);
+		break;
+	case PHASE_RCPT:
+		if (x->failed)
+			break;
+		ss_tally(&x->t, rp, x->it->env->rcpt[rec->arg]);
+		if (rp->code / 100 == 2 && x->ok_rcpt)
+			x->ok_rcpt[x->nok++] = x->it->env->rcpt[rec->arg];
+		break;
+	case PHASE_DATA: data_reply(rn, x); break;
+	case PHASE_BDAT: chunk_reply(rn, x, rec->arg); break;
+	case PHASE_EOD: eod_reply(rn, x, rec->arg); break;
+	default: break;
+	}
+}
+
+/* RFC 5321 3.8: 421 is the relay closing; nothing more will come.  The
+ * message it answered is refused (for now); the rest in flight are lost. */
+static void closing(struct run *rn, struct txn *x, const struct pending *rec)
+{
+	const struct reply *rp = &rn->s->e.io.rp;
+
+	rn->s->e.io.dead = 1;
+	result_reply(&rn->conn_r, (enum smtp_phase)rec->phase, rp->code, rp->enh, rp->text);
+	if (x && !x->resolved) {
+		if (!has_refusal(x))
+			refuse(x, (enum smtp_phase)rec->phase, rp);
+		resolve(rn, x, SMTP_BATCH_REFUSED);
+	}
+}
+
+/* One reply, to the command rec says. */
+static void apply(struct run *rn, const struct pending *rec)
+{
+	struct smtp_session *s = rn->s;
+	struct txn *x = NULL;
+
+	if (rec->phase == PHASE_AUTH) {
+		ss_auth_verdict(s);
+	} else {
+		x = &rn->t[rec->item];
+		if (!x->resolved)
+			apply_to(rn, x, rec);
+	}
+	if (s->e.io.rp.code == 421 && !s->e.io.dead)
+		closing(rn, x, rec);
+}
+
+/* Read and apply one reply.  -1: the connection failed (or the relay
+ * closed); what is unanswered is settled by finish(). */
+static int read_one(struct run *rn)
+{
+	struct smtp_session *s = rn->s;
+	struct result err, *keep = s->e.io.r;
+	struct pending rec;
+	int rc;
+
+	if (s->e.io.dead && !rn->salvage)
 		return -1;
-	return ss_check_reply(s, phase, want);
-}
-
-/* ---- steps ---------------------------------------------------------------- */
-
-static int do_greeting(struct smtp_session *s)
-{
-	return ss_expect(s, PHASE_GREETING, T_GREETING, 2);
-}
-
-/* Handshake on the current connection.  A failed handshake leaves the stream
- * in an unknown state, so nothing more is sent on it (not even QUIT). */
-static int start_tls(struct smtp_session *s, enum smtp_phase phase)
-{
-	const struct tls_info *ti = s->p->tls_info;
-
-	if (tls_start(s->c, s->p->tlsp, ss_tmo(s, T_EHLO), s->p->tls_info, s->r) == 0) {
-		log_info("TLS: %s", ti ? ti->desc : "");
-		if (ti && ti->pin_matched)
-			log_info("TLS: tls_fingerprint matched the server's %s",
-				 ti->pin_matched);
-		return 0;
+	result_clear(&err);
+	s->e.io.r = &err;
+	rc = eng_read(&s->e, &rec);
+	s->e.io.r = keep;
+	if (rc < 0) {
+		s->e.io.dead = 1;
+		eng_forget(&s->e);
+		if (!rn->conn_r.exitcode)
+			rn->conn_r = err;
+		return -1;
 	}
-	s->r->phase = phase;
-	s->dead = 1;
+	apply(rn, &rec);
+	return 0;
+}
+
+/* Every owed reply, up to the first failure. */
+static int barrier(struct run *rn)
+{
+	while (eng_owed(&rn->s->e) > 0)
+		if (read_one(rn) < 0)
+			return -1;
+	return 0;
+}
+
+/* ---- sending ------------------------------------------------------------------- */
+
+/* Sending x failed: a transport failure (what came back before may still
+ * be read), or a local one (x is refused; the relay may have an open
+ * transaction, so RSET before the next). */
+static int send_failed(struct run *rn, struct txn *x)
+{
+	struct smtp_session *s = rn->s;
+
+	if (s->e.io.dead) {
+		rn->salvage = 1;
+		if (!rn->conn_r.exitcode)
+			rn->conn_r = x->it->r;
+		return -1;
+	}
+	s->dirty = 1;
+	resolve(rn, x, SMTP_BATCH_REFUSED);
 	return -1;
 }
 
-/* EHLO; HELO only when EHLO is refused with 5xx (RFC 5321 4.1.4, 3.2). */
-static int do_ehlo(struct smtp_session *s)
-{
-	memset(&s->caps, 0, sizeof s->caps);
-	/* RFC 2033 4.1: LMTP has LHLO in place of EHLO, and no HELO */
-	if (ss_in_step(s, PHASE_EHLO) < 0 ||
-	    ss_send_cmd(s, "%s %s", s->p->lmtp ? "LHLO" : "EHLO", s->p->ehlo_name) < 0 ||
-	    ss_flush(s, PHASE_EHLO, T_EHLO) < 0 ||
-	    ss_read_reply(s, PHASE_EHLO, T_EHLO) < 0)
-		return -1;
-	if (s->rp.code / 100 == 2) {
-		caps_parse(&s->caps, &s->rp);
-		return 0;
-	}
-	if (s->rp.code / 100 != 5 || s->p->lmtp)
-		return ss_check_reply(s, PHASE_EHLO, 2);
-	log_info("EHLO refused, trying HELO");
-	if (ss_send_cmd(s, "HELO %s", s->p->ehlo_name) < 0 ||
-	    ss_flush(s, PHASE_HELO, T_EHLO) < 0)
-		return -1;
-	return ss_expect(s, PHASE_HELO, T_EHLO, 2);
-}
-
-/* RFC 3207.  Nothing but EHLO and STARTTLS ever goes out in clear: when the
- * server does not offer it we stop (STARTTLS stripping).  Bytes that arrive
- * with the 220 were sent before the handshake by someone who is not the TLS
- * peer (CVE-2011-0411 class): refuse them.  Then forget every capability and
- * ask again (RFC 3207 4.2). */
-static int do_starttls(struct smtp_session *s)
-{
-	if (!(s->caps.flags & CAP_STARTTLS)) {
-		s->r->phase = PHASE_STARTTLS;
-		return result_fail(s->r, EX_UNAVAILABLE,
-				   "the server does not offer STARTTLS; refusing to "
-				   "continue without TLS (tls = starttls)");
-	}
-	if (ss_send_cmd(s, "STARTTLS") < 0 || ss_flush(s, PHASE_STARTTLS, T_EHLO) < 0 ||
-	    ss_expect(s, PHASE_STARTTLS, T_EHLO, 2) < 0)
-		return -1;
-	if (conn_unread(s->c) > 0) {
-		s->dead = 1;
-		s->r->phase = PHASE_STARTTLS;
-		return result_fail(s->r, EX_PROTOCOL,
-				   "the server sent %zu bytes after its STARTTLS reply, "
-				   "before the TLS handshake (response injection); aborting",
-				   conn_unread(s->c));
-	}
-	if (start_tls(s, PHASE_TLS) < 0)
-		return -1;
-	return do_ehlo(s);
-}
-
-/* RFC 1870: refuse before sending anything when the server already said the
- * message is too big for it. */
-static int check_size(struct smtp_session *s, const struct smtp_envelope *env)
+/* RFC 1870: refuse before sending anything when the server already said
+ * the message is too big for it. */
+static int check_size(struct smtp_session *s, const struct smtp_envelope *env,
+		      struct result *r)
 {
 	if (!(s->caps.flags & CAP_SIZE) || s->caps.size_max == 0 ||
 	    env->size <= s->caps.size_max)
 		return 0;
-	s->r->phase = PHASE_MAIL;
-	return result_fail(s->r, EX_UNAVAILABLE,
+	r->phase = PHASE_MAIL;
+	return result_fail(r, EX_UNAVAILABLE,
 			   "message of %llu bytes exceeds the server's limit of %llu bytes",
 			   env->size, s->caps.size_max);
 }
 
-
-void ss_tally_rcpt(struct smtp_session *s, struct rcpt_tally *t, const char *rcpt)
+/* Without PIPELINING every command waits for its reply (RFC 2920). */
+static int step(struct run *rn, struct txn *x)
 {
-	struct result one;
-	size_t n = strlen(t->list);
+	if (rn->s->caps.flags & CAP_PIPELINING)
+		return 0;
+	if (barrier(rn) < 0)
+		return -1;
+	return x->resolved || x->failed ? -1 : 0;
+}
 
-	if (s->rp.code / 100 == 2) {
-		t->accepted++;
-		if (s->p->lmtp && t->phase == PHASE_NONE && s->lmtp_rcpt)
-			s->lmtp_rcpt[s->lmtp_n++] = rcpt;
+/* [RSET,] MAIL and every RCPT. */
+static int send_envelope(struct run *rn, struct txn *x, unsigned i)
+{
+	struct smtp_session *s = rn->s;
+	const struct smtp_envelope *env = x->it->env;
+	int pipe = (s->caps.flags & CAP_PIPELINING) != 0;
+
+	if (s->dirty) {
+		s->dirty = 0;
+		if (eng_send(&s->e, (struct pending){ PHASE_RSET, i, 0 }, "RSET", 4, NULL) < 0)
+			return send_failed(rn, x);
+		if (step(rn, x) < 0)
+			return -1;
+	}
+	if (ss_send_mail(s, env, i, x->binary) < 0)
+		return send_failed(rn, x);
+	if (step(rn, x) < 0)
+		return -1;
+	for (size_t j = 0; j < env->nrcpt; j++) {
+		if (!pipe && sio_in_step(&s->e.io, PHASE_RCPT) < 0)
+			return send_failed(rn, x);
+		if (ss_send_rcpt(s, env, j, i) < 0)
+			return send_failed(rn, x);
+		if (!pipe && barrier(rn) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* A refusal found before the data: the transaction may be open. */
+static void stopped(struct run *rn, struct txn *x)
+{
+	rn->s->dirty = 1;
+	resolve(rn, x, SMTP_BATCH_REFUSED);
+}
+
+static void send_data(struct run *rn, struct txn *x, unsigned i)
+{
+	struct smtp_session *s = rn->s;
+	struct result *r = &x->it->r;
+
+	if (!(s->caps.flags & CAP_PIPELINING) && tally_once(rn, x) < 0) {
+		stopped(rn, x);
 		return;
 	}
-	t->refused++;
-	result_clear(&one);
-	result_reply(&one, t->phase ? t->phase : PHASE_RCPT, s->rp.code, s->rp.enh,
-		     s->rp.text);
-	snprintf(one.arg, sizeof one.arg, "%s", rcpt);
-	if (t->refused == 1 || (t->worst.code / 100 == 4 && one.code / 100 == 5))
-		t->worst = one;
-	snprintf(t->list + n, sizeof t->list - n, "%s<%.200s>: %d %.200s", n ? "; " : "",
-		 rcpt, one.code, one.text);
-}
-
-int ss_check_tally(struct smtp_session *s, const struct rcpt_tally *t)
-{
-	if (t->refused && (t->accepted == 0 || !s->p->partial_delivery)) {
-		*s->r = t->worst;
-		return -1;
+	if ((!(s->caps.flags & CAP_PIPELINING) && sio_in_step(&s->e.io, PHASE_DATA) < 0) ||
+	    eng_send(&s->e, (struct pending){ PHASE_DATA, i, 0 }, "DATA", 4, NULL) < 0) {
+		send_failed(rn, x);
+		return;
 	}
-	if (t->refused)
-		log_err("partial delivery: %zu recipient(s) refused: %s", t->refused,
-			t->list);
-	s->accepted = t->accepted;
-	return 0;
-}
-
-/* All-or-nothing by default: one refused recipient stops the message, since a
- * sender who is told "failed" would otherwise resend to those who got it. */
-static int finish_envelope(struct smtp_session *s, struct rcpt_tally *t, int pipe)
-{
-	if (pipe) {
-		if (ss_read_reply(s, PHASE_DATA, T_DATA) < 0) {
-			/* e.g. 421 to a RCPT, then the relay hangs up: its words
-			 * say more than "connection lost" */
-			if (t->refused)
-				*s->r = t->worst;
-			return -1;
-		}
-		s->in_data = s->rp.code == 354;
+	if (barrier(rn) < 0 || x->resolved) {
+		if (x->resolved && !s->in_data)
+			s->dirty = 1;
+		return;
 	}
-	if (ss_check_tally(s, t) < 0)
-		return -1;
-	if (!pipe) {
-		if (ss_in_step(s, PHASE_DATA) < 0 ||
-		    ss_send_cmd(s, "DATA") < 0 || ss_flush(s, PHASE_DATA, T_DATA) < 0 ||
-		    ss_read_reply(s, PHASE_DATA, T_DATA) < 0)
-			return -1;
-		s->in_data = s->rp.code == 354;
+	if (s->auth_failed) {
+		/* 354 after a refused AUTH: the body never goes; closing the
+		 * connection in the middle of DATA discards the transaction */
+		resolve(rn, x, SMTP_BATCH_LOST);
+		return;
 	}
-	if (s->rp.code >= 400)
-		return ss_check_reply(s, PHASE_DATA, 3);
-	if (s->rp.code != 354) {
-		s->r->phase = PHASE_DATA;
-		return result_fail(s->r, EX_PROTOCOL, "unexpected reply %d to DATA",
-				   s->rp.code);
-	}
-	s->accepted = t->accepted;
-	return 0;
-}
-
-/* MAIL, every RCPT and DATA: in one write when PIPELINING is offered
- * (RFC 2920 3.1: DATA may end a pipelined group), else one at a time. */
-static int do_envelope(struct smtp_session *s, const struct smtp_envelope *env)
-{
-	int pipe = (s->caps.flags & CAP_PIPELINING) != 0;
-	struct rcpt_tally t = { 0 };
-	int rset = s->dirty;
-	size_t i;
-
-	if (ss_in_step(s, PHASE_MAIL) < 0)
-		return -1;
-	if (s->p->lmtp) {
-		free(s->lmtp_rcpt);
-		s->lmtp_n = 0;
-		s->lmtp_rcpt = calloc(env->nrcpt ? env->nrcpt : 1, sizeof *s->lmtp_rcpt);
-		if (!s->lmtp_rcpt)
-			return result_fail(s->r, EX_OSERR, "out of memory");
-	}
-	/* A fresh transaction state for every message after the first on this
-	 * connection, whatever became of the one before. */
-	if (rset && (ss_send_cmd(s, "RSET") < 0 ||
-		     (!pipe && (ss_flush(s, PHASE_RSET, T_MAIL) < 0 ||
-				ss_expect(s, PHASE_RSET, T_MAIL, 2) < 0))))
-		return -1;
-	if (ss_send_mail(s, env) < 0)
-		return -1;
-	if (!pipe && (ss_flush(s, PHASE_MAIL, T_MAIL) < 0 ||
-		      ss_expect(s, PHASE_MAIL, T_MAIL, 2) < 0))
-		return -1;
-	for (i = 0; i < env->nrcpt; i++) {
-		if ((!pipe && ss_in_step(s, PHASE_RCPT) < 0) || ss_send_rcpt(s, env, i) < 0)
-			return -1;
-		if (!pipe && (ss_flush(s, PHASE_RCPT, T_RCPT) < 0 ||
-			      ss_read_reply(s, PHASE_RCPT, T_RCPT) < 0))
-			return -1;
-		if (!pipe)
-			ss_tally_rcpt(s, &t, env->rcpt[i]);
-	}
-	if (pipe) {
-		if (ss_send_cmd(s, "DATA") < 0 || ss_flush(s, PHASE_MAIL, T_MAIL) < 0)
-			return -1;
-		if (rset && ss_expect(s, PHASE_RSET, T_MAIL, 2) < 0) {
-			s->dead = 1;   /* replies would be out of step */
-			return -1;
-		}
-		if (ss_expect(s, PHASE_MAIL, T_MAIL, 2) < 0) {
-			/* still read the rest so that DATA's verdict is known */
-			struct result mail = *s->r;
-			for (i = 0; i < env->nrcpt && !s->dead; i++)
-				ss_read_reply(s, PHASE_RCPT, T_RCPT);
-			if (!s->dead && ss_read_reply(s, PHASE_DATA, T_DATA) == 0 &&
-			    s->rp.code == 354)
-				s->in_data = 1;
-			*s->r = mail;
-			return -1;
-		}
-		for (i = 0; i < env->nrcpt; i++) {
-			if (ss_read_reply(s, PHASE_RCPT, T_RCPT) < 0)
-				return -1;
-			ss_tally_rcpt(s, &t, env->rcpt[i]);
-		}
-	}
-	return finish_envelope(s, &t, pipe);
-}
-
-/* ---- the message ------------------------------------------------------------ */
-
-/* Run n input bytes through the filter straight into the write buffer. */
-static int put_body(struct smtp_session *s, struct body_filter *bf, const char *in,
-		    size_t n)
-{
-	size_t room;
-	char *out = conn_wspace(s->c, &room);
-
-	if (room < BODY_OUT_MAX(n)) {
-		if (ss_flush(s, PHASE_DATA, T_BLOCK) < 0)
-			return -1;
-		out = conn_wspace(s->c, &room);
-	}
-	conn_commit(s->c, body_feed(bf, in, n, out));
-	return 0;
-}
-
-/* Bytes the message will have, for the progress line; 0 when unknown. */
-static unsigned long long message_size(const struct smtp_message *m)
-{
-	struct stat st;
-	off_t pos;
-
-	if (m->size)
-		return m->size;
-	if (m->fd < 0)
-		return m->headlen;
-	pos = lseek(m->fd, 0, SEEK_CUR);
-	if (fstat(m->fd, &st) < 0 || !S_ISREG(st.st_mode) || pos < 0 || st.st_size < pos)
-		return 0;
-	return m->headlen + (unsigned long long)(st.st_size - pos);
-}
-
-static int each_block(const struct smtp_message *m,
-		      int (*fn)(void *ctx, const char *p, size_t n), void *ctx,
-		      struct result *r)
-{
-	static char block[BODY_BLOCK];
-	size_t off;
-
-	for (off = 0; off < m->headlen; off += BODY_BLOCK) {
-		size_t n = m->headlen - off < BODY_BLOCK ? m->headlen - off : BODY_BLOCK;
-		if (fn(ctx, m->head + off, n) < 0)
-			return -1;
-		progress_add(n);
-	}
-	while (m->fd >= 0) {
-		ssize_t n = read(m->fd, block, sizeof block);
-		if (n == 0)
-			break;
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			r->phase = PHASE_DATA;
-			return result_fail(r, EX_IOERR, "reading the message: %s",
-					   strerror(errno));
-		}
-		if (fn(ctx, block, (size_t)n) < 0)
-			return -1;
-		progress_add((unsigned long long)n);
-	}
-	return 0;
-}
-
-/* Hand the message to fn block by block: the in-memory head, then the rest
- * of fd.  The body is never held in memory. */
-int ss_for_each_block(const struct smtp_message *m,
-			  int (*fn)(void *ctx, const char *p, size_t n), void *ctx,
-			  struct result *r)
-{
-	int rc;
-
-	progress_start(message_size(m));
-	rc = each_block(m, fn, ctx, r);
-	progress_end();
-	return rc;
-}
-
-struct body_sink {
-	struct smtp_session *s;
-	struct body_filter bf;
-};
-
-static int body_to_conn(void *ctx, const char *p, size_t n)
-{
-	struct body_sink *k = ctx;
-
-	return put_body(k->s, &k->bf, p, n);
-}
-
-/* RFC 2033 4.2: after the data an LMTP server answers once per accepted
- * recipient, in RCPT order.  Each is that recipient's delivery; the
- * outcome is then judged like refused RCPTs: all-or-nothing unless
- * partial_delivery (with a note naming who did not get it). */
-static int lmtp_verdicts(struct smtp_session *s, struct smtp_outcome *out)
-{
-	struct rcpt_tally t = { .phase = PHASE_EOD };
-
-	for (size_t i = 0; i < s->lmtp_n; i++) {
-		if (ss_read_reply(s, PHASE_EOD, T_EOD) < 0) {
-			if (t.refused)
-				*s->r = t.worst;
-			return -1;
-		}
-		ss_tally_rcpt(s, &t, s->lmtp_rcpt[i]);
-		if (s->rp.code / 100 == 2 && out)
-			result_sanitise(out->final_reply, sizeof out->final_reply,
-					s->rp.text, s->rp.textlen);
-	}
-	if (out)
-		out->accepted = t.accepted;
-	if (t.refused && t.accepted)
-		log_err("LMTP: %zu of %zu recipient(s) got the message; refused after "
-			"the data: %s", t.accepted, s->lmtp_n, t.list);
-	return ss_check_tally(s, &t);
-}
-
-/* DATA content and the final dot.  QUIT is not in the same write: it waits
- * for the reply to the dot (smtp_transaction), see there. */
-static int do_data(struct smtp_session *s, const struct smtp_message *m,
-		   struct smtp_outcome *out)
-{
-	struct body_sink k = { .s = s };
-	struct body_filter *bfp = &k.bf;
-	char tail[16];
-
 	/* After 354 the relay says nothing until the final dot.  Anything
 	 * already waiting means its replies and our commands are out of step
 	 * (a stray or forged reply): sending the message now could deliver it
 	 * on a misread verdict, so stop here. */
-	if (conn_pending(s->c)) {
-		s->dead = 1;
-		s->r->phase = PHASE_DATA;
-		return result_fail(s->r, EX_PROTOCOL, "the server sent more than one "
-				   "reply to DATA; its replies are out of step, so the "
-				   "message was not sent");
+	s->e.io.r = r;
+	if (conn_pending(s->e.io.c)) {
+		sio_failed(&s->e.io, PHASE_DATA);
+		result_fail(r, EX_PROTOCOL, "the server sent more than one reply to DATA; "
+			    "its replies are out of step, so the message was not sent");
+		resolve(rn, x, SMTP_BATCH_LOST);
+		return;
 	}
-
-	body_init(&k.bf, 1);
-	if (ss_for_each_block(m, body_to_conn, &k, s->r) < 0)
-		return -1;
-	if (bfp->nul) {
-		/* Stop before the final dot: the relay discards the transaction. */
-		s->r->phase = PHASE_DATA;
-		return result_fail(s->r, EX_DATAERR,
-				   "the message contains NUL bytes, which SMTP DATA cannot carry");
+	if (ss_send_data(s, x->it->msg, i, s->p->lmtp ? x->nok : 1, &x->bytes) < 0) {
+		if (!s->e.io.dead)
+			resolve(rn, x, SMTP_BATCH_REFUSED);   /* in_data: closes */
+		else
+			send_failed(rn, x);
+		return;
 	}
-	if (conn_write(s->c, tail, body_finish(bfp, tail), ss_tmo(s, T_BLOCK), s->r) < 0)
-		return ss_conn_failed(s, PHASE_DATA);
-	s->in_data = 0;
-	log_proto("->", "[message]", 9);
-	if (ss_flush(s, PHASE_EOD, T_BLOCK) < 0 ||
-	    (s->p->lmtp ? lmtp_verdicts(s, out) : ss_expect(s, PHASE_EOD, T_EOD, 2)) < 0)
-		return -1;
-	if (out) {
-		out->bytes = bfp->out_total;
-		if (!s->p->lmtp)
-			result_sanitise(out->final_reply, sizeof out->final_reply,
-					s->rp.text, s->rp.textlen);
-	}
-	return 0;
+	if (!(s->caps.flags & CAP_PIPELINING))
+		barrier(rn);
 }
+
+/* BDAT: in one flight with the envelope when one recipient (or partial
+ * delivery) cannot make a LAST deliver to fewer than meant; otherwise the
+ * RCPT verdicts come first. */
+static void send_bdat(struct run *rn, struct txn *x, unsigned i)
+{
+	struct smtp_session *s = rn->s;
+	const struct smtp_envelope *env = x->it->env;
+
+	if (env->nrcpt != 1 && !s->p->partial_delivery) {
+		if (barrier(rn) < 0 || x->resolved)
+			return;
+		if (x->failed || s->auth_failed || tally_once(rn, x) < 0) {
+			stopped(rn, x);
+			return;
+		}
+	}
+	if (ss_send_bdat(s, x->it->msg, i, x->binary, &x->bytes) < 0)
+		send_failed(rn, x);
+}
+
+static void send_txn(struct run *rn, size_t i)
+{
+	struct smtp_session *s = rn->s;
+	struct txn *x = &rn->t[i];
+	const struct smtp_envelope *env = x->it->env;
+
+	x->sent = 1;
+	x->lt.phase = PHASE_EOD;
+	rn->inflight++;
+	s->transactions++;
+	s->e.io.r = &x->it->r;
+	x->start = x->it->msg->fd >= 0 ? lseek(x->it->msg->fd, 0, SEEK_CUR) : 0;
+	if (check_size(s, env, &x->it->r) < 0) {
+		resolve(rn, x, SMTP_BATCH_REFUSED);
+		return;
+	}
+	if (eng_owed(&s->e) == 0 && sio_in_step(&s->e.io, PHASE_MAIL) < 0) {
+		if (!rn->conn_r.exitcode)
+			rn->conn_r = x->it->r;
+		resolve(rn, x, SMTP_BATCH_LOST);
+		return;
+	}
+	x->bdat = ss_bdat_ok(s);
+	x->binary = env->binary && (s->caps.flags & CAP_BINARYMIME) && x->bdat;
+	if (s->p->lmtp && !(x->ok_rcpt = calloc(env->nrcpt ? env->nrcpt : 1,
+						 sizeof *x->ok_rcpt))) {
+		result_fail(&x->it->r, EX_OSERR, "out of memory");
+		resolve(rn, x, SMTP_BATCH_REFUSED);
+		return;
+	}
+	if (send_envelope(rn, x, (unsigned)i) < 0) {
+		if (!x->resolved && !s->e.io.dead && x->failed)
+			stopped(rn, x);   /* lock-step RSET or MAIL refusal */
+		return;
+	}
+	if (x->bdat)
+		send_bdat(rn, x, (unsigned)i);
+	else
+		send_data(rn, x, (unsigned)i);
+}
+
+/* While a pipelined AUTH's verdict is owed, one message rides with it:
+ * were the AUTH refused by a relay that takes mail from anyone on the
+ * network, at most that one would have gone out unauthenticated. */
+static int window_full(const struct run *rn)
+{
+	return rn->inflight >= WINDOW || (rn->s->auth_owed && rn->inflight > 0);
+}
+
+static void run(struct run *rn)
+{
+	struct smtp_session *s = rn->s;
+
+	while (rn->next < rn->n && usable(s)) {
+		if (window_full(rn)) {
+			if (read_one(rn) < 0)
+				break;
+			continue;
+		}
+		if (!rn->t[rn->next].resolved)
+			send_txn(rn, rn->next);
+		rn->next++;
+	}
+	while (eng_owed(&s->e) > 0 && read_one(rn) == 0)
+		;
+	if (s->e.io.dead)
+		eng_forget(&s->e);
+	finish(rn);
+}
+
+/* ---- sessions ------------------------------------------------------------------- */
 
 /* Politeness on failure (SPEC 4): QUIT when the session can still take a
  * command.  In the middle of DATA a QUIT would be message text, so just close. */
 static void quit_quietly(struct smtp_session *s)
 {
-	struct result ignored;
+	struct result ignored, *keep = s->e.io.r;
 
-	if (s->dead || s->in_data || s->quit_sent)
+	if (s->e.io.dead || s->in_data || s->quit_sent)
 		return;
 	s->quit_sent = 1;
-	ignored = *s->r;
-	if (ss_send_cmd(s, "QUIT") == 0)
-		ss_flush(s, PHASE_QUIT, T_QUIT);
-	*s->r = ignored;
+	result_clear(&ignored);
+	s->e.io.r = &ignored;
+	if (sio_send_cmd(&s->e.io, "QUIT") == 0)
+		sio_flush(&s->e.io, PHASE_QUIT, T_QUIT);
+	s->e.io.r = keep;
 }
 
-/* Greeting, EHLO, TLS and AUTH on c: everything before the first MAIL. */
+/* Greeting, EHLO, TLS and AUTH: everything before the first MAIL. */
 static int session_start(struct smtp_session *s)
 {
 	const struct smtp_params *p = s->p;
 
-	if (p->tls == SMTP_TLS_IMPLICIT && start_tls(s, PHASE_TLS) < 0)
+	if (p->tls == SMTP_TLS_IMPLICIT && ss_tls_handshake(s, PHASE_TLS) < 0)
 		return -1;
-	if (do_greeting(s) < 0 || do_ehlo(s) < 0)
+	if (ss_greeting(s) < 0 || ss_ehlo(s) < 0)
 		return -1;
-	if (p->tls == SMTP_TLS_STARTTLS && do_starttls(s) < 0)
+	if (p->tls == SMTP_TLS_STARTTLS && ss_starttls(s) < 0)
 		return -1;
-	return p->auth ? ss_do_auth(s) : 0;
+	return p->auth && ss_do_auth(s) < 0 ? -1 : 0;
 }
 
-struct smtp_session *smtp_open_conn(struct conn *c, const struct smtp_params *p,
-				    struct result *r)
+static struct smtp_session *session_new(struct conn *c, const struct smtp_params *p,
+					struct result *r)
 {
 	struct smtp_session *s = calloc(1, sizeof *s);
 
@@ -565,12 +641,28 @@ struct smtp_session *smtp_open_conn(struct conn *c, const struct smtp_params *p,
 		result_fail(r, EX_OSERR, "out of memory");
 		return NULL;
 	}
-	s->c = c;
+	s->e.io.c = c;
+	s->e.io.r = r;
+	s->e.io.timeout_cap = p->timeout_s;
 	s->p = p;
-	s->r = r;
-	if (session_start(s) < 0) {
+	return s;
+}
+
+static void session_free(struct smtp_session *s)
+{
+	eng_free(&s->e);
+	free(s->bdat_buf);
+	free(s);
+}
+
+struct smtp_session *smtp_open_conn(struct conn *c, const struct smtp_params *p,
+				    struct result *r)
+{
+	struct smtp_session *s = session_new(c, p, r);
+
+	if (s && session_start(s) < 0) {
 		quit_quietly(s);
-		free(s);
+		session_free(s);
 		return NULL;
 	}
 	return s;
@@ -598,216 +690,174 @@ struct smtp_session *smtp_open(const struct smtp_params *p, struct result *r)
 	return ss;
 }
 
-static int data_transaction(struct smtp_session *s, const struct smtp_envelope *env,
-			    const struct smtp_message *msg, struct smtp_outcome *out)
-{
-	if (do_envelope(s, env) < 0)
-		return -1;
-	if (out)
-		out->accepted = s->accepted;
-	return do_data(s, msg, out);
-}
-
 /* A new connection in place of one that is out of step: greeting, EHLO,
  * TLS and AUTH again.  What the session learnt (no_bdat) stays. */
-static int reconnect(struct smtp_session *s)
+static int reconnect(struct smtp_session *s, struct result *r)
 {
-	conn_close(s->c);
-	s->c = NULL;
-	s->dead = 1;
-	if (conn_open(&s->c, s->p->host, s->p->port, s->p->route, connect_ms(s->p),
-		      s->r) < 0)
+	conn_close(s->e.io.c);
+	s->e.io.c = NULL;
+	s->e.io.r = r;
+	eng_forget(&s->e);
+	if (conn_open(&s->e.io.c, s->p->host, s->p->port, s->p->route, connect_ms(s->p),
+		      r) < 0) {
+		s->e.io.dead = 1;
 		return -1;
-	s->dead = s->in_data = s->quit_sent = s->dirty = 0;
+	}
+	s->e.io.dead = s->in_data = s->quit_sent = s->dirty = 0;
+	s->auth_owed = s->auth_failed = 0;
 	s->transactions = 0;
 	return session_start(s);
 }
 
-/* The relay offered CHUNKING, then did not recognise BDAT (smtp_bdat.c):
- * the message goes again with DATA on a new connection, the old one being
- * out of step.  That needs the message again from `start`: a queued message
- * or a regular file can be read again; a pipe whose bytes went out in BDAT
- * chunks cannot, so that one is a temporary failure (not delivered). */
-static int data_again(struct smtp_session *s, const struct smtp_envelope *env,
-		      const struct smtp_message *msg, struct smtp_outcome *out,
-		      off_t start)
+/* The relay offered CHUNKING, then did not recognise BDAT: what was not
+ * told yet goes again with DATA on a new connection, the old one being out
+ * of step.  That needs each message again from where it stood: a queued
+ * message or a regular file can be read again; a pipe whose bytes went out
+ * in BDAT chunks cannot, so that one is a temporary failure. */
+static void retry_with_data(struct run *rn)
 {
-	size_t n = strlen(s->r->text);
+	struct smtp_session *s = rn->s;
+	struct txn *first = NULL;
 
-	if (start < 0 || !s->own_conn) {
-		snprintf(s->r->text + n, sizeof s->r->text - n, " (the relay offers CHUNKING "
-			 "but does not take BDAT; the message %s, so it could not be "
-			 "sent again with DATA: not delivered)", start < 0 ?
-			 "was read from a pipe" : "came on a connection of the caller's");
-		return -1;
+	for (size_t i = 0; i < rn->n && !first; i++)
+		if (!rn->t[i].told)
+			first = &rn->t[i];
+	if (!first)
+		return;
+	if (first->start < 0 || !s->own_conn) {
+		size_t n = strlen(first->it->r.text);
+		snprintf(first->it->r.text + n, sizeof first->it->r.text - n,
+			 " (the relay offers CHUNKING but does not take BDAT; the message "
+			 "%s, so it could not be sent again with DATA: not delivered)",
+			 first->start < 0 ? "was read from a pipe" :
+			 "came on a connection of the caller's");
+		return;
 	}
 	log_info("%s offers CHUNKING but does not take BDAT: sending with DATA on a "
 		 "new connection", s->p->host);
-	if (reconnect(s) < 0)
-		return -1;
-	if (msg->fd >= 0 && lseek(msg->fd, start, SEEK_SET) < 0) {
-		s->r->phase = PHASE_DATA;
-		return result_fail(s->r, EX_IOERR, "reading the message again: %s",
-				   strerror(errno));
+	if (reconnect(s, &first->it->r) < 0)
+		return;
+	struct run again = { .s = s, .t = rn->t, .n = rn->n, .retry = 1,
+			     .told = rn->told, .arg = rn->arg };
+	for (size_t i = 0; i < rn->n; i++) {
+		struct txn *x = &rn->t[i];
+		if (x->told)
+			continue;
+		if (x->it->msg->fd >= 0 && lseek(x->it->msg->fd, x->start, SEEK_SET) < 0) {
+			x->it->r.phase = PHASE_DATA;
+			result_fail(&x->it->r, EX_IOERR, "reading the message again: %s",
+				    strerror(errno));
+			x->it->state = SMTP_BATCH_REFUSED;
+			x->sent = x->resolved = 1;   /* told below */
+			continue;
+		}
+		free(x->ok_rcpt);
+		*x = (struct txn){ .it = x->it };
+		result_clear(&x->it->r);
 	}
-	return data_transaction(s, env, msg, out);
+	run(&again);
 }
 
-static int one_transaction(struct smtp_session *s, const struct smtp_envelope *env,
-			   const struct smtp_message *msg, struct smtp_outcome *out)
+static void run_txns(struct smtp_session *s, struct txn *t, size_t n,
+		     void (*told)(void *, size_t), void *arg)
 {
-	off_t start;
+	struct run rn = { .s = s, .t = t, .n = n, .told = told, .arg = arg };
+	int no_bdat_before = s->no_bdat;
 
-	/* RFC 3030 BDAT, pipelined (RFC 2920): no dot-stuffing, fewer round trips */
-	if (!ss_bdat_ok(s))
-		return data_transaction(s, env, msg, out);
-	start = msg->fd >= 0 ? lseek(msg->fd, 0, SEEK_CUR) : 0;
-	if (ss_bdat_transaction(s, env, msg, out) == 0)
-		return 0;
-	return s->no_bdat ? data_again(s, env, msg, out, start) : -1;
+	run(&rn);
+	if (s->no_bdat && !no_bdat_before)
+		retry_with_data(&rn);
+	for (size_t i = 0; i < n; i++) {
+		struct txn *x = &t[i];
+		if (!x->told && told)
+			told(arg, i);
+		x->told = 1;
+		free(x->ok_rcpt);
+		x->ok_rcpt = NULL;
+	}
 }
 
-int smtp_transaction(struct smtp_session *ss, const struct smtp_envelope *env,
+int smtp_transaction(struct smtp_session *s, const struct smtp_envelope *env,
 		     const struct smtp_message *msg, int last,
 		     struct smtp_outcome *out, struct result *r)
 {
-	struct smtp_session *s = ss;
-	int rc;
+	struct smtp_batch_item it = { .env = env, .msg = msg };
+	struct txn t = { .it = &it };
 
-	s->r = r;
-	if (s->dead || s->in_data || s->quit_sent) {
+	if (!usable(s)) {
 		r->phase = PHASE_MAIL;
 		return result_fail(r, EX_TEMPFAIL, "the connection can take no more messages");
 	}
-	s->accepted = 0;
-	if (check_size(s, env) < 0)
-		return -1;
-	s->transactions++;
-	rc = one_transaction(s, env, msg, out);
-	s->dirty = rc != 0;   /* a failed one may have left a transaction open */
+	result_clear(&it.r);
+	run_txns(s, &t, 1, NULL, NULL);
+	s->e.io.r = r;
 	/* QUIT only after the verdict on the end of data, never in the same
 	 * write: Haraka answers a QUIT pipelined after the dot with 503
 	 * "pipelined after end of DATA".  It costs no round trip, since the
 	 * 221 is not waited for. */
 	if (last)
 		quit_quietly(s);
-	return rc;
-}
-
-/* it[i..n) not DONE and not told yet, one at a time with DATA. */
-static void data_each(struct smtp_session *s, struct smtp_batch_item *it, size_t i,
-		      size_t n, const unsigned char *told)
-{
-	for (; i < n && !s->dead; i++) {
-		struct smtp_batch_item *b = &it[i];
-
-		if (b->state == SMTP_BATCH_DONE || told[i])
-			continue;
-		result_clear(&b->r);
-		s->r = &b->r;
-		if (b->msg->fd >= 0 && lseek(b->msg->fd, 0, SEEK_SET) < 0) {
-			b->r.phase = PHASE_DATA;
-			result_fail(&b->r, EX_IOERR, "reading the message again: %s",
-				    strerror(errno));
-			b->state = SMTP_BATCH_REFUSED;
-			continue;
-		}
-		s->transactions++;
-		if (data_transaction(s, b->env, b->msg, &b->out) == 0) {
-			b->state = SMTP_BATCH_DONE;
-			s->dirty = 0;
-		} else {
-			b->state = s->dead ? SMTP_BATCH_LOST : SMTP_BATCH_REFUSED;
-			s->dirty = 1;
-		}
+	if (it.state == SMTP_BATCH_DONE) {
+		if (out)
+			*out = it.out;
+		return 0;
 	}
+	*r = it.r;
+	return -1;
 }
 
-/* Each item is told exactly once. */
-struct teller {
-	void (*told)(void *, size_t);
-	void *arg;
-	unsigned char *done;
-};
-
-static void tell_once(void *arg, size_t i)
+int smtp_batchable(const struct smtp_session *s, const struct smtp_envelope *env)
 {
-	struct teller *t = arg;
+	int too_big = (s->caps.flags & CAP_SIZE) && s->caps.size_max &&
+		      env->size > s->caps.size_max;   /* the one-by-one path says why */
 
-	if (!t->done[i] && t->told)
-		t->told(t->arg, i);
-	t->done[i] = 1;
+	return usable(s) && !too_big;
 }
 
-/* A relay that offers CHUNKING but did not recognise BDAT (the batch's
- * first chunk was refused, s->no_bdat now set): what was not told yet goes
- * again with DATA on a new connection, one message at a time, as
- * one_transaction does for a single message.  The messages are queue files,
- * read again from the start. */
-static void batch_with_data(struct smtp_session *s, struct smtp_batch_item *it, size_t n,
-			    struct teller *t)
-{
-	size_t i = 0;
-
-	while (i < n && t->done[i])
-		i++;
-	if (i < n && s->own_conn) {
-		s->r = &it[i].r;
-		log_info("%s offers CHUNKING but does not take BDAT: sending with DATA "
-			 "on a new connection", s->p->host);
-		if (reconnect(s) == 0)
-			data_each(s, it, i, n, t->done);
-	}
-	for (; i < n; i++)
-		tell_once(t, i);
-}
-
-int smtp_batch(struct smtp_session *ss, struct smtp_batch_item *it, size_t n,
+int smtp_batch(struct smtp_session *s, struct smtp_batch_item *it, size_t n,
 	       void (*told)(void *arg, size_t i), void *arg)
 {
-	struct teller t = { told, arg, calloc(n ? n : 1, 1) };
-	int rc;
+	struct txn *t = calloc(n ? n : 1, sizeof *t);
 
-	if (!t.done)
+	if (!t)
 		return -1;
-	rc = ss_bdat_batch(ss, it, n, tell_once, &t);
-	if (ss->no_bdat)
-		batch_with_data(ss, it, n, &t);
-	free(t.done);
-	return rc;
+	for (size_t i = 0; i < n; i++) {
+		t[i].it = &it[i];
+		result_clear(&it[i].r);
+		memset(&it[i].out, 0, sizeof it[i].out);
+	}
+	run_txns(s, t, n, told, arg);
+	free(t);
+	return 0;
 }
 
-const struct smtp_params *smtp_params_of(const struct smtp_session *ss)
+const struct smtp_params *smtp_params_of(const struct smtp_session *s)
 {
-	return ss->p;
+	return s->p;
 }
 
-int smtp_usable(const struct smtp_session *ss)
+int smtp_usable(const struct smtp_session *s)
 {
-	const struct smtp_session *s = ss;
-
-	return !s->dead && !s->in_data && !s->quit_sent;
+	return usable(s);
 }
 
-void smtp_close(struct smtp_session *ss)
+void smtp_close(struct smtp_session *s)
 {
-	struct smtp_session *s = ss;
 	struct result ignored;
 
 	if (!s)
 		return;
-	s->r = &ignored;
 	result_clear(&ignored);
+	s->e.io.r = &ignored;
 	quit_quietly(s);
 	if (s->own_conn)
-		conn_close(s->c);
-	free(s->lmtp_rcpt);
-	free(s);
+		conn_close(s->e.io.c);
+	session_free(s);
 }
 
 const char *smtp_path(const struct smtp_session *s)
 {
-	return conn_path(s->c);
+	return conn_path(s->e.io.c);
 }
 
 /* One message on a freshly opened session (NULL: the open failed). */
@@ -838,48 +888,7 @@ int smtp_send(const struct smtp_params *p, const struct smtp_envelope *env,
 	return one_message(smtp_open(p, r), env, msg, out, r);
 }
 
-/* --dry-run: the same envelope lines and the exact bytes that would follow
- * DATA, produced by the same filter, written to f. */
-struct dry_sink {
-	FILE *f;
-	struct body_filter bf;
-	char out[BODY_OUT_MAX(BODY_BLOCK)];
-};
-
-static int body_to_file(void *ctx, const char *p, size_t n)
-{
-	struct dry_sink *k = ctx;
-	size_t m = body_feed(&k->bf, p, n, k->out);
-
-	return fwrite(k->out, 1, m, k->f) == m ? 0 : -1;
-}
-
-int smtp_dry_run(FILE *f, const struct smtp_envelope *env,
-		 const struct smtp_message *msg, struct result *r)
-{
-	struct dry_sink *k = malloc(sizeof *k);
-	int rc = -1;
-
-	if (!k)
-		return result_fail(r, EX_OSERR, "out of memory");
-	k->f = f;
-	body_init(&k->bf, 1);
-	fprintf(f, "MAIL FROM:<%s>\n", env->from);
-	for (size_t i = 0; i < env->nrcpt; i++)
-		fprintf(f, "RCPT TO:<%s>\n", env->rcpt[i]);
-	fprintf(f, "DATA\n");
-	if (ss_for_each_block(msg, body_to_file, k, r) < 0)
-		goto out;
-	fwrite(k->out, 1, body_finish(&k->bf, k->out), f);
-	if (fflush(f) != 0 || ferror(f)) {
-		result_fail(r, EX_IOERR, "writing to standard output failed");
-		goto out;
-	}
-	rc = 0;
-out:
-	free(k);
-	return rc;
-}
+/* ---- --serverinfo ----------------------------------------------------------------- */
 
 static void copy_reply(const struct reply *rp, char *out, size_t cap)
 {
@@ -889,41 +898,44 @@ static void copy_reply(const struct reply *rp, char *out, size_t cap)
 	out[n] = '\0';
 }
 
+static int probe_steps(struct smtp_session *s, struct smtp_probe *out)
+{
+	const struct smtp_params *p = s->p;
+
+	if (p->tls == SMTP_TLS_IMPLICIT && ss_tls_handshake(s, PHASE_TLS) < 0)
+		return -1;
+	out->tls = p->tls == SMTP_TLS_IMPLICIT;
+	if (ss_greeting(s) < 0)
+		return -1;
+	copy_reply(&s->e.io.rp, out->greeting, sizeof out->greeting);
+	if (ss_ehlo(s) < 0)
+		return -1;
+	copy_reply(&s->e.io.rp, out->ehlo_before, sizeof out->ehlo_before);
+	if (p->tls == SMTP_TLS_STARTTLS) {
+		if (ss_starttls(s) < 0)
+			return -1;
+		out->tls = 1;
+		copy_reply(&s->e.io.rp, out->ehlo_after, sizeof out->ehlo_after);
+	}
+	return 0;
+}
+
 int smtp_probe(const struct smtp_params *p, struct smtp_probe *out,
 	       struct result *r)
 {
-	struct smtp_session *s = calloc(1, sizeof *s);
+	struct smtp_session *s = session_new(NULL, p, r);
 	int rc = -1;
 
 	memset(out, 0, sizeof *out);
 	if (!s)
-		return result_fail(r, EX_OSERR, "out of memory");
-	s->p = p;
-	s->r = r;
-	s->dead = 1;   /* until connected: nothing to say QUIT on */
-	if (conn_open(&s->c, p->host, p->port, p->route, ss_tmo(s, T_CONNECT), r) < 0)
-		goto out;
-	snprintf(out->path, sizeof out->path, "%s", conn_path(s->c));
-	s->dead = 0;
-	if (p->tls == SMTP_TLS_IMPLICIT && start_tls(s, PHASE_TLS) < 0)
-		goto out;
-	out->tls = p->tls == SMTP_TLS_IMPLICIT;
-	if (do_greeting(s) < 0)
-		goto out;
-	copy_reply(&s->rp, out->greeting, sizeof out->greeting);
-	if (do_ehlo(s) < 0)
-		goto out;
-	copy_reply(&s->rp, out->ehlo_before, sizeof out->ehlo_before);
-	if (p->tls == SMTP_TLS_STARTTLS) {
-		if (do_starttls(s) < 0)
-			goto out;
-		out->tls = 1;
-		copy_reply(&s->rp, out->ehlo_after, sizeof out->ehlo_after);
+		return -1;
+	if (conn_open(&s->e.io.c, p->host, p->port, p->route,
+		      sio_tmo(&s->e.io, T_CONNECT), r) == 0) {
+		snprintf(out->path, sizeof out->path, "%s", conn_path(s->e.io.c));
+		rc = probe_steps(s, out);
+		quit_quietly(s);
+		conn_close(s->e.io.c);
 	}
-	rc = 0;
-out:
-	quit_quietly(s);
-	conn_close(s->c);
-	free(s);
+	session_free(s);
 	return rc;
 }

@@ -34,6 +34,8 @@ struct smtp_params {
 	int partial_delivery;    /* 1: deliver to accepted recipients when some are refused */
 	const struct conn_route *route; /* proxy, source address, family; NULL: direct */
 	int lmtp;                /* RFC 2033: LHLO, one reply per recipient after the data */
+	int pipeline_auth;       /* send PLAIN or EXTERNAL AUTH in one flight with the
+				  * first message (RFC 4954 4); see smtp_open */
 };
 
 enum { SMTP_8BIT_UNKNOWN = 2 };

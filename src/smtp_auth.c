@@ -1,6 +1,7 @@
 /* smtp_auth.c - the SMTP AUTH exchange (RFC 4954): the AUTH line with the
- * initial response, the 334 loop, cancelling with "*", redaction.  The
- * mechanisms themselves live in auth.c. */
+ * initial response, the 334 loop, cancelling with "*", redaction, and the
+ * pipelined AUTH of one-step mechanisms (RFC 4954 4).  The mechanisms
+ * themselves live in auth.c. */
 #include "config.h"
 #include "session.h"
 #include "auth.h"
@@ -16,19 +17,20 @@
  * initial response ("=" for an empty one) so no round trip is wasted. */
 static int send_auth_line(struct smtp_session *s, struct auth_client *ac, const char *mech)
 {
+	struct pending rec = { .phase = PHASE_AUTH };
 	char *resp = NULL, *line = NULL, shown[64];
 	int rc = -1;
 
 	snprintf(shown, sizeof shown, "AUTH %s [redacted]", mech);
 	if (!auth_client_first(mech))
-		return ss_send_cmd(s, "AUTH %s", mech);
-	if (auth_step(ac, NULL, &resp, s->r) < 0)
+		return eng_sendf(&s->e, rec, "AUTH %s", mech);
+	if (auth_step(ac, NULL, &resp, s->e.io.r) < 0)
 		return -1;
 	if (asprintf(&line, "AUTH %s %s", mech, *resp ? resp : "=") < 0) {
 		line = NULL;
-		result_fail(s->r, EX_OSERR, "out of memory");
+		result_fail(s->e.io.r, EX_OSERR, "out of memory");
 	} else {
-		rc = ss_send_line(s, line, strlen(line), shown);
+		rc = eng_send(&s->e, rec, line, strlen(line), shown);
 		explicit_bzero(line, strlen(line));
 	}
 	free(line);
@@ -40,51 +42,66 @@ static int send_auth_line(struct smtp_session *s, struct auth_client *ac, const 
  * "*" (RFC 4954 4), read the server's verdict and keep our own reason. */
 static int answer_challenge(struct smtp_session *s, struct auth_client *ac)
 {
+	struct pending rec = { .phase = PHASE_AUTH };
+	struct sio *io = &s->e.io;
 	char *resp = NULL;
 	struct result why;
 	int rc;
 
-	if (auth_step(ac, s->rp.text, &resp, s->r) == 0) {
-		rc = ss_send_line(s, resp, strlen(resp), "[redacted]");
+	if (auth_step(ac, io->rp.text, &resp, io->r) == 0) {
+		rc = eng_send(&s->e, rec, resp, strlen(resp), "[redacted]");
 		auth_free_response(resp);
 		return rc;
 	}
-	why = *s->r;
-	if (ss_send_line(s, "*", 1, NULL) == 0 && ss_flush(s, PHASE_AUTH, T_EHLO) == 0)
-		ss_read_reply(s, PHASE_AUTH, T_EHLO);
-	*s->r = why;
+	why = *io->r;
+	if (eng_send(&s->e, rec, "*", 1, NULL) == 0)
+		eng_read(&s->e, &rec);
+	*io->r = why;
+	return -1;
+}
+
+/* The final reply in io->rp: 2xx (or refused, with r filled; a 504 names
+ * what the server does offer). */
+static int auth_refused(struct smtp_session *s)
+{
+	struct sio *io = &s->e.io;
+	size_t n;
+
+	sio_check(io, PHASE_AUTH, 2);
+	if (io->rp.code == 504) {
+		n = strlen(io->r->text);
+		snprintf(io->r->text + n, sizeof io->r->text - n, " (the server offers %.200s)",
+			 s->caps.auth);
+	}
 	return -1;
 }
 
 static int auth_exchange(struct smtp_session *s, struct auth_client *ac, const char *mech)
 {
+	struct sio *io = &s->e.io;
+	struct pending rec;
+
 	if (send_auth_line(s, ac, mech) < 0)
 		return -1;
 	for (;;) {
-		if (ss_flush(s, PHASE_AUTH, T_EHLO) < 0 || ss_read_reply(s, PHASE_AUTH, T_EHLO) < 0)
+		if (eng_read(&s->e, &rec) < 0)
 			return -1;
-		if (s->rp.code != 334)
+		if (io->rp.code != 334)
 			break;
 		if (answer_challenge(s, ac) < 0)
 			return -1;
 	}
-	if (s->rp.code / 100 == 2 && auth_complete(ac))
+	if (io->rp.code / 100 == 2 && auth_complete(ac))
 		return 0;
-	if (s->rp.code / 100 == 2) {
+	if (io->rp.code / 100 == 2) {
 		/* SCRAM: no server signature, so no proof the server knows the
 		 * password.  Do not send mail on a login we cannot trust. */
-		s->r->phase = PHASE_AUTH;
-		return result_fail(s->r, EX_PROTOCOL, "%s: the server accepted the login "
+		io->r->phase = PHASE_AUTH;
+		return result_fail(io->r, EX_PROTOCOL, "%s: the server accepted the login "
 				   "without finishing the mechanism (no server signature)",
 				   mech);
 	}
-	ss_check_reply(s, PHASE_AUTH, 2);
-	if (s->rp.code == 504) {
-		size_t n = strlen(s->r->text);
-		snprintf(s->r->text + n, sizeof s->r->text - n, " (the server offers %.200s)",
-			 s->caps.auth);
-	}
-	return -1;
+	return auth_refused(s);
 }
 
 /* One AUTH exchange with mech.  *refused: the server refused an OAuth
@@ -92,15 +109,16 @@ static int auth_exchange(struct smtp_session *s, struct auth_client *ac, const c
 static int auth_once(struct smtp_session *s, const struct auth_params *ap,
 		     const char *mech, int *refused)
 {
-	struct auth_client *ac = auth_start(mech, ap, s->r);
+	struct result *r = s->e.io.r;
+	struct auth_client *ac = auth_start(mech, ap, r);
 	int rc;
 
 	*refused = 0;
 	if (!ac)
 		return -1;
 	rc = auth_exchange(s, ac, mech);
-	*refused = rc < 0 && s->r->phase == PHASE_AUTH &&
-		   (auth_token_refused(ac) || s->r->code == 535);
+	*refused = rc < 0 && r->phase == PHASE_AUTH &&
+		   (auth_token_refused(ac) || r->code == 535);
 	auth_end(ac);
 	return rc;
 }
@@ -111,28 +129,84 @@ static int auth_once(struct smtp_session *s, const struct auth_params *ap,
  * (it says more than "no login"). */
 static int auth_retry(struct smtp_session *s, struct auth_params *ap, const char *mech)
 {
-	struct result refusal = *s->r;
+	struct result *r = s->e.io.r;
+	struct result refusal = *r;
 	int refused;
 
 	log_info("the server refused the access token; getting a fresh one");
-	result_clear(s->r);
-	if (ap->renew(ap->renew_arg, &ap->secret, s->r) < 0) {
-		if (s->r->exitcode != EX_TEMPFAIL && s->r->exitcode != EX_NOPERM)
-			*s->r = refusal;
+	result_clear(r);
+	if (ap->renew(ap->renew_arg, &ap->secret, r) < 0) {
+		if (r->exitcode != EX_TEMPFAIL && r->exitcode != EX_NOPERM)
+			*r = refusal;
 		return -1;
 	}
 	return auth_once(s, ap, mech, &refused);
 }
 
+/* RFC 4954 4: AUTH with an initial response may be pipelined with what
+ * follows when the mechanism ends in one exchange, with no challenge and
+ * no security layer.  PLAIN and EXTERNAL do; XOAUTH2 and OAUTHBEARER do
+ * only when the token is good (a refused one gets a 334 error challenge,
+ * which the pipelined MAIL would answer), and an OAuth account retries
+ * with a fresh token; SCRAM, LOGIN and CRAM-MD5 need challenges. */
+static int one_step(const struct auth_params *ap, const char *mech)
+{
+	return !ap->renew && (strcmp(mech, "PLAIN") == 0 || strcmp(mech, "EXTERNAL") == 0);
+}
+
+static int auth_pipelined(struct smtp_session *s, const struct auth_params *ap,
+			  const char *mech)
+{
+	struct auth_client *ac = auth_start(mech, ap, s->e.io.r);
+	int rc;
+
+	if (!ac)
+		return -1;
+	rc = send_auth_line(s, ac, mech);
+	/* PLAIN and EXTERNAL are finished on our side once the initial
+	 * response is made: the server's 235 is the whole verdict */
+	if (rc == 0 && !auth_complete(ac))
+		rc = result_fail(s->e.io.r, EX_SOFTWARE, "%s did not finish in one step",
+				 mech);
+	auth_end(ac);
+	if (rc < 0)
+		return -1;
+	snprintf(s->auth_mech, sizeof s->auth_mech, "%s", mech);
+	s->auth_owed = 1;
+	return 1;
+}
+
+int ss_auth_verdict(struct smtp_session *s)
+{
+	struct sio *io = &s->e.io;
+	struct result *keep = io->r;
+
+	s->auth_owed = 0;
+	/* the AUTH line went out before this reply came: wipe it */
+	conn_wipe_output(io->c);
+	if (io->rp.code / 100 == 2) {
+		if (s->p->auth_used)
+			snprintf(s->p->auth_used, AUTH_MECH_MAX, "%s", s->auth_mech);
+		return 0;
+	}
+	s->auth_failed = 1;
+	result_clear(&s->auth_r);
+	io->r = &s->auth_r;
+	auth_refused(s);
+	io->r = keep;
+	return -1;
+}
+
 int ss_do_auth(struct smtp_session *s)
 {
 	struct auth_params ap = *s->p->auth;
+	struct sio *io = &s->e.io;
 	char mech[AUTH_MECH_MAX];
 	int rc, refused;
 
 	ap.tls = s->p->tls != SMTP_TLS_OFF;
 	ap.tls_info = s->p->tls_info;
-	if (ss_in_step(s, PHASE_AUTH) < 0)
+	if (sio_in_step(io, PHASE_AUTH) < 0)
 		return -1;
 	/* issue 16: a local socket (an LMTP delivery agent) usually wants no
 	 * AUTH at all; with auth = auto it is done only when offered */
@@ -141,16 +215,17 @@ int ss_do_auth(struct smtp_session *s)
 		log_info("%s offers no AUTH: not authenticating", s->p->host);
 		return 0;
 	}
-	if (auth_choose(s->caps.auth, &ap, mech, s->r) < 0)
+	if (auth_choose(s->caps.auth, &ap, mech, io->r) < 0)
 		return -1;
 	log_info("authenticating as %s with %s", ap.user ? ap.user : "", mech);
+	if (s->p->pipeline_auth && (s->caps.flags & CAP_PIPELINING) && one_step(&ap, mech))
+		return auth_pipelined(s, &ap, mech);
 	rc = auth_once(s, &ap, mech, &refused);
 	if (rc < 0 && refused && ap.renew)
 		rc = auth_retry(s, &ap, mech);
 	if (rc == 0 && s->p->auth_used)   /* the mail log names what was used */
 		snprintf(s->p->auth_used, AUTH_MECH_MAX, "%s", mech);
 	/* every AUTH line was flushed before its reply was read */
-	conn_wipe_output(s->c);
+	conn_wipe_output(io->c);
 	return rc;
 }
-

@@ -71,23 +71,24 @@ static int check_utf8(struct smtp_session *s, const struct smtp_envelope *env)
 			bad = env->rcpt[i];
 	if (!bad || (s->caps.flags & CAP_SMTPUTF8))
 		return 0;
-	s->r->phase = PHASE_MAIL;
-	return result_fail(s->r, EX_DATAERR, "the address <%s> is not ASCII and %s does "
+	s->e.io.r->phase = PHASE_MAIL;
+	return result_fail(s->e.io.r, EX_DATAERR, "the address <%s> is not ASCII and %s does "
 			   "not offer SMTPUTF8", bad, s->p->host);
 }
 
-int ss_send_mail(struct smtp_session *s, const struct smtp_envelope *env)
+int ss_send_mail(struct smtp_session *s, const struct smtp_envelope *env,
+		 unsigned item, int binary)
 {
+	struct pending rec = { .phase = PHASE_MAIL, .item = item };
 	char params[512] = "", tmp[300];
 	size_t o = 0;
 	int utf8 = any_utf8(env);
 
 	if (check_utf8(s, env) < 0)
 		return -1;
-	s->binary = env->binary && (s->caps.flags & CAP_BINARYMIME) && ss_bdat_ok(s);
-	if (env->binary && !s->binary) {
-		s->r->phase = PHASE_MAIL;
-		return result_fail(s->r, EX_DATAERR, "the message contains NUL bytes (or "
+	if (env->binary && !binary) {
+		s->e.io.r->phase = PHASE_MAIL;
+		return result_fail(s->e.io.r, EX_DATAERR, "the message contains NUL bytes (or "
 				   "was given as -BBINARYMIME) and %s does not %s", s->p->host,
 				   s->no_bdat ? "take BDAT, which BINARYMIME needs" :
 				   "offer BINARYMIME with CHUNKING");
@@ -95,7 +96,7 @@ int ss_send_mail(struct smtp_session *s, const struct smtp_envelope *env)
 #define ADD(...) (o += (size_t)snprintf(params + o, sizeof params - o, __VA_ARGS__))
 	if ((s->caps.flags & CAP_SIZE) && env->size > 0)
 		ADD(" SIZE=%llu", env->size);
-	if (s->binary)
+	if (binary)
 		ADD(" BODY=BINARYMIME");
 	else if ((env->eightbit || utf8) && (s->caps.flags & CAP_8BITMIME))
 		ADD(" BODY=8BITMIME");
@@ -112,22 +113,57 @@ int ss_send_mail(struct smtp_session *s, const struct smtp_envelope *env)
 	}
 #undef ADD
 	if (o >= sizeof params)
-		return result_fail(s->r, EX_USAGE, "MAIL parameters too long");
-	return ss_send_cmd(s, "MAIL FROM:<%s>%s", env->from, params);
+		return result_fail(s->e.io.r, EX_USAGE, "MAIL parameters too long");
+	return eng_sendf(&s->e, rec, "MAIL FROM:<%s>%s", env->from, params);
 }
 
-int ss_send_rcpt(struct smtp_session *s, const struct smtp_envelope *env, size_t i)
+int ss_send_rcpt(struct smtp_session *s, const struct smtp_envelope *env, size_t i,
+		 unsigned item)
 {
+	struct pending rec = { .phase = PHASE_RCPT, .item = item, .arg = (unsigned)i };
 	char orcpt[700];
 
 	if (!dsn_ok(s, env) || !env->dsn_notify)
-		return ss_send_cmd(s, "RCPT TO:<%s>", env->rcpt[i]);
+		return eng_sendf(&s->e, rec, "RCPT TO:<%s>", env->rcpt[i]);
 	/* ORCPT keeps the address as the sender wrote it for the DSN report.
 	 * A non-ASCII one would need RFC 6533's utf-8-addr-xtext: leave it out. */
 	if (non_ascii(env->rcpt[i]))
-		return ss_send_cmd(s, "RCPT TO:<%s> NOTIFY=%s", env->rcpt[i],
+		return eng_sendf(&s->e, rec, "RCPT TO:<%s> NOTIFY=%s", env->rcpt[i],
 				   env->dsn_notify);
 	xtext(env->rcpt[i], orcpt, sizeof orcpt);
-	return ss_send_cmd(s, "RCPT TO:<%s> NOTIFY=%s ORCPT=rfc822;%s", env->rcpt[i],
+	return eng_sendf(&s->e, rec, "RCPT TO:<%s> NOTIFY=%s ORCPT=rfc822;%s", env->rcpt[i],
 			   env->dsn_notify, orcpt);
+}
+
+/* ---- recipients' verdicts -------------------------------------------------- */
+
+void ss_tally(struct rcpt_tally *t, const struct reply *rp, const char *rcpt)
+{
+	struct result one;
+	size_t n = strlen(t->list);
+
+	if (rp->code / 100 == 2) {
+		t->accepted++;
+		return;
+	}
+	t->refused++;
+	result_clear(&one);
+	result_reply(&one, t->phase ? t->phase : PHASE_RCPT, rp->code, rp->enh, rp->text);
+	snprintf(one.arg, sizeof one.arg, "%s", rcpt);
+	if (t->refused == 1 || (t->worst.code / 100 == 4 && one.code / 100 == 5))
+		t->worst = one;
+	snprintf(t->list + n, sizeof t->list - n, "%s<%.200s>: %d %.200s", n ? "; " : "",
+		 rcpt, one.code, one.text);
+}
+
+int ss_tally_verdict(const struct rcpt_tally *t, int partial, struct result *r)
+{
+	if (t->refused && (t->accepted == 0 || !partial)) {
+		*r = t->worst;
+		return -1;
+	}
+	if (t->refused)
+		log_err("partial delivery: %zu recipient(s) refused: %s", t->refused,
+			t->list);
+	return 0;
 }

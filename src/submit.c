@@ -475,6 +475,7 @@ static int send_direct(struct job *j, const char **rcpt, struct result *r)
 	ctx_overrides(j->c, &ov);
 	if (relay_init(&rl, j->acct, &ov, r) < 0)
 		return -1;
+	rl.p.pipeline_auth = 1;   /* one message: AUTH rides with it */
 	rc = relay_auth(&rl, r) < 0 ? -1 : smtp_send(&rl.p, &env, &m, &out, r);
 	log_direct(j, &rl, rc == 0 ? out.final_reply : r->text, r->exitcode, out.bytes);
 	relay_free(&rl);
@@ -513,6 +514,7 @@ static enum runq_outcome try_now(struct job *j, struct relay *rl, struct queue *
 	struct runq_policy pol;
 	struct smtp_session *ss = NULL;
 	enum runq_outcome oc;
+	int open_failed;
 	time_t due;
 
 	runq_policy_of(j->acct, &pol);
@@ -522,12 +524,19 @@ static enum runq_outcome try_now(struct job *j, struct relay *rl, struct queue *
 	}
 	if (!runq_rate_take(q, j->acct, &due))   /* kept, not refused */
 		return runq_hold(q, e, j->acct, due, r);
+	/* One message: AUTH rides with it (RFC 4954 4).  Queue runs do not
+	 * pipeline AUTH: were it refused by a relay that takes mail from
+	 * anyone, each retry would deliver the message again. */
+	rl->p.pipeline_auth = 1;
 	if (relay_auth(rl, r) == 0)
 		ss = smtp_open(&rl->p, r);
+	open_failed = !ss;
 	oc = ss ? runq_attempt(q, e, ss, j->acct, &pol, r) :
 		  runq_record_for(q, e, j->acct, &pol, r);
-	if (!ss || oc == RUNQ_DELIVERED)   /* -bp's health line, failover */
-		runq_note_relay(q, j->acct, ss ? NULL : r);
+	if (ss && oc != RUNQ_DELIVERED && r->phase == PHASE_AUTH)
+		open_failed = 1;   /* the pipelined AUTH's verdict */
+	if (open_failed || oc == RUNQ_DELIVERED)   /* -bp's health line, failover */
+		runq_note_relay(q, j->acct, open_failed ? r : NULL);
 	smtp_close(ss);
 	return oc;
 }
