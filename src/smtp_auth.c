@@ -192,7 +192,18 @@ int ss_auth_verdict(struct smtp_session *s)
 	s->auth_failed = 1;
 	result_clear(&s->auth_r);
 	io->r = &s->auth_r;
-	auth_refused(s);
+	if (io->rp.code == 334) {
+		/* a challenge after a one-step mechanism: the server took the
+		 * pipelined MAIL for the answer, and every reply after this one
+		 * is out of step with our commands, so the connection ends */
+		sio_failed(io, PHASE_AUTH);
+		result_fail(io->r, EX_PROTOCOL, "%s: the server asked for more after the "
+			    "initial response; its replies are out of step with the "
+			    "commands that followed AUTH, so nothing more is sent",
+			    s->auth_mech);
+	} else {
+		auth_refused(s);
+	}
 	io->r = keep;
 	return -1;
 }

@@ -441,11 +441,17 @@ def plain_line(password=PASSWORD, user=USER):
     return b"AUTH PLAIN " + b64(plain_blob(password, user))
 
 
+# PLAIN's AUTH goes in one flight with the message (RFC 4954 4).  This
+# server takes MAIL from anyone and answers DATA with 354: after a refused
+# AUTH the client closes there, so the body never goes out.
+AFTER_AUTH = [b"MAIL FROM:<sender@example.com>", b"RCPT TO:<%s>" % RCPT.encode(), b"DATA"]
+
+
 def refused(code, exit_, text):
     return dict(name="%d to AUTH" % code,
                 server=mkserver("PLAIN", rules={"AUTH": "%d %s" % (code, text)}),
                 cfg=cfg(auth="plain"), exit=exit_, err=[str(code)],
-                commands=[EHLO, plain_line(), b"QUIT"])
+                commands=[EHLO, plain_line()] + AFTER_AUTH, delivered=False)
 
 
 CASES = [
@@ -577,7 +583,7 @@ CASES = [
                          rules={"AUTH": "504 5.5.4 Unrecognized authentication type"}),
          cfg=cfg(auth="plain"), exit=EX_UNAVAILABLE,
          err=["504", "the server offers", "PLAIN LOGIN CRAM-MD5"],
-         commands=[EHLO, plain_line(), b"QUIT"]),
+         commands=[EHLO, plain_line()] + AFTER_AUTH, delivered=False),
     # ---- TLS and AUTH
     dict(name="no AUTH without TLS (auth = plain)",
          server=mkserver("PLAIN LOGIN", tls=None), cfg=cfg(auth="plain", tls="off"),
@@ -645,7 +651,7 @@ CASES = [
     dict(name="challenge after PLAIN's initial response: '*', no second password",
          server=mkserver("PLAIN", rules={"AUTH": "334 " + b64("more?").decode()}),
          cfg=cfg(auth="plain"), exit=EX_PROTOCOL, max_time=10, err=["PLAIN"],
-         commands=[EHLO, plain_line(), b"*", b"QUIT"]),
+         commands=[EHLO, plain_line()] + AFTER_AUTH),
     dict(name="challenge after CRAM-MD5 finished: '*'",
          server=mkserver("CRAM-MD5", rules={"AUTH": "334 " + b64(CRAM_CHALLENGE).decode()}),
          cfg=cfg(auth="cram-md5"), exit=EX_PROTOCOL, max_time=10, max_auth_lines=3,
