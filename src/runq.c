@@ -775,8 +775,10 @@ static void linger(struct queue *q, const struct runq_opts *o, const struct acco
 
 /* ---- many messages in one flight (issue 17) ---------------------------------- */
 
-#define BATCH_MAX 50                  /* transactions sent before any reply */
-#define BATCH_BYTES (16ull << 20)     /* and bytes: a failure re-sends little */
+/* Messages locked and handed to one smtp_batch: the engine's window
+ * (smtp.c: 50 transactions, 16 MiB in flight) slides over them. */
+#define BATCH_MAX 200
+#define BATCH_BYTES (256ull << 20)
 
 struct slot {
 	struct qentry e;

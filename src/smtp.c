@@ -21,7 +21,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#define WINDOW 50   /* transactions in flight: what a failure can cost */
+/* In flight at once, transactions and their bytes: what a lost connection
+ * can cost in work sent again. */
+#define WINDOW 50
+#define WINDOW_BYTES (16u << 20)
 
 /* One message's progress through the window. */
 struct txn {
@@ -37,6 +40,7 @@ struct txn {
 	const char **ok_rcpt;         /* LMTP: the accepted, in RCPT order */
 	size_t nok;
 	unsigned long long bytes;
+	int counted;                  /* bytes are in the run's inflight_bytes */
 	off_t start;                  /* where msg->fd stood (-1: a pipe) */
 	int told;
 };
@@ -45,6 +49,7 @@ struct run {
 	struct smtp_session *s;
 	struct txn *t;
 	size_t n, next, inflight;
+	unsigned long long inflight_bytes;
 	int salvage;                  /* a write failed: what the relay said
 					 before it closed may still be read */
 	struct result conn_r;         /* the first transport failure */
@@ -79,6 +84,8 @@ static void resolve(struct run *rn, struct txn *x, enum smtp_batch_state st)
 		return;
 	x->resolved = 1;
 	rn->inflight--;
+	if (x->counted)
+		rn->inflight_bytes -= x->bytes;
 	if (s->auth_failed) {
 		/* RFC 4954 4: what followed a refused AUTH was taken from an
 		 * unauthenticated client; never count it as sent */
@@ -382,6 +389,14 @@ static int barrier(struct run *rn)
 	return 0;
 }
 
+static void count_bytes(struct run *rn, struct txn *x)
+{
+	if (x->resolved || x->counted)
+		return;
+	x->counted = 1;
+	rn->inflight_bytes += x->bytes;
+}
+
 /* ---- sending ------------------------------------------------------------------- */
 
 /* Sending x failed: a transport failure (what came back before may still
@@ -506,6 +521,7 @@ static void send_data(struct run *rn, struct txn *x, unsigned i)
 			send_failed(rn, x);
 		return;
 	}
+	count_bytes(rn, x);
 	if (!(s->caps.flags & CAP_PIPELINING))
 		barrier(rn);
 }
@@ -528,6 +544,7 @@ static void send_bdat(struct run *rn, struct txn *x, unsigned i)
 	}
 	if (ss_send_bdat(s, x->it->msg, i, x->binary, &x->bytes) < 0)
 		send_failed(rn, x);
+	count_bytes(rn, x);
 }
 
 static void send_txn(struct run *rn, size_t i)
@@ -576,7 +593,8 @@ static void send_txn(struct run *rn, size_t i)
  * network, at most that one would have gone out unauthenticated. */
 static int window_full(const struct run *rn)
 {
-	return rn->inflight >= WINDOW || (rn->s->auth_owed && rn->inflight > 0);
+	return rn->inflight >= WINDOW || rn->inflight_bytes >= WINDOW_BYTES ||
+	       (rn->s->auth_owed && rn->inflight > 0);
 }
 
 static void run(struct run *rn)

@@ -39,16 +39,19 @@ def subject(i):
     return "pipeline message %02d" % i
 
 
-def setup(name):
+def setup(name, n=N, pad=0):
+    """n queued messages; pad: bytes of body filler (over 1 MiB, BDAT
+    sends a chunk before the LAST one)."""
     d = os.path.join(t.tmpdir(), name)
     os.makedirs(d)
     env = t.base_env(PUSHMAIL_QUEUE_DIR=os.path.join(d, "queue"))
     down = t.write_config(text="[a]\nhost = 127.0.0.1\nport = %d\ntls = off\nauth = off\n"
                           "queue = always\nfrom = s@test.example\n" % t.closed_port())
-    for i in range(N):
+    filler = b"x" * 76 + b"\n"
+    for i in range(n):
+        body = ("Subject: %s\n\nbody %d\n" % (subject(i), i)).encode()
         res = t.run_pushmail(["-C", down, "r%d@test.example" % i],
-                             stdin=("Subject: %s\n\nbody %d\n" % (subject(i), i)).encode(),
-                             env=env)
+                             stdin=body + filler * (pad // len(filler)), env=env)
         if res.rc != 0:
             t.diag(*res.describe())
     return d, env
@@ -77,11 +80,11 @@ def delivered(srv):
     return got
 
 
-def flush(name, rules, proxy_stats=None):
+def flush(name, rules, proxy_stats=None, n=N, pad=0, ext=EXT):
     """-q through bench/delayproxy.py (5 ms each way): it counts the client's
     flights (sends after having read something from the server)."""
-    d, env = setup(name)
-    srv = ScriptedServer(rules=rules, extensions=EXT, connections=1, lifetime=60)
+    d, env = setup(name, n, pad)
+    srv = ScriptedServer(rules=rules, extensions=ext, connections=1, lifetime=60)
     with srv:
         px = DelayProxy(srv.port, 0.005).start()
         try:
@@ -118,6 +121,49 @@ def case_all_good():
     # needs ten flights for the transactions alone (12 in all before)
     t.ok(st.get("flights", 99) <= 4, name + ": the ten transactions in one flight "
          "(client flights, EHLO and QUIT included: %s)" % st.get("flights"), st)
+
+
+def case_many():
+    # more messages than the window holds (50 transactions in flight): the
+    # window slides, replies of the first let the next ones go
+    n = 60
+    name = "%d messages, no failure" % n
+    st = {}
+    res, srv, new, failed = flush("many", None, st, n=n)
+    t.check_exit(name, res, 0, res.describe())
+    t.is_eq(sorted(delivered(srv)), list(range(n)), name + ": all delivered once")
+    t.is_eq((new, failed), ({}, {}), name + ": queue empty")
+    common(name, res, srv)
+    # (the window slides: messages 50.. go out as replies come in, so the
+    # flights after the first round trip are not waits; one at a time would
+    # be 60 flights)
+    t.ok(st.get("flights", 99) <= 12, name + ": a few flights (%s)" % st.get("flights"),
+         st)
+
+
+def case_data_path():
+    # no CHUNKING: each message waits for its 354, and the next message's
+    # MAIL, RCPT and DATA ride with the previous one's final dot
+    name = "ten messages with DATA"
+    st = {}
+    res, srv, new, failed = flush("data", None, st, ext=["PIPELINING", "8BITMIME"])
+    t.check_exit(name, res, 0, res.describe())
+    t.is_eq(sorted(delivered(srv)), list(range(N)), name + ": all delivered once")
+    t.is_eq((new, failed), ({}, {}), name + ": queue empty")
+    common(name, res, srv)
+    t.ok(st.get("flights", 99) <= N + 3, name + ": one flight per message (%s)"
+         % st.get("flights"), st)
+
+
+def case_chunk_refused(j):
+    name = "BDAT chunk 554 at position %d" % j
+    rules = {"BDAT": [None] * j + ["554 5.3.4 chunk refused"] + [None]}
+    res, srv, new, failed = flush("chunk%d" % j, rules, pad=(1 << 20) + 4096)
+    t.is_eq(sorted(i for i in delivered(srv) if i != j), [i for i in range(N) if i != j],
+            name + ": the others delivered")
+    t.is_eq(list(failed), [j], name + ": that one in failed/")
+    t.is_eq(new, {}, name + ": nothing left in new/")
+    common(name, res, srv)
 
 
 def case_mail_refused(j):
@@ -180,14 +226,17 @@ def case_drop(k):
 def main():
     t.require_pushmail()
     case_all_good()
-    for j in (0, 4, 9):
+    case_many()
+    case_data_path()
+    # a failure at every position of the ten-transaction window
+    for j in range(N):
         case_mail_refused(j)
         case_rcpt_deferred(j)
         case_eod_refused(j)
-    for j in (0, 5, 9):
         case_421(j)
-    for k in (0, 3, 9):
-        case_drop(k)
+        case_drop(j)
+    for j in (0, 5, 9):
+        case_chunk_refused(j)
     return t.done()
 
 
