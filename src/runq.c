@@ -351,6 +351,16 @@ struct run {
 				      message at hand: that is its try */
 	char (*notices)[QUEUE_ID_MAX];   /* notices queued during the run */
 	size_t nnotices, cap;
+	/* batching with fallback relays: the messages the first relay deferred
+	 * or lost, for run_one to take through the rest */
+	struct again {
+		char id[QUEUE_ID_MAX];
+		struct result r;   /* what the first relay said */
+	} *again;
+	size_t nagain;
+	const struct result *first_try;   /* run_one: the message had its try at
+					     the first relay; this is what it
+					     said, and the others come next */
 };
 
 static void add_notice(struct run *rn, const char *nid);
@@ -591,7 +601,7 @@ static enum runq_outcome try_hops(struct run *rn, struct qentry *e, struct resul
 
 	for (size_t k = 0; k < rn->nhops; k++) {
 		struct hop *h = &rn->hops[rn->order[k]];
-		if (h->down)
+		if (h->down || (k == 0 && rn->first_try))
 			continue;
 		if (h->held && h->due > time(NULL)) {
 			h->held++;          /* still full: no need to look again */
@@ -675,6 +685,10 @@ static void run_one(struct run *rn, const char *id, int is_notice)
 		return;
 	}
 	oc = try_hops(rn, &e, &r, &tried);
+	if (oc != RUNQ_DELIVERED && !tried && rn->first_try) {
+		tried = 1;   /* its try at the first relay, in the batch */
+		r = *rn->first_try;
+	}
 	if (oc != RUNQ_DELIVERED && !tried && rn->open_failed) {
 		tried = 1;   /* batching() tried to open the relay for this one */
 		r = rn->hops[rn->order[0]].open_r;
@@ -720,6 +734,7 @@ static void end_run(struct run *rn)
 		relay_free(&h->rl);
 	}
 	free(rn->notices);
+	free(rn->again);
 }
 
 #define LINGER_ROUNDS 100   /* bound: then the session closes anyway */
@@ -836,15 +851,45 @@ struct window {
 	struct smtp_batch_item *it;
 };
 
+/* The relay batching goes through: the first in the account's order. */
+static struct hop *batch_hop(struct run *rn)
+{
+	return &rn->hops[rn->order[0]];
+}
+
+/* With fallback relays, a message the first relay only deferred (4xx) or
+ * lost is not recorded: run_one takes it through the others, as it would
+ * have without batching. */
+static int for_failover(struct run *rn, const struct smtp_batch_item *it)
+{
+	return rn->nhops > 1 && rn->again && it->state != SMTP_BATCH_DONE &&
+	       runq_is_temporary(&it->r);
+}
+
 /* smtp_batch tells each item as soon as its verdict is in: recorded at
  * once, so a crash re-sends only what was still on the way. */
 static void window_told(void *arg, size_t i)
 {
 	struct window *w = arg;
 	struct run *rn = w->rn;
-	struct hop *h = &rn->hops[0];
-	enum runq_outcome oc = slot_record(rn, &w->sl[i], h->ss, &w->it[i]);
+	struct hop *h = batch_hop(rn);
+	enum runq_outcome oc;
 
+	char who[200];
+
+	if (for_failover(rn, &w->it[i])) {
+		log_info("%s: relay %s deferred it (%s %d); trying the next relay",
+			 w->sl[i].e.env.id, hop_name(h, who, sizeof who),
+			 result_phase_name(w->it[i].r.phase), w->it[i].r.code);
+		snprintf(rn->again[rn->nagain].id, QUEUE_ID_MAX, "%s", w->sl[i].e.env.id);
+		rn->again[rn->nagain++].r = w->it[i].r;
+		slot_free(&w->sl[i]);
+		return;
+	}
+	if (rn->nhops > 1 && w->it[i].state == SMTP_BATCH_DONE)
+		log_info("%s: delivered through %s", w->sl[i].e.env.id,
+			 hop_name(h, who, sizeof who));
+	oc = slot_record(rn, &w->sl[i], h->ss, &w->it[i]);
 	report(&w->sl[i].e, oc, &w->it[i].r);
 	count(rn->st, oc, &w->it[i].r);
 	if (oc == RUNQ_DELIVERED)
@@ -854,14 +899,13 @@ static void window_told(void *arg, size_t i)
 	slot_free(&w->sl[i]);
 }
 
-/* With one relay (no fallback: a failover decides per message), the
- * account's messages go in windows of one flight over its session, from
- * g->idx[*k] on; *k ends at the first one left for run_one (not batchable,
- * or the rate_limit window is full: run_one holds it). */
+/* The account's messages go in one window over its first relay's session,
+ * from g->idx[*k] on; *k ends at the first one left for run_one (not
+ * batchable, or the rate_limit window is full: run_one holds it). */
 static void run_window(struct run *rn, const struct group *g, const struct qenv *list,
 		       size_t *k)
 {
-	struct hop *h = &rn->hops[0];
+	struct hop *h = batch_hop(rn);
 	struct slot *sl = calloc(BATCH_MAX, sizeof *sl);
 	struct smtp_batch_item *it = calloc(BATCH_MAX, sizeof *it);
 	unsigned long long bytes = 0;
@@ -898,16 +942,16 @@ static void run_window(struct run *rn, const struct group *g, const struct qenv 
 	free(it);
 }
 
-/* Batch from *k when the account has one relay and its session opens.  A
- * relay that cannot be opened counts as the try of the message at hand,
- * which run_one then records as it would have. */
+/* Batch from *k when the account's first relay opens.  A relay that cannot
+ * be opened counts as the try of the message at hand, which run_one then
+ * records (or fails over) as it would have. */
 static int batching(struct run *rn, const struct group *g, const struct qenv *list,
 		    size_t *k)
 {
-	struct hop *h = &rn->hops[0];
+	struct hop *h = batch_hop(rn);
 	size_t k0 = *k;
 
-	if (rn->nhops != 1 || h->down)
+	if (h->down)
 		return 0;
 	if (!h->ss) {
 		if (h->held && h->due > time(NULL))
@@ -919,11 +963,19 @@ static int batching(struct run *rn, const struct group *g, const struct qenv *li
 	}
 	if (!smtp_usable(h->ss))
 		return 0;
+	free(rn->again);
+	rn->nagain = 0;
+	rn->again = rn->nhops > 1 ? calloc(BATCH_MAX, sizeof *rn->again) : NULL;
 	run_window(rn, g, list, k);
 	if (!smtp_usable(h->ss)) {
 		smtp_close(h->ss);
 		h->ss = NULL;
 	}
+	for (size_t i = 0; i < rn->nagain && !stopping(rn->o); i++) {
+		rn->first_try = &rn->again[i].r;
+		run_one(rn, rn->again[i].id, 0);
+	}
+	rn->first_try = NULL;
 	return *k != k0;
 }
 

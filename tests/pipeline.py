@@ -14,6 +14,7 @@ message).  No RSET goes between completed transactions.
 
 import os
 import re
+import shutil
 import sys
 
 # bench/delayproxy.py imports the standard library's queue, which
@@ -166,6 +167,43 @@ def case_chunk_refused(j):
     common(name, res, srv)
 
 
+def case_fallback(j):
+    """An account with a fallback relay is batched on its first relay too;
+    what that relay defers (451 to MAIL at position j) goes to the backup."""
+    name = "fallback account, MAIL 451 at position %d" % j
+    d, env = setup("fallback%d" % j)
+    # queueing tried a closed port, so the queue remembers the first relay as
+    # failing and would try the backup first: the relay is back now
+    shutil.rmtree(os.path.join(d, "queue", "state"), ignore_errors=True)
+    prim = ScriptedServer(rules={"MAIL": [None] * j + ["451 4.3.0 try later"] + [None]},
+                          extensions=EXT, connections=1, lifetime=60)
+    back = ScriptedServer(extensions=EXT, connections=1, lifetime=60)
+    with prim, back:
+        px = DelayProxy(prim.port, 0.005).start()
+        st = {}
+        try:
+            cfg = t.write_config(text="[a]\nhost = 127.0.0.1\nport = %d\ntls = off\n"
+                                 "auth = off\nfrom = s@test.example\ntimeout = 10\n"
+                                 "fallback = b\n[b]\nhost = 127.0.0.1\nport = %d\n"
+                                 "tls = off\nauth = off\nfrom = s@test.example\n"
+                                 "timeout = 10\n" % (px.port, back.port))
+            res = t.run_pushmail(["-C", cfg, "-q", "-v"], env=env)
+            st.update(px.stats())
+        finally:
+            px.stop()
+        prim.stop()
+        back.stop()
+    t.check_exit(name, res, 0, res.describe())
+    t.is_eq(sorted(delivered(prim)), [i for i in range(N) if i != j],
+            name + ": the others delivered by the first relay")
+    t.is_eq(delivered(back), [j], name + ": that one by the backup")
+    t.is_eq((envs(d, "new"), envs(d, "failed")), ({}, {}), name + ": queue empty")
+    t.ok(st.get("flights", 99) <= 4, name + ": the window in one flight (%s)"
+         % st.get("flights"), st)
+    t.ok(b"trying the next relay" in res.err, name + ": -v says it went on",
+         *res.describe())
+
+
 def case_mail_refused(j):
     name = "MAIL 550 at position %d" % j
     rules = {"MAIL": [None] * j + ["550 5.7.1 sender refused"] + [None]}
@@ -237,6 +275,7 @@ def main():
         case_drop(j)
     for j in (0, 5, 9):
         case_chunk_refused(j)
+        case_fallback(j)
     return t.done()
 
 
