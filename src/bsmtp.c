@@ -357,6 +357,7 @@ int mode_bsmtp(struct ctx *c, struct result *r)
 		free(b);
 		return -1;
 	}
+	c->keep_session = 1;   /* the messages share one relay session */
 	reply(b, "220 %s pushmail ESMTP", b->host);
 	fflush(stdout);
 	while (rc == 0 && bs_read_line(&b->in, line, sizeof line, &len, &complete) == 0) {
@@ -374,6 +375,7 @@ int mode_bsmtp(struct ctx *c, struct result *r)
 		rc = dispatch(b, line);
 	}
 	fflush(stdout);
+	ctx_drop_session(c);
 	reset(b);
 	free(b);
 	return 0;

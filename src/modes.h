@@ -17,7 +17,15 @@ struct ctx {
 	const char *host;             /* its relay */
 	const char *queue_path;       /* the queue to use instead of the default */
 	char cfg_error[600];          /* why the configuration was set aside, or "" */
+	/* -bs: its messages go over one relay session (issue 17), kept here
+	 * between them with the relay it was opened for */
+	int keep_session;
+	struct relay *kept_rl;
+	struct smtp_session *kept_ss;
 };
+
+/* Close the session kept between -bs messages (QUIT), if any. */
+void ctx_drop_session(struct ctx *c);
 
 /* Load the configuration.  With `required`, having none is EX_CONFIG. */
 int ctx_load_config(struct ctx *c, int required, struct result *r);

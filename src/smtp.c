@@ -859,6 +859,11 @@ int smtp_usable(const struct smtp_session *s)
 	return usable(s);
 }
 
+int smtp_fresh(const struct smtp_session *s)
+{
+	return usable(s) && eng_owed(&s->e) == 0 && !conn_pending(s->e.io.c);
+}
+
 void smtp_close(struct smtp_session *s)
 {
 	struct result ignored;

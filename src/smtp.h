@@ -97,6 +97,9 @@ int smtp_transaction(struct smtp_session *s, const struct smtp_envelope *env,
 		     const struct smtp_message *msg, int last,
 		     struct smtp_outcome *out, struct result *r);
 int smtp_usable(const struct smtp_session *s);
+/* Usable, and the relay has said nothing since (a session kept idle between
+ * messages: a 421 or a close from the relay shows as something waiting). */
+int smtp_fresh(const struct smtp_session *s);
 
 /* Many transactions in one flight (RFC 2920 + RFC 3030): every item's MAIL,
  * RCPT and BDAT ... LAST go out back to back, then the replies are read in

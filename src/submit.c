@@ -455,6 +455,76 @@ static int body_type_is(const struct job *j, const char *type)
 	return b && strcasecmp(b, type) == 0;
 }
 
+/* ---- the relay session (kept between -bs messages) ------------------------------ */
+
+void ctx_drop_session(struct ctx *c)
+{
+	smtp_close(c->kept_ss);
+	if (c->kept_rl) {
+		relay_free(c->kept_rl);
+		free(c->kept_rl);
+	}
+	c->kept_ss = NULL;
+	c->kept_rl = NULL;
+}
+
+/* The relay for j: the kept one when it serves j's account and its session
+ * is still good, else a new one (on the heap under -bs, so that its session
+ * can be kept: the session points into it).  NULL with r filled. */
+static struct relay *job_relay(struct job *j, struct relay *local, struct result *r)
+{
+	struct ctx *c = j->c;
+	struct relay_overrides ov;
+	struct relay *rl = local;
+
+	if (c->kept_ss && c->kept_rl->acct == j->acct && smtp_fresh(c->kept_ss))
+		return c->kept_rl;
+	ctx_drop_session(c);
+	if (c->keep_session && !(rl = malloc(sizeof *rl))) {
+		result_fail(r, EX_OSERR, "out of memory");
+		return NULL;
+	}
+	ctx_overrides(c, &ov);
+	if (relay_init(rl, j->acct, &ov, r) == 0)
+		return rl;
+	if (rl != local)
+		free(rl);
+	return NULL;
+}
+
+/* A session on rl: the kept one, or a new one (AUTH PLAIN rides with the
+ * first message, RFC 4954 4: see try_now).  NULL with r filled. */
+static struct smtp_session *job_session(struct job *j, struct relay *rl, struct result *r)
+{
+	if (rl == j->c->kept_rl)
+		return j->c->kept_ss;
+	rl->p.pipeline_auth = 1;
+	return relay_auth(rl, r) == 0 ? smtp_open(&rl->p, r) : NULL;
+}
+
+/* After the message: under -bs a good session is kept for the next one;
+ * otherwise it is closed and rl freed. */
+static void job_relay_done(struct job *j, struct relay *rl, struct relay *local,
+			   struct smtp_session *ss)
+{
+	struct ctx *c = j->c;
+
+	if (rl == c->kept_rl) {
+		if (!smtp_usable(ss))
+			ctx_drop_session(c);
+		return;
+	}
+	if (c->keep_session && ss && smtp_usable(ss)) {
+		c->kept_rl = rl;
+		c->kept_ss = ss;
+		return;
+	}
+	smtp_close(ss);
+	relay_free(rl);
+	if (rl != local)
+		free(rl);
+}
+
 /* queue = never (or --no-queue): stream stdin straight to the relay. */
 static int send_direct(struct job *j, const char **rcpt, struct result *r)
 {
@@ -464,21 +534,20 @@ static int send_direct(struct job *j, const char **rcpt, struct result *r)
 	struct smtp_message m = { .head = j->msgbuf, .headlen = j->msglen,
 				  .fd = j->req->infd };
 	struct smtp_outcome out = { 0 };
-	struct relay_overrides ov;
-	struct relay rl;
-	int rc;
+	struct smtp_session *ss;
+	struct relay local, *rl;
+	int rc = -1;
 
 	set_dsn(j, &env);
 	scan_ahead(j, &env);
 	m.size = env.size;   /* the progress line's total */
 
-	ctx_overrides(j->c, &ov);
-	if (relay_init(&rl, j->acct, &ov, r) < 0)
+	if (!(rl = job_relay(j, &local, r)))
 		return -1;
-	rl.p.pipeline_auth = 1;   /* one message: AUTH rides with it */
-	rc = relay_auth(&rl, r) < 0 ? -1 : smtp_send(&rl.p, &env, &m, &out, r);
-	log_direct(j, &rl, rc == 0 ? out.final_reply : r->text, r->exitcode, out.bytes);
-	relay_free(&rl);
+	if ((ss = job_session(j, rl, r)))
+		rc = smtp_transaction(ss, &env, &m, !j->c->keep_session, &out, r);
+	log_direct(j, rl, rc == 0 ? out.final_reply : r->text, r->exitcode, out.bytes);
+	job_relay_done(j, rl, &local, ss);
 	return rc;
 }
 
@@ -509,7 +578,8 @@ static int maildomain_missing(const struct job *j, struct result *r)
 /* Try the spooled message now on relay rl (already checked); the queue
  * records the outcome. */
 static enum runq_outcome try_now(struct job *j, struct relay *rl, struct queue *q,
-				 struct qentry *e, struct result *r)
+				 struct qentry *e, struct smtp_session **used,
+				 struct result *r)
 {
 	struct runq_policy pol;
 	struct smtp_session *ss = NULL;
@@ -527,9 +597,7 @@ static enum runq_outcome try_now(struct job *j, struct relay *rl, struct queue *
 	/* One message: AUTH rides with it (RFC 4954 4).  Queue runs do not
 	 * pipeline AUTH: were it refused by a relay that takes mail from
 	 * anyone, each retry would deliver the message again. */
-	rl->p.pipeline_auth = 1;
-	if (relay_auth(rl, r) == 0)
-		ss = smtp_open(&rl->p, r);
+	ss = job_session(j, rl, r);
 	open_failed = !ss;
 	oc = ss ? runq_attempt(q, e, ss, j->acct, &pol, r) :
 		  runq_record_for(q, e, j->acct, &pol, r);
@@ -537,7 +605,7 @@ static enum runq_outcome try_now(struct job *j, struct relay *rl, struct queue *
 		open_failed = 1;   /* the pipelined AUTH's verdict */
 	if (open_failed || oc == RUNQ_DELIVERED)   /* -bp's health line, failover */
 		runq_note_relay(q, j->acct, open_failed ? r : NULL);
-	smtp_close(ss);
+	*used = ss;
 	return oc;
 }
 
@@ -648,8 +716,8 @@ static int tell(struct job *j, struct queue *q, struct qentry *e,
 
 static int send_queued(struct job *j, const char **rcpt, int always, struct result *r)
 {
-	struct relay_overrides ov;
-	struct relay rl;
+	struct relay local, *rl = NULL;
+	struct smtp_session *ss = NULL;
 	struct queue q;
 	struct qentry e;
 	struct qenv qe;
@@ -658,14 +726,18 @@ static int send_queued(struct job *j, const char **rcpt, int always, struct resu
 	int rc, notice = 0;
 
 	/* Bad --tls/--timeout values are the caller's mistake: nothing is spooled. */
-	ctx_overrides(j->c, &ov);
-	if (j->acct && relay_init(&rl, j->acct, &ov, r) < 0)
+	if (j->acct && !(rl = job_relay(j, &local, r)))
 		return -1;
 	fill_qenv(j, &qe, rcpt);
-	if (ctx_open_queue(j->c, &q, r) < 0)
+	if (ctx_open_queue(j->c, &q, r) < 0) {
+		if (rl)
+			job_relay_done(j, rl, &local, NULL);
 		return -1;
+	}
 	if (queue_add(&q, &qe, j->msgbuf, j->msglen, j->req->infd, &e, r) < 0) {
 		queue_close(&q);
+		if (rl)
+			job_relay_done(j, rl, &local, NULL);
 		return -1;
 	}
 	if (j->req->note)
@@ -684,7 +756,7 @@ static int send_queued(struct job *j, const char **rcpt, int always, struct resu
 			e.env.id, q.dir, hint);
 		rc = 0;
 	} else {
-		oc = try_now(j, &rl, &q, &e, r);
+		oc = try_now(j, rl, &q, &e, &ss, r);
 		if (oc == RUNQ_DEFERRED && cfg_str(j->acct, K_FALLBACK))
 			oc = fail_over(j, &q, &e, always, r);
 		/* queue = always promised "queued": a failure is mailed too */
@@ -692,8 +764,9 @@ static int send_queued(struct job *j, const char **rcpt, int always, struct resu
 		    notice_failed(&q, &e, j->acct, r, runq_is_temporary(r), nid) == 1)
 			notice = 1;
 		rc = tell(j, &q, &e, oc, always, r);
-		relay_free(&rl);
 	}
+	if (rl)
+		job_relay_done(j, rl, &local, ss);
 	queue_release(&e);
 	if (oc == RUNQ_DELIVERED)
 		flush_account(j, &q);

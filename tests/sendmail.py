@@ -686,6 +686,11 @@ def test_bs():
                b"RCPT TO:<user3@example.org>\r\nDATA\r\n" + stuffed(msg2) + b"QUIT\r\n")
     res, srv, rp = bs(session, connections=2)
     expect_ok(name, res, srv)
+    # issue 17: the messages of a -bs session share one relay session
+    t.is_eq(len(srv.records), 1, name + ": one connection to the relay for both",
+            *info(res, srv))
+    t.is_eq(srv.records[0].verbs()[-1:] if srv.records else None, ["QUIT"],
+            name + ": the relay session ends with QUIT")
     t.is_eq(codes(rp), ["220", "250", "250", "250", "250", "503", "250", "250", "354",
                         "250", "250", "250", "250", "354", "250", "221"],
             name + ": replies in order (DATA after RSET: 503)",
@@ -698,6 +703,18 @@ def test_bs():
             name + ": two messages relayed, the RSET transaction nowhere")
     t.is_eq([x.message for x in txns], [t.normalise(BS_MSG), t.normalise(msg2)],
             name + ": both messages intact")
+
+    name = "-bs three messages through the queue (queue = on-failure)"
+    one = (b"MAIL FROM:<app@example.com>\r\nRCPT TO:<user@example.org>\r\nDATA\r\n"
+           + stuffed(BS_MSG))
+    qenv = t.base_env(PUSHMAIL_QUEUE_DIR=os.path.join(t.tmpdir(), "bs-queue"))
+    res, srv, rp = bs(b"EHLO c\r\n" + one * 3 + b"QUIT\r\n", connections=3,
+                      cfg={"queue": "on-failure"}, env=qenv)
+    expect_ok(name, res, srv)
+    t.is_eq(codes(rp), ["220", "250"] + ["250", "250", "354", "250"] * 3 + ["221"],
+            name + ": replies", "stdout: %s" % t.show(res.out))
+    t.is_eq(len(done_txns(srv)), 3, name + ": three relayed")
+    t.is_eq(len(srv.records), 1, name + ": over one connection", *info(res, srv))
 
     name = "-bs SIZE= over the limit"
     session = (b"EHLO c\r\nMAIL FROM:<a@example.com> SIZE=104857601\r\n"
