@@ -597,16 +597,28 @@ static int window_full(const struct run *rn)
 	       (rn->s->auth_owed && rn->inflight > 0);
 }
 
+/* Once full, the window is drained to half before more is sent: the next
+ * transactions then leave together, not one write per reply read. */
+static int window_low(const struct run *rn)
+{
+	return rn->inflight <= WINDOW / 2 && rn->inflight_bytes <= WINDOW_BYTES / 2 &&
+	       !rn->s->auth_owed;
+}
+
 static void run(struct run *rn)
 {
 	struct smtp_session *s = rn->s;
+	int draining = 0;
 
 	while (rn->next < rn->n && usable(s)) {
-		if (window_full(rn)) {
+		if (window_full(rn))
+			draining = 1;
+		if (draining && !window_low(rn)) {
 			if (read_one(rn) < 0)
 				break;
 			continue;
 		}
+		draining = 0;
 		if (!rn->t[rn->next].resolved)
 			send_txn(rn, rn->next);
 		rn->next++;
