@@ -643,7 +643,7 @@ static void quit_quietly(struct smtp_session *s)
 	s->quit_sent = 1;
 	result_clear(&ignored);
 	s->e.io.r = &ignored;
-	if (sio_send_cmd(&s->e.io, "QUIT") == 0)
+	if (sio_send_line(&s->e.io, "QUIT", 4, NULL) == 0)
 		sio_flush(&s->e.io, PHASE_QUIT, T_QUIT);
 	s->e.io.r = keep;
 }

@@ -3,7 +3,6 @@
 #include "smtp_io.h"
 #include "log.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -33,20 +32,6 @@ int sio_send_line(struct sio *io, const char *line, size_t n, const char *shown)
 	    conn_write(io->c, "\r\n", 2, sio_tmo(io, T_BLOCK), io->r) < 0)
 		return sio_failed(io, PHASE_NONE);
 	return 0;
-}
-
-int sio_send_cmd(struct sio *io, const char *fmt, ...)
-{
-	char buf[2048];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(buf, sizeof buf, fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof buf)
-		return result_fail(io->r, EX_USAGE, "SMTP command too long");
-	return sio_send_line(io, buf, (size_t)n, NULL);
 }
 
 int sio_write(struct sio *io, const void *p, size_t n, enum smtp_phase phase)

@@ -31,8 +31,6 @@ int sio_failed(struct sio *io, enum smtp_phase phase);
 /* Queue one command line; `shown` replaces it in the -v transcript (AUTH
  * payloads), NULL shows the line.  Refuses CR, LF and NUL (SPEC 4). */
 int sio_send_line(struct sio *io, const char *line, size_t n, const char *shown);
-__attribute__((format(printf, 2, 3)))
-int sio_send_cmd(struct sio *io, const char *fmt, ...);
 /* Message bytes (BDAT chunks, the DATA tail), not commands. */
 int sio_write(struct sio *io, const void *p, size_t n, enum smtp_phase phase);
 /* Room for at least `need` bytes in the write buffer (flushing first when

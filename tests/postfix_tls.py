@@ -368,10 +368,55 @@ def case_sentinel(h):
     h.deliver("sentinel after the refusals", h.cfg(h.sub), verbose=False)
 
 
+def case_pipelined_auth_refused(h):
+    """AUTH PLAIN rides with the message (RFC 4954 4).  With a wrong password
+    at a relay that takes mail from 127.0.0.1 without AUTH, Postfix refuses
+    the login and then accepts the transaction that followed it: pushmail
+    must not count that message as sent (77, a warning), and with a queue
+    the message stays queued."""
+    name = "wrong password, relay open to its network (pipelined AUTH)"
+    port = h.pf.ports["smtps-open"]
+    marker, msg = h.message(name)
+    r = h.run(h.cfg(port, tls="implicit", auth="plain", password=WRONG_PASSWORD),
+              ["-v", RCPT], msg)
+    t.is_eq(r.rc, 77, "%s: exit 77, never 0" % name, *r.describe())
+    err = r.err.decode("utf-8", "replace")
+    t.ok("535" in err and "refused AUTH yet accepted" in err,
+         "%s: the refusal and the warning on stderr" % name, *r.describe())
+    h.no_secret(name, r, WRONG_PASSWORD)
+    try:
+        got = h.pf.wait_for_maildir(1, DELIVERY_TIMEOUT)
+    except TimeoutError:
+        got = []
+    # what Postfix did (the case the warning is about): it delivered it as
+    # from an unauthenticated client (ESMTPS, not ESMTPSA)
+    t.ok(len(got) == 1 and marker.encode() in got[0] and
+         re.search(rb"with ESMTPS id ", got[0]) is not None,
+         "%s: Postfix took it without AUTH (ESMTPS)" % name,
+         "%d message(s): %r" % (len(got), [g[:400] for g in got]))
+    h.pf.drain_maildir()
+
+    name = "wrong password, relay open to its network, queue = on-failure"
+    spool = tempfile.mkdtemp(prefix="pm-spool-", dir=h.tmp)
+    marker, msg = h.message(name)
+    r = t.run([h.pushmail, "-C", h.cfg(port, tls="implicit", auth="plain",
+                                       password=WRONG_PASSWORD, queue="on-failure")]
+              + [RCPT], stdin=msg, env=dict(h.env, PUSHMAIL_QUEUE_DIR=spool),
+              timeout=RUN_TIMEOUT)
+    kept = [n for n in os.listdir(os.path.join(spool, "new")) if n.endswith(".env")] \
+        if os.path.isdir(os.path.join(spool, "new")) else []
+    t.is_eq(len(kept), 1, "%s: the message stays queued" % name, *r.describe())
+    try:
+        h.pf.wait_for_maildir(1, DELIVERY_TIMEOUT)
+    except TimeoutError:
+        pass
+    h.pf.drain_maildir()
+
+
 CASES = [case_serverinfo, case_auto_starttls, case_auto_implicit, case_explicit,
          case_explicit_implicit_tls, case_wrong_password, case_unknown_ca,
          case_plaintext_auth, case_no_auth, case_fingerprint, case_check,
-         case_sentinel]
+         case_pipelined_auth_refused, case_sentinel]
 
 
 def main():
@@ -418,6 +463,13 @@ def main():
             smtpd_tls_security_level="encrypt", **sasl))
         pf.add_inet_service("smtps", options=dict(
             smtpd_tls_wrappermode="yes", smtpd_tls_security_level="encrypt", **sasl))
+        # issue 17: a relay that offers AUTH yet takes mail from its network
+        # without it (permit_mynetworks), where a pipelined AUTH that fails
+        # is followed by a transaction the relay accepts
+        pf.add_inet_service("smtps-open", options=dict(
+            smtpd_tls_wrappermode="yes", smtpd_tls_security_level="encrypt",
+            smtpd_sasl_auth_enable="yes", smtpd_client_restrictions="",
+            smtpd_relay_restrictions="permit_mynetworks,permit_sasl_authenticated,reject"))
         try:
             pf.start()     # `postfix check` creates QUEUE/private for the socket
             dv = postfixlib.DovecotAuth(
@@ -431,6 +483,7 @@ def main():
                % (pf.ports["submission"], pf.ports["smtps"], pf.port,
                   " ".join(dv.mechanisms), tmp))
         h = Harness(pf, certs, pushmail)
+        h.tmp = tmp
         for case in CASES:
             try:
                 case(h)
