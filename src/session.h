@@ -14,7 +14,7 @@
 #define PUSHMAIL_SESSION_H
 
 #include "engine.h"
-#include "smtp.h"
+#include "smtp_types.h"
 
 #define BODY_BLOCK (64 * 1024)
 

@@ -12,7 +12,9 @@
  * Relays are not asked to RSET after a completed transaction (RFC 5321
  * 3.3): only after one that this side stopped before its end of data. */
 #include "config.h"
+#include "smtp.h"
 #include "session.h"
+#include "body.h"
 #include "log.h"
 
 #include <errno.h>
@@ -972,5 +974,50 @@ int smtp_probe(const struct smtp_params *p, struct smtp_probe *out,
 		conn_close(s->e.io.c);
 	}
 	session_free(s);
+	return rc;
+}
+
+/* ---- --dry-run ---------------------------------------------------------------- */
+
+/* --dry-run: the same envelope lines and the exact bytes that would follow
+ * DATA, produced by the same filter, written to f. */
+struct dry_sink {
+	FILE *f;
+	struct body_filter bf;
+	char out[BODY_OUT_MAX(BODY_BLOCK)];
+};
+
+static int body_to_file(void *ctx, const char *p, size_t n)
+{
+	struct dry_sink *k = ctx;
+	size_t m = body_feed(&k->bf, p, n, k->out);
+
+	return fwrite(k->out, 1, m, k->f) == m ? 0 : -1;
+}
+
+int smtp_dry_run(FILE *f, const struct smtp_envelope *env,
+		 const struct smtp_message *msg, struct result *r)
+{
+	struct dry_sink *k = malloc(sizeof *k);
+	int rc = -1;
+
+	if (!k)
+		return result_fail(r, EX_OSERR, "out of memory");
+	k->f = f;
+	body_init(&k->bf, 1);
+	fprintf(f, "MAIL FROM:<%s>\n", env->from);
+	for (size_t i = 0; i < env->nrcpt; i++)
+		fprintf(f, "RCPT TO:<%s>\n", env->rcpt[i]);
+	fprintf(f, "DATA\n");
+	if (ss_for_each_block(msg, body_to_file, k, r) < 0)
+		goto out;
+	fwrite(k->out, 1, body_finish(&k->bf, k->out), f);
+	if (fflush(f) != 0 || ferror(f)) {
+		result_fail(r, EX_IOERR, "writing to standard output failed");
+		goto out;
+	}
+	rc = 0;
+out:
+	free(k);
 	return rc;
 }
