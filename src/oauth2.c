@@ -7,7 +7,7 @@
 #include "tokens.h"
 #include "trust.h"
 
-#include <curl/curl.h>
+#include "curl_dl.h"
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -362,16 +362,39 @@ static size_t sink_write(char *p, size_t size, size_t n, void *arg)
 	return add;
 }
 
+/* application/x-www-form-urlencoded value: RFC 3986's unreserved
+ * characters as they are, every other byte %XX (as curl_easy_escape). */
+static char *form_escape(const char *v)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	char *out = malloc(3 * strlen(v) + 1), *o = out;
+
+	for (; out && *v; v++) {
+		unsigned char ch = (unsigned char)*v;
+		if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+		    (ch >= '0' && ch <= '9') || strchr("-._~", ch)) {
+			*o++ = (char)ch;
+		} else {
+			*o++ = '%';
+			*o++ = hex[ch >> 4];
+			*o++ = hex[ch & 15];
+		}
+	}
+	if (out)
+		*o = '\0';
+	return out;
+}
+
 int oauth2_form_add(char **f, const char *name, const char *value)
 {
-	char *enc = curl_easy_escape(NULL, value, 0), *nf = NULL;
+	char *enc = form_escape(value), *nf = NULL;
 	int n;
 
 	if (!enc)
 		return -1;
 	n = asprintf(&nf, "%s%s%s=%s", *f ? *f : "", *f ? "&" : "", name, enc);
 	explicit_bzero(enc, strlen(enc));
-	curl_free(enc);
+	free(enc);
 	if (n < 0)
 		return -1;
 	oauth2_form_free(*f);
@@ -384,34 +407,36 @@ void oauth2_form_free(char *f)
 	secret_free(f);
 }
 
-static int curl_setup(CURL *c, const struct oauth2_conf *oc, const char *url,
-		      const char *form, struct sink *s, struct curl_slist *hdr)
+static int curl_setup(const struct curl_api *cu, CURL *c, const struct oauth2_conf *oc,
+		      const char *url, const char *form, struct sink *s,
+		      struct curl_slist *hdr)
 {
 	long t = oc->timeout_s > 0 ? oc->timeout_s : DEFAULT_TIMEOUT_S;
 	int bad = 0;
 
-	bad |= curl_easy_setopt(c, CURLOPT_URL, url) != CURLE_OK;
+	bad |= cu->easy_setopt(c, CURLOPT_URL, url) != CURLE_OK;
 	/* https only, and no redirect may lead elsewhere with the secrets */
-	bad |= curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https") != CURLE_OK;
-	bad |= curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK;
-	bad |= curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK;
-	bad |= curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK;
+	bad |= cu->easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https") != CURLE_OK;
+	bad |= cu->easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK;
+	bad |= cu->easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK;
+	bad |= cu->easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK;
 	if (oc->trust_file && strcmp(oc->trust_file, "system") != 0)
-		bad |= curl_easy_setopt(c, CURLOPT_CAINFO, oc->trust_file) != CURLE_OK;
-	bad |= curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
-	bad |= curl_easy_setopt(c, CURLOPT_TIMEOUT, t) != CURLE_OK;
-	bad |= curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, t) != CURLE_OK;
-	bad |= curl_easy_setopt(c, CURLOPT_USERAGENT, "pushmail/" PACKAGE_VERSION) != CURLE_OK;
-	bad |= curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr) != CURLE_OK;
-	bad |= curl_easy_setopt(c, CURLOPT_POSTFIELDS, form) != CURLE_OK;
-	bad |= curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink_write) != CURLE_OK;
-	bad |= curl_easy_setopt(c, CURLOPT_WRITEDATA, s) != CURLE_OK;
+		bad |= cu->easy_setopt(c, CURLOPT_CAINFO, oc->trust_file) != CURLE_OK;
+	bad |= cu->easy_setopt(c, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
+	bad |= cu->easy_setopt(c, CURLOPT_TIMEOUT, t) != CURLE_OK;
+	bad |= cu->easy_setopt(c, CURLOPT_CONNECTTIMEOUT, t) != CURLE_OK;
+	bad |= cu->easy_setopt(c, CURLOPT_USERAGENT, "pushmail/" PACKAGE_VERSION) != CURLE_OK;
+	bad |= cu->easy_setopt(c, CURLOPT_HTTPHEADER, hdr) != CURLE_OK;
+	bad |= cu->easy_setopt(c, CURLOPT_POSTFIELDS, form) != CURLE_OK;
+	bad |= cu->easy_setopt(c, CURLOPT_WRITEFUNCTION, sink_write) != CURLE_OK;
+	bad |= cu->easy_setopt(c, CURLOPT_WRITEDATA, s) != CURLE_OK;
 	return bad ? -1 : 0;
 }
 
 int oauth2_post(const struct oauth2_conf *oc, const char *url, const char *form,
 		char **body, size_t *len, long *status, struct result *r)
 {
+	const struct curl_api *cu = curl_api(r);
 	struct sink s = { 0 };
 	struct curl_slist *hdr = NULL;
 	CURL *c;
@@ -421,23 +446,25 @@ int oauth2_post(const struct oauth2_conf *oc, const char *url, const char *form,
 	*body = NULL;
 	*len = 0;
 	*status = 0;
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || !(c = curl_easy_init()))
+	if (!cu)
+		return -1;
+	if (cu->global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || !(c = cu->easy_init()))
 		return result_fail(r, EX_OSERR, "libcurl cannot start");
-	hdr = curl_slist_append(hdr, "Accept: application/json");
-	if (!hdr || curl_setup(c, oc, url, form, &s, hdr) < 0) {
+	hdr = cu->slist_append(hdr, "Accept: application/json");
+	if (!hdr || curl_setup(cu, c, oc, url, form, &s, hdr) < 0) {
 		result_fail(r, EX_SOFTWARE, "libcurl refuses the request options");
 		goto out;
 	}
 	log_info("oauth2: POST %s", url);
-	rc = curl_easy_perform(c);
+	rc = cu->easy_perform(c);
 	/* whatever went wrong, the relay said nothing about the message:
 	 * temporary, so queued mail waits (runq_is_temporary) */
 	if (rc != CURLE_OK) {
 		result_fail(r, EX_TEMPFAIL, "%s: %s", url, s.over ?
-			    "the answer is larger than 64 KiB" : curl_easy_strerror(rc));
+			    "the answer is larger than 64 KiB" : cu->easy_strerror(rc));
 		goto out;
 	}
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+	cu->easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
 	*body = s.buf ? s.buf : strdup("");
 	*len = s.len;
 	s.buf = NULL;
@@ -446,8 +473,8 @@ out:
 	if (s.buf)
 		explicit_bzero(s.buf, s.len);
 	free(s.buf);
-	curl_slist_free_all(hdr);
-	curl_easy_cleanup(c);
+	cu->slist_free_all(hdr);
+	cu->easy_cleanup(c);
 	return ret;
 }
 

@@ -926,9 +926,20 @@ def case_chain():
 
 # ---- main ------------------------------------------------------------------
 
+def check_not_linked():
+    """libcurl is opened when OAuth2 needs it, not linked (src/curl_dl.h):
+    every other run is spared its start-up."""
+    p = subprocess.run(["readelf", "-d", t.PUSHMAIL], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=30)
+    needed = re.findall(rb"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", p.stdout)
+    t.ok(needed and not any(n.startswith(b"libcurl") for n in needed),
+         "pushmail does not link libcurl (NEEDED: %s)" % b" ".join(needed).decode())
+
+
 def main():
     global ENV
     t.require_pushmail()
+    check_not_linked()
     C = certs.get()
     if C is None:
         if os.environ.get("CI") == "true":
