@@ -44,13 +44,18 @@ START_TIMEOUT = 30               # seconds for a daemon to listen
 EXIM_DEBS = ("exim4-daemon-light", "exim4-base", "exim4-config")
 DOVECOT_SUBMISSION = "/usr/lib/dovecot/submission"
 
-__all__ = ["SetupError", "Exim", "DovecotSubmission", "Sink", "start_checked",
+__all__ = ["SetupError", "MissingPiece", "Exim", "DovecotSubmission", "Sink", "start_checked",
            "foreign_ports", "exim_debs", "wait_until", "stop_proc", "version", "sh",
            "read", "tail", "apt_env", "START_TIMEOUT", "EXIM_DEBS", "DOVECOT_SUBMISSION"]
 
 
 class SetupError(RuntimeError):
     pass
+
+
+class MissingPiece(SetupError):
+    """Something to install is missing (the Exim packages cannot be fetched,
+    a shared library Exim needs is not there): a test skips on it."""
 
 
 def sh(argv, timeout=300, env=None, cwd=None):
@@ -191,18 +196,21 @@ def exim_debs(cache, note=None, fetch=True):
     got = found()
     if len(got) < len(EXIM_DEBS):
         if not fetch:
-            raise SetupError("no %s in %s" % (" ".join(EXIM_DEBS), cache))
+            raise MissingPiece("no %s in %s" % (" ".join(EXIM_DEBS), cache))
         if note:
             note("fetching %s into %s (apt-get download)" % (" ".join(EXIM_DEBS), cache))
         argv = ["apt-get", "download"] + list(EXIM_DEBS)
         try:
             sh(argv, env=apt_env(), cwd=cache)
         except SetupError:
-            sh(["apt-get", "update"], env=apt_env())
-            sh(argv, env=apt_env(), cwd=cache)
+            try:
+                sh(["apt-get", "update"], env=apt_env())
+                sh(argv, env=apt_env(), cwd=cache)
+            except SetupError as e:
+                raise MissingPiece(str(e))
         got = found()
     if len(got) < len(EXIM_DEBS):
-        raise SetupError("apt-get download left no %s in %s"
+        raise MissingPiece("apt-get download left no %s in %s"
                          % (", ".join(set(EXIM_DEBS) - set(got)), cache))
     return [got[n] for n in EXIM_DEBS]
 
@@ -259,7 +267,7 @@ class Exim:
         missing = sorted(set(re.findall(r"^\s*(\S+) => not found", sh(["ldd", self.exim]),
                                         re.M)))
         if missing:
-            raise SetupError("exim4 needs shared libraries that are not installed: %s "
+            raise MissingPiece("exim4 needs shared libraries that are not installed: %s "
                              "(Debian: libidn12 libgnutls-dane0 libnsl2 libdb5.3 "
                              "libpcre2-8-0 libcrypt1)" % " ".join(missing))
 
@@ -424,8 +432,18 @@ class Exim:
     def connections(self, port):
         """Connections to `port` so far (mainlog "SMTP connection from" with
         the I=[127.0.0.1]:PORT of +incoming_interface)."""
-        return len(re.findall(r"SMTP connection from .* I=\[127\.0\.0\.1\]:%d\b" % port,
-                              read(self.mainlog)))
+        return len(re.findall(r"SMTP connection from .* I=\[127\.0\.0\.1\]:%d "
+                              r"\(TCP/IP connection count" % port, read(self.mainlog)))
+
+    def received(self, message_id):
+        """Whether the mainlog has a "<=" (message accepted) line for the
+        Message-ID: written before Exim answers the end of data."""
+        return re.search(r"^\S+ \S+ \S+ <= .* id=%s\b" % re.escape(message_id),
+                         read(self.mainlog), re.M) is not None
+
+    def panics(self):
+        """Lines in the paniclog."""
+        return read(os.path.join(self.logdir, "paniclog")).splitlines()
 
     def problems(self):
         return tail(self.mainlog, 8) + "\n" + tail(os.path.join(self.logdir, "paniclog"), 8)
@@ -539,10 +557,14 @@ class DovecotSubmission:
         """Messages the relay received (Dovecot relays before it answers)."""
         return self.sink.delivered()
 
+    def panics(self):
+        """Dovecot's "Panic:" lines (a process hit an assertion)."""
+        return [line for line in read(self.log).splitlines() if ": Panic: " in line]
+
     def sessions(self, port):
         """Client connections to `port` that submission-login finished with
         (a "Login:" or a "Disconnected" line naming local port `port`)."""
-        return len(re.findall(r"submission-login: (?:Login|Disconnected)\b.*"
+        return len(re.findall(r"submission-login: Info: (?:Login|Disconnected)\b.*"
                               r"lip=127\.0\.0\.1, .*lport=%d\b" % port, read(self.log)))
 
     def problems(self):
