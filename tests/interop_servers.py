@@ -19,6 +19,10 @@ For each server and port:
      delivered; what the server answered to the MAIL that followed the
      refused AUTH is printed as a diagnostic, and the warning "refused AUTH
      yet accepted" must appear exactly when the server took the message;
+     Exim also gets a fourth port, implicit TLS with AUTH PLAIN, whose
+     RCPT ACL takes 127.0.0.1 without AUTH: there it takes the message
+     behind the refused AUTH, and pushmail must still exit 77 with the
+     warning;
   3. (STARTTLS port) ten messages queued (queue = always against a closed
      port, own PUSHMAIL_QUEUE_DIR, QUEUE/state removed afterwards), then
      `pushmail -q`: exit 0, all ten delivered exactly once, over one
@@ -60,9 +64,11 @@ LOG_TIMEOUT = 10            # a log line showing up
 SETTLE = 0.5                # after the expected count: nothing more may come
 N_QUEUED = 10
 
-TLS = {"plain": "off", "smtps": "implicit", "submission": "starttls"}
+TLS = {"plain": "off", "smtps": "implicit", "submission": "starttls",
+       "smtps-open": "implicit"}
 LABEL = {"plain": "plain port, no AUTH", "smtps": "465-style implicit TLS + AUTH PLAIN",
-         "submission": "587-style STARTTLS + AUTH PLAIN"}
+         "submission": "587-style STARTTLS + AUTH PLAIN",
+         "smtps-open": "implicit TLS + AUTH PLAIN, open to 127.0.0.1"}
 
 
 def bail(reason):
@@ -235,6 +241,32 @@ def case_wrong_password(h, srv, mode):
          % (name, srv.name), *r.describe())
 
 
+def case_open_relay(h, srv, exim, mode="smtps-open"):
+    """Exim open to 127.0.0.1 on this port: after the 535 it takes MAIL,
+    RCPT and the data from the now unauthenticated client."""
+    name = "%s %s: wrong password" % (srv.name, LABEL[mode])
+    marker, msg = h.message(name)
+    r = h.run(h.cfg(srv.ports[mode], mode, password=WRONG_PASSWORD), ["-v", RCPT], msg)
+    err = r.err.decode("utf-8", "replace")
+    t.is_eq(r.rc, 77, "%s: exit 77, never 0" % name, *r.describe())
+    t.ok("535" in err and "refused AUTH yet accepted" in err,
+         "%s: the 535 and the warning \"refused AUTH yet accepted\" on stderr" % name,
+         *r.describe())
+    h.no_secret(name, r, WRONG_PASSWORD)
+    after = replies_after_535(err)
+    h.behaviour[(srv.name, mode)] = after
+    t.diag("%s: after the refused AUTH the server answered: %s"
+           % (name, " | ".join(after) or "(nothing)"))
+    # what Exim did (the case the warning is about): accepted it without
+    # AUTH (P=esmtps, no A=) and delivered it
+    got = wait_copies(srv, marker)
+    line = re.search(r"^.* <= .* id=%s@test\.example\b.*$" % re.escape(marker),
+                     serverslib.read(exim.mainlog), re.M)
+    t.ok(len(got) == 1 and line and " P=esmtps " in line.group(0) and " A=" not in
+         line.group(0), "%s: Exim took it unauthenticated and delivered it once" % name,
+         line.group(0) if line else "no <= line", "%d copies" % len(got))
+
+
 def queue_envs(qdir, sub):
     d = os.path.join(qdir, sub)
     return sorted(n for n in os.listdir(d) if n.endswith(".env")) if os.path.isdir(d) else []
@@ -325,18 +357,18 @@ def exim_completed(exim):
 
 def start_servers(stack, tmp, certs):
     exim = serverslib.start_checked(lambda: serverslib.Exim(
-        tmp, certs, SASL_USER, PASSWORD, DEB_CACHE, maildir=True, note=t.diag), "exim",
-        note=t.diag)
+        tmp, certs, SASL_USER, PASSWORD, DEB_CACHE, maildir=True, note=t.diag,
+        open_smtps=True), "exim", note=t.diag)
     stack.callback(exim.stop)
     sink = serverslib.start_checked(lambda: serverslib.Sink(tmp), "smtp-sink", note=t.diag)
     stack.callback(sink.stop)
     dov = serverslib.start_checked(lambda: serverslib.DovecotSubmission(
         tmp, certs, sink, SASL_USER, PASSWORD), "dovecot", note=t.diag)
     stack.callback(dov.stop)
-    t.diag("Exim %s (%s): plain :%d, submission :%d, smtps :%d; Dovecot %s: submission "
-           ":%d, submissions :%d, relay smtp-sink :%d; files in %s"
+    t.diag("Exim %s (%s): plain :%d, submission :%d, smtps :%d, smtps-open :%d; Dovecot %s: "
+           "submission :%d, submissions :%d, relay smtp-sink :%d; files in %s"
            % (exim.version, exim.deb, exim.ports["plain"], exim.ports["submission"],
-              exim.ports["smtps"], dov.version, dov.ports["submission"], dov.ports["smtps"],
+              exim.ports["smtps"], exim.ports["smtps-open"], dov.version, dov.ports["submission"], dov.ports["smtps"],
               sink.port, tmp))
     exim_srv = Server("Exim", ("plain", "smtps", "submission"), exim.ports,
                       exim.maildir_messages, exim.connections,
@@ -379,6 +411,8 @@ def run_cases(h, exim_srv, dov_srv, exim):
         cases = [(case_single, (srv, m, exim_completed(exim) if srv is exim_srv else None))
                  for m in srv.modes]
         cases += [(case_wrong_password, (srv, m)) for m in srv.modes if m != "plain"]
+        if srv is exim_srv:
+            cases += [(case_open_relay, (srv, exim))]
         cases += [(case_flush, (srv,))]
         for case, args in cases:
             try:

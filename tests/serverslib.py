@@ -9,12 +9,12 @@ owns, and every wait is bounded in time.  Needs root.
     exim = start_checked(lambda: Exim(tmp, certs, "user", "pw", cache,
                                       maildir=True), "exim")
     exim.ports["plain" | "submission" | "smtps"], exim.delivered(),
-    exim.maildir_messages(), exim.connections(); exim.stop()
+    exim.maildir_messages(), exim.connections(port); exim.stop()
 
     sink = start_checked(lambda: Sink(tmp), "smtp-sink")
     dov = start_checked(lambda: DovecotSubmission(tmp, certs, sink, "user", "pw"),
                         "dovecot")
-    dov.ports["submission" | "smtps"], sink.messages(), dov.logins()
+    dov.ports["submission" | "smtps"], sink.messages(), dov.sessions(port)
 
 Exim: Debian's exim4-daemon-light conflicts with Postfix, so it is never
 installed: `apt-get download` of exim4-daemon-light, exim4-base and
@@ -236,9 +236,14 @@ class Exim:
 
     user/password: the one AUTH PLAIN login; cache: where the .debs are
     kept (exim_debs); maildir: deliver every recipient to DIR/Maildir
-    instead of :blackhole:; note(text): progress messages (the download)."""
+    instead of :blackhole:; note(text): progress messages (the download);
+    open_smtps: a fourth port, "smtps-open", implicit TLS with AUTH PLAIN
+    offered, whose RCPT ACL also takes 127.0.0.1 unauthenticated (a relay
+    open to its network, where a refused AUTH is followed by a transaction
+    Exim accepts)."""
 
-    def __init__(self, tmp, certs, user, password, cache, maildir=False, note=None):
+    def __init__(self, tmp, certs, user, password, cache, maildir=False, note=None,
+                 open_smtps=False):
         self.dir = os.path.join(tmp, "exim")
         self.root = os.path.join(self.dir, "root")
         self.conf = os.path.join(self.dir, "exim.conf")
@@ -249,7 +254,8 @@ class Exim:
         self.maildir = os.path.join(self.dir, "Maildir") if maildir else None
         self.certs, self.user, self.password = certs, user, password
         self.cache, self.note = cache, note
-        self.ports = {m: postfixlib.free_port() for m in ("plain", "submission", "smtps")}
+        self.modes = ("plain", "submission", "smtps") + (("smtps-open",) if open_smtps else ())
+        self.ports = {m: postfixlib.free_port() for m in self.modes}
         self.proc = None
         self.version = "?"
 
@@ -306,7 +312,8 @@ class Exim:
             "primary_hostname = exim.test.example",
             "qualify_domain = test.example",
             "local_interfaces = 127.0.0.1",
-            "tls_on_connect_ports = %d" % p["smtps"],
+            "tls_on_connect_ports = %s" % " : ".join(str(p[m]) for m in self.modes
+                                                      if m.startswith("smtps")),
             "spool_directory = %s" % self.spool,
             "log_file_path = %s/%%slog" % self.logdir,
             "log_selector = +tls_cipher +smtp_connection +incoming_port +incoming_interface "
@@ -328,8 +335,8 @@ class Exim:
             "",
             "begin acl",
             "acl_check_rcpt:",
-            "  accept condition = ${if eq{$received_port}{%d}}" % p["plain"],
-            "         hosts = 127.0.0.1",
+        ] + ["  accept condition = ${if eq{$received_port}{%d}}\n         hosts = 127.0.0.1"
+             % p[m] for m in ("plain", "smtps-open") if m in p] + [
             "  accept authenticated = *",
             "  deny   message = relay not permitted",
             "",
@@ -391,7 +398,7 @@ class Exim:
         os.chmod(self.conf, 0o644)          # exim: owned by root, not writable by others
         self.version = version(prefix + [self.exim, "-C", self.conf, "-bV"],
                                  r"Exim version (\S+)")
-        ports = ":".join(str(self.ports[m]) for m in ("plain", "submission", "smtps"))
+        ports = ":".join(str(self.ports[m]) for m in self.modes)
         argv = prefix + [self.exim, "-C", self.conf, "-bdf", "-oX", ports, "-oP", self.pidfile]
         self.out = open(os.path.join(self.dir, "exim.out"), "wb")
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.out,
@@ -399,8 +406,9 @@ class Exim:
         try:
             for m in ("plain", "submission"):
                 postfixlib.wait_for_port("127.0.0.1", self.ports[m], START_TIMEOUT)
-            postfixlib.wait_for_port("127.0.0.1", self.ports["smtps"], START_TIMEOUT,
-                                     banner=False)
+            for m in self.modes[2:]:
+                postfixlib.wait_for_port("127.0.0.1", self.ports[m], START_TIMEOUT,
+                                         banner=False)
         except TimeoutError as e:
             self.stop()
             raise SetupError("exim did not start: %s\n--- exim.out ---\n%s\n--- mainlog ---\n%s"
