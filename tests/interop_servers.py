@@ -26,7 +26,15 @@ For each server and port:
   3. (STARTTLS port) ten messages queued (queue = always against a closed
      port, own PUSHMAIL_QUEUE_DIR, QUEUE/state removed afterwards), then
      `pushmail -q`: exit 0, all ten delivered exactly once, over one
-     connection (the server's log), queue empty.
+     connection (the server's log), queue empty.  When the server crashes
+     during the run (a Panic in its log) the strict checks become TODO and
+     pushmail's part is checked instead: exit 75, no message lost, what was
+     not confirmed still queued; a second run shows whether it gets the
+     rest through (TODO).  Dovecot 2.3.19 submission does crash there: an
+     assertion (pending_rcpt_cmds == 0) when MAIL/RCPT of the next
+     transaction arrive before it answered the previous end of data (BDAT
+     LAST or DATA's dot alike); a lone MAIL there gets "503 5.5.0 MAIL
+     already given".
 No -v transcript may contain the password.  At the end no message of a
 refused case may have arrived.
 
@@ -333,6 +341,23 @@ def case_flush(h, srv, mode="submission"):
              "%s: after the crash pushmail exits 75 and keeps what was not confirmed"
              % name, "kept %d, undelivered %d" % (len(kept), counts.count(0)),
              *r.describe())
+        retry_after_crash(h, srv, name, qdir, env, markers, mode)
+
+
+def retry_after_crash(h, srv, name, qdir, env, markers, mode):
+    """A second queue run after the server crashed in the first: with the
+    same window it crashes the server the same way again, so the first
+    message arrives once more per run and the others never (TODO until
+    pushmail stops pipelining behind an end of data there)."""
+    shutil.rmtree(os.path.join(qdir, "state"), ignore_errors=True)
+    r = h.run(h.cfg(srv.ports[mode], mode), ["-q"], env=env)
+    time.sleep(SETTLE)
+    counts = [len(copies(srv, m)) for m in markers]
+    t.ok(r.rc == 0 and min(counts) >= 1,
+         "%s: a second queue run gets the rest through" % name,
+         "copies per message after two runs: %r" % counts, *r.describe(),
+         todo="%s crashes on a transaction pipelined behind an end of data; pushmail "
+         "pipelines the same way again" % srv.name)
 
 
 def exim_completed(exim):
