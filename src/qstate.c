@@ -47,6 +47,8 @@ static void set_num(struct qstate *st, const char *key, const char *v)
 		st->auth_failures = (unsigned long)n;
 	else if (!strcmp(key, "auth_notified"))
 		st->auth_notified = n != 0;
+	else if (!strcmp(key, "serial_until"))
+		st->serial_until = (time_t)n;
 }
 
 /* "bucket IDX N", in increasing IDX order */
@@ -114,6 +116,11 @@ int qstate_format(const struct qstate *st, char *out, size_t cap)
 	for (size_t i = 0; n >= 0 && (size_t)n < cap && i < st->nbuckets; i++) {
 		int k = snprintf(out + n, cap - (size_t)n, "bucket %lld %lu\n",
 				 st->bucket[i].idx, st->bucket[i].n);
+		n = k < 0 ? -1 : n + k;
+	}
+	if (n >= 0 && (size_t)n < cap && st->serial_until) {
+		int k = snprintf(out + n, cap - (size_t)n, "serial_until %lld\n",
+				 (long long)st->serial_until);
 		n = k < 0 ? -1 : n + k;
 	}
 	if (n >= 0 && (size_t)n < cap && st->rate_width) {
@@ -324,6 +331,16 @@ int qstate_auth(struct queue *q, const char *name, int refused, unsigned long li
 
 	*tell = rc == 0 && c.tell;
 	return rc;
+}
+
+static void apply_serial(struct qstate *st, void *arg)
+{
+	st->serial_until = *(const time_t *)arg;
+}
+
+int qstate_serial(struct queue *q, const char *name, time_t until)
+{
+	return qstate_update(q, name, apply_serial, &until);
 }
 
 struct take {

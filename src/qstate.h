@@ -25,6 +25,8 @@ struct qstate {
 	unsigned long skipped;   /* times the relay was passed over (failover) */
 	unsigned long auth_failures;  /* consecutive refused logins */
 	int auth_notified;       /* the admin was told about them */
+	time_t serial_until;     /* the relay broke a pipelined window: one
+				    transaction in flight at a time until then */
 	/* rate_limit's window: messages sent per bucket of rate_width seconds
 	 * (a 64th of the period), oldest first; see qstate_rate_take */
 	long rate_width;
@@ -67,6 +69,8 @@ int qstate_auth(struct queue *q, const char *name, int refused, unsigned long li
 		int *tell);
 int qstate_take(struct queue *q, const char *name, long n, long period, int *taken,
 		time_t *due);
+/* qstate_serial: send one transaction at a time to the relay until `until`. */
+int qstate_serial(struct queue *q, const char *name, time_t until);
 
 /* Pure (de)serialisation, for tests.  qstate_parse never fails: unknown or
  * malformed lines are skipped.  qstate_format writes at most cap bytes and

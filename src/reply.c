@@ -109,6 +109,7 @@ static const struct {
 	{ "SMTPUTF8", CAP_SMTPUTF8 },
 	{ "DSN", CAP_DSN },
 	{ "ENHANCEDSTATUSCODES", CAP_ENHANCEDSTATUSCODES },
+	{ "BURL", CAP_BURL },
 };
 
 static void caps_add_auth(struct caps *c, const char *p, size_t n)

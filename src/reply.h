@@ -55,6 +55,7 @@ enum {
 	CAP_SMTPUTF8 = 1u << 7,
 	CAP_DSN = 1u << 8,
 	CAP_ENHANCEDSTATUSCODES = 1u << 9,
+	CAP_BURL = 1u << 10,     /* RFC 4468: in practice Dovecot's submission */
 };
 
 /* Room for every AUTH mechanism a reply can name: the whole reply text.  A

@@ -321,6 +321,7 @@ static void count(struct runq_stats *st, enum runq_outcome oc, const struct resu
  * its fallback key names, in order. */
 #define RUNQ_HOPS_MAX 8
 #define SKIP_FOR 600L    /* a relay that failed is tried last for 10 minutes */
+#define SERIAL_FOR (7 * 86400L)   /* one that broke a window: one at a time */
 
 struct hop {
 	const struct account *acct;
@@ -445,6 +446,7 @@ static int add_hop(struct run *rn, const struct account *a,
 	}
 	h->skipped = qstate_read(rn->q, a->name, &qs) == 0 && qs.skip_until > now;
 	h->auth_failures = qs.auth_failures;
+	h->rl.p.serial = qs.serial_until > now;
 	rn->nhops++;
 	return 0;
 }
@@ -942,6 +944,27 @@ static void run_window(struct run *rn, const struct group *g, const struct qenv 
 	free(it);
 }
 
+/* The relay dropped the connection with several transactions in flight:
+ * some relays cannot take a MAIL before their reply to the previous end of
+ * data (Dovecot 2.3.19's submission dies on it, having delivered the
+ * message whose reply never comes).  Lest every run end the same way, the
+ * relay gets one transaction at a time for a week. */
+static void serialise(struct run *rn, struct hop *h)
+{
+	char who[200];
+
+	if (h->rl.p.serial)
+		return;
+	h->rl.p.serial = 1;
+	log_err("relay %s closed the connection with several messages in flight; "
+		"sending it one message at a time for %ld days",
+		hop_name(h, who, sizeof who), SERIAL_FOR / 86400);
+	if (qstate_serial(rn->q, h->acct->name, time(NULL) + SERIAL_FOR) < 0 &&
+	    errno != EINVAL)
+		log_info("account '%s': cannot record the relay's state: %s",
+			 h->acct->name, strerror(errno));
+}
+
 /* Batch from *k when the account's first relay opens.  A relay that cannot
  * be opened counts as the try of the message at hand, which run_one then
  * records (or fails over) as it would have. */
@@ -967,6 +990,8 @@ static int batching(struct run *rn, const struct group *g, const struct qenv *li
 	rn->nagain = 0;
 	rn->again = rn->nhops > 1 ? calloc(BATCH_MAX, sizeof *rn->again) : NULL;
 	run_window(rn, g, list, k);
+	if (smtp_window_broke(h->ss))
+		serialise(rn, h);
 	if (!smtp_usable(h->ss)) {
 		smtp_close(h->ss);
 		h->ss = NULL;

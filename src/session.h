@@ -37,6 +37,9 @@ struct smtp_session {
 	struct result auth_r;
 	char auth_mech[AUTH_MECH_MAX];
 	char *bdat_buf;    /* BDAT's chunk buffer, kept for the session */
+	int serial;        /* no MAIL before the previous end of data's reply */
+	int window_broke;  /* the connection was lost with several
+			      transactions in flight */
 };
 
 /* Recipients' verdicts: the first permanent refusal wins over the first

@@ -372,6 +372,11 @@ static int read_one(struct run *rn)
 	rc = eng_read(&s->e, &rec);
 	s->e.io.r = keep;
 	if (rc < 0) {
+		/* a relay that drops the connection with several transactions
+		 * in flight may not take transactions pipelined behind an end
+		 * of data (Dovecot 2.3.19's submission dies on an assertion):
+		 * the caller may send one at a time from now on */
+		s->window_broke |= rn->inflight > 1;
 		s->e.io.dead = 1;
 		eng_forget(&s->e);
 		if (!rn->conn_r.exitcode)
@@ -596,7 +601,7 @@ static void send_txn(struct run *rn, size_t i)
 static int window_full(const struct run *rn)
 {
 	return rn->inflight >= WINDOW || rn->inflight_bytes >= WINDOW_BYTES ||
-	       (rn->s->auth_owed && rn->inflight > 0);
+	       ((rn->s->auth_owed || rn->s->serial) && rn->inflight > 0);
 }
 
 /* Once full, the window is drained to half before more is sent: the next
@@ -604,7 +609,7 @@ static int window_full(const struct run *rn)
 static int window_low(const struct run *rn)
 {
 	return rn->inflight <= WINDOW / 2 && rn->inflight_bytes <= WINDOW_BYTES / 2 &&
-	       !rn->s->auth_owed;
+	       !rn->s->auth_owed && !(rn->s->serial && rn->inflight > 0);
 }
 
 static void run(struct run *rn)
@@ -661,6 +666,13 @@ static int session_start(struct smtp_session *s)
 		return -1;
 	if (p->tls == SMTP_TLS_STARTTLS && ss_starttls(s) < 0)
 		return -1;
+	/* Dovecot's submission (the one relay that offers BURL) dies when a
+	 * MAIL arrives before its reply to the previous end of data (2.3.19:
+	 * "assertion failed: (conn->state.pending_rcpt_cmds == 0)") */
+	s->serial = p->serial || (s->caps.flags & CAP_BURL);
+	if (s->serial && !p->serial)
+		log_info("%s offers BURL (Dovecot submission): one transaction at a time",
+			 p->host ? p->host : "the relay");
 	return p->auth && ss_do_auth(s) < 0 ? -1 : 0;
 }
 
@@ -871,6 +883,11 @@ const struct smtp_params *smtp_params_of(const struct smtp_session *s)
 int smtp_usable(const struct smtp_session *s)
 {
 	return usable(s);
+}
+
+int smtp_window_broke(const struct smtp_session *s)
+{
+	return s->window_broke;
 }
 
 int smtp_fresh(const struct smtp_session *s)

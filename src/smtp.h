@@ -42,6 +42,9 @@ int smtp_usable(const struct smtp_session *s);
 /* Usable, and the relay has said nothing since (a session kept idle between
  * messages: a 421 or a close from the relay shows as something waiting). */
 int smtp_fresh(const struct smtp_session *s);
+/* The connection was lost while several transactions were in flight: the
+ * caller may send to this relay one at a time (smtp_params.serial). */
+int smtp_window_broke(const struct smtp_session *s);
 
 /* Many transactions in one flight (RFC 2920 + RFC 3030): every item's MAIL,
  * RCPT and BDAT ... LAST go out back to back, then the replies are read in

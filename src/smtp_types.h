@@ -30,6 +30,8 @@ struct smtp_params {
 	int lmtp;                /* RFC 2033: LHLO, one reply per recipient after the data */
 	int pipeline_auth;       /* send PLAIN or EXTERNAL AUTH in one flight with the
 				  * first message (RFC 4954 4); see smtp_open */
+	int serial;              /* one transaction in flight at a time: the relay
+				  * broke a pipelined window before (runq) */
 };
 
 enum { SMTP_8BIT_UNKNOWN = 2 };

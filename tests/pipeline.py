@@ -204,6 +204,68 @@ def case_fallback(j):
          *res.describe())
 
 
+def case_serial_after_drop():
+    """A relay that drops the connection with several transactions in flight
+    (as Dovecot 2.3.19's submission does when a MAIL comes before its reply to
+    the previous end of data) gets one transaction at a time from then on."""
+    name = "after a dropped window"
+    d, env = setup("serial")
+    srv = ScriptedServer(rules={"EOD": [None, None, close()]}, extensions=EXT,
+                         connections=1, lifetime=60)
+    with srv:
+        cfg = t.write_config(text="[a]\nhost = 127.0.0.1\nport = %d\ntls = off\n"
+                             "auth = off\nfrom = s@test.example\ntimeout = 10\n" % srv.port)
+        res = t.run_pushmail(["-C", cfg, "-q"], env=env)
+        srv.stop()
+    t.check_exit(name, res, 75, res.describe())
+    t.ok(b"one message at a time" in res.err, name + ": stderr says what comes next",
+         res.describe())
+    with open(os.path.join(d, "queue", "state", "a"), encoding="utf-8") as f:
+        t.ok(re.search(r"^serial_until \d+$", f.read(), re.M),
+             name + ": the queue remembers it")
+    sent_before = delivered(srv)
+    name = "the next run, one transaction at a time"
+    st = {}
+    srv = ScriptedServer(extensions=EXT, connections=1, lifetime=60)
+    with srv:
+        px = DelayProxy(srv.port, 0.005).start()
+        try:
+            cfg = t.write_config(text="[a]\nhost = 127.0.0.1\nport = %d\ntls = off\n"
+                                 "auth = off\nfrom = s@test.example\ntimeout = 10\n"
+                                 % px.port)
+            res = t.run_pushmail(["-C", cfg, "-q"], env=env)
+            st.update(px.stats())
+        finally:
+            px.stop()
+        srv.stop()
+    t.check_exit(name, res, 0, res.describe())
+    got = sorted(sent_before + delivered(srv))
+    t.ok(set(got) == set(range(N)) and len(got) <= N + 1,
+         name + ": everything delivered (the one whose reply was lost at most "
+         "twice)", got)
+    rec = srv.record
+    order = [c[:4] for c in rec.commands]
+    t.ok(st.get("flights", 0) >= len(delivered(srv)),
+         name + ": a flight per message (%s flights)" % st.get("flights"), st)
+    t.is_eq(order.count(b"MAIL"), len(delivered(srv)), name + ": one MAIL per message",
+            order)
+
+
+def case_burl():
+    """Dovecot's submission (the relay that offers BURL) gets no MAIL before
+    its reply to the previous end of data."""
+    name = "relay offering BURL"
+    st = {}
+    res, srv, new, failed = flush("burl", None, st, ext=EXT + ["BURL imap"])
+    t.check_exit(name, res, 0, res.describe())
+    t.is_eq(sorted(delivered(srv)), list(range(N)), name + ": all delivered once")
+    t.ok(st.get("flights", 0) >= N, name + ": one transaction at a time (%s flights)"
+         % st.get("flights"), st)
+    segs = srv.record.segments
+    t.ok(all(s.count(b"MAIL FROM") <= 1 for s in segs),
+         name + ": never two MAILs in one segment", t.show(segs))
+
+
 def case_mail_refused(j):
     name = "MAIL 550 at position %d" % j
     rules = {"MAIL": [None] * j + ["550 5.7.1 sender refused"] + [None]}
@@ -266,6 +328,8 @@ def main():
     case_all_good()
     case_many()
     case_data_path()
+    case_serial_after_drop()
+    case_burl()
     # a failure at every position of the ten-transaction window
     for j in range(N):
         case_mail_refused(j)

@@ -50,7 +50,8 @@ static void test_rate(void)
 int main(void)
 {
 	struct qstate a = { .skip_until = 1765000600, .last_success = 1765000000,
-			    .last_error_at = 1765000500, .skipped = 3 }, b;
+			    .last_error_at = 1765000500, .skipped = 3,
+			    .serial_until = 1765604800 }, b;
 	char text[1024];
 	int n;
 
@@ -69,6 +70,7 @@ int main(void)
 	   b.last_error_at == a.last_error_at && b.skipped == a.skipped,
 	   "parse: numbers read back");
 	is_str(b.last_error, "connect: refused skip_until 9", "parse: error read back");
+	is_int(b.serial_until, a.serial_until, "parse: serial_until read back");
 	is_int(qstate_format(&a, text, 20), -1, "format: too small a buffer is -1");
 
 	qstate_parse("junk\nskip_until 5\n", 18, &b);
