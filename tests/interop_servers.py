@@ -95,13 +95,7 @@ def secret_forms(password):
     return [password, b64(password), b64("\0%s\0%s" % (SASL_USER, password))]
 
 
-def wait_until(cond, timeout, step=0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v or time.monotonic() > deadline:
-            return v
-        time.sleep(step)
+wait_until = serverslib.wait_until
 
 
 class Server:

@@ -86,6 +86,12 @@ def flush(name, rules, proxy_stats=None, n=N, pad=0, ext=EXT):
     flights (sends after having read something from the server)."""
     d, env = setup(name, n, pad)
     srv = ScriptedServer(rules=rules, extensions=ext, connections=1, lifetime=60)
+    res = run_q(srv, env, proxy_stats)
+    return res, srv, envs(d, "new"), envs(d, "failed")
+
+
+def run_q(srv, env, proxy_stats=None):
+    """pushmail -q for account a against srv, through the delay proxy."""
     with srv:
         px = DelayProxy(srv.port, 0.005).start()
         try:
@@ -98,7 +104,7 @@ def flush(name, rules, proxy_stats=None, n=N, pad=0, ext=EXT):
         finally:
             px.stop()
         srv.stop()
-    return res, srv, envs(d, "new"), envs(d, "failed")
+    return res
 
 
 def common(name, res, srv, max_rset=0):
@@ -212,11 +218,7 @@ def case_serial_after_drop():
     d, env = setup("serial")
     srv = ScriptedServer(rules={"EOD": [None, None, close()]}, extensions=EXT,
                          connections=1, lifetime=60)
-    with srv:
-        cfg = t.write_config(text="[a]\nhost = 127.0.0.1\nport = %d\ntls = off\n"
-                             "auth = off\nfrom = s@test.example\ntimeout = 10\n" % srv.port)
-        res = t.run_pushmail(["-C", cfg, "-q"], env=env)
-        srv.stop()
+    res = run_q(srv, env)
     t.check_exit(name, res, 75, res.describe())
     t.ok(b"one message at a time" in res.err, name + ": stderr says what comes next",
          res.describe())
@@ -227,17 +229,7 @@ def case_serial_after_drop():
     name = "the next run, one transaction at a time"
     st = {}
     srv = ScriptedServer(extensions=EXT, connections=1, lifetime=60)
-    with srv:
-        px = DelayProxy(srv.port, 0.005).start()
-        try:
-            cfg = t.write_config(text="[a]\nhost = 127.0.0.1\nport = %d\ntls = off\n"
-                                 "auth = off\nfrom = s@test.example\ntimeout = 10\n"
-                                 % px.port)
-            res = t.run_pushmail(["-C", cfg, "-q"], env=env)
-            st.update(px.stats())
-        finally:
-            px.stop()
-        srv.stop()
+    res = run_q(srv, env, st)
     t.check_exit(name, res, 0, res.describe())
     got = sorted(sent_before + delivered(srv))
     t.ok(set(got) == set(range(N)) and len(got) <= N + 1,

@@ -152,6 +152,15 @@ def start_checked(make, what, attempts=3, note=None):
     raise SetupError("%s: no ports of its own after %d attempts" % (what, attempts))
 
 
+def stop_daemon(d):
+    """Stop d.proc and close d.out (its output file), when there are."""
+    stop_proc(d.proc)
+    d.proc = None
+    if getattr(d, "out", None):
+        d.out.close()
+        d.out = None
+
+
 def wait_until(cond, timeout, step=0.05):
     deadline = time.monotonic() + timeout
     while True:
@@ -418,11 +427,7 @@ class Exim:
         return self
 
     def stop(self):
-        stop_proc(self.proc)
-        self.proc = None
-        if getattr(self, "out", None):
-            self.out.close()
-            self.out = None
+        stop_daemon(self)
 
     def delivered(self):
         """Messages Exim has finished with (mainlog "Completed" lines)."""
@@ -555,11 +560,7 @@ class DovecotSubmission:
         return self
 
     def stop(self):
-        stop_proc(self.proc)
-        self.proc = None
-        if getattr(self, "out", None):
-            self.out.close()
-            self.out = None
+        stop_daemon(self)
 
     def delivered(self):
         """Messages the relay received (Dovecot relays before it answers)."""
