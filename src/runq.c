@@ -876,7 +876,6 @@ static void window_told(void *arg, size_t i)
 	struct run *rn = w->rn;
 	struct hop *h = batch_hop(rn);
 	enum runq_outcome oc;
-
 	char who[200];
 
 	if (for_failover(rn, &w->it[i])) {

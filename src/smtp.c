@@ -85,7 +85,7 @@ static void resolve(struct run *rn, struct txn *x, enum smtp_batch_state st)
 	if (x->resolved)
 		return;
 	x->resolved = 1;
-	rn->inflight--;
+	rn->inflight -= x->sent;
 	if (x->counted)
 		rn->inflight_bytes -= x->bytes;
 	if (s->auth_failed) {
@@ -110,9 +110,10 @@ static void resolve(struct run *rn, struct txn *x, enum smtp_batch_state st)
 	tell(rn, x);
 }
 
-/* The first refusal of this message, if any: it says more than a lost
- * connection (a 421 to RCPT, then the relay hangs up). */
-static int has_refusal(struct txn *x)
+/* Put the message's first refusal, if any, in its result: it says more than
+ * a lost connection (a 421 to RCPT, then the relay hangs up).  1 if there
+ * was one. */
+static int take_refusal(struct txn *x)
 {
 	if (x->failed)
 		return 1;
@@ -140,7 +141,7 @@ static void finish(struct run *rn)
 
 		if (x->resolved)
 			continue;
-		if (x->sent && has_refusal(x)) {
+		if (x->sent && take_refusal(x)) {
 			resolve(rn, x, SMTP_BATCH_REFUSED);
 			continue;
 		}
@@ -153,8 +154,6 @@ static void finish(struct run *rn)
 				    "failed before the relay's verdict" : "not sent: the "
 				    "connection failed before this message's turn");
 		}
-		x->sent = 1;   /* resolve counts it out of the window */
-		rn->inflight++;
 		resolve(rn, x, SMTP_BATCH_LOST);
 	}
 }
@@ -290,7 +289,7 @@ static void eod_reply(struct run *rn, struct txn *x, unsigned arg)
 		bdat_refused(rn, x);
 		return;
 	}
-	if (tally_once(rn, x) < 0 || has_refusal(x)) {
+	if (tally_once(rn, x) < 0 || take_refusal(x)) {
 		resolve(rn, x, SMTP_BATCH_REFUSED);
 	} else if (rp->code / 100 != 2) {
 		result_reply(&x->it->r, PHASE_EOD, rp->code, rp->enh, rp->text);
@@ -333,7 +332,7 @@ static void closing(struct run *rn, struct txn *x, const struct pending *rec)
 	rn->s->e.io.dead = 1;
 	result_reply(&rn->conn_r, (enum smtp_phase)rec->phase, rp->code, rp->enh, rp->text);
 	if (x && !x->resolved) {
-		if (!has_refusal(x))
+		if (!take_refusal(x))
 			refuse(x, (enum smtp_phase)rec->phase, rp);
 		resolve(rn, x, SMTP_BATCH_REFUSED);
 	}
