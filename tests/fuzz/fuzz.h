@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sanitizer/common_interface_defs.h>
 
 #define CHECK(x) do { if (!(x)) fuzz_check_failed(#x, __FILE__, __LINE__); } while (0)
@@ -65,5 +66,19 @@ static int fuzz_safe_text(const char *s)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
+
+/* An output buffer the oracle builds its expectation in; the caller makes
+ * it big enough (buf_put does not check). */
+struct buf {
+	char *p;
+	size_t n;
+};
+
+__attribute__((unused))
+static void buf_put(struct buf *b, const char *s, size_t n)
+{
+	memcpy(b->p + b->n, s, n);
+	b->n += n;
+}
 
 #endif

@@ -20,17 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct buf {
-	char *p;
-	size_t n;
-};
-
-static void put(struct buf *b, const char *s, size_t n)
-{
-	memcpy(b->p + b->n, s, n);
-	b->n += n;
-}
-
 /* Normalise only (no stuffing, no terminator): the text a reader of the
  * message sees. */
 static void normalise(const char *in, size_t n, struct buf *out)
@@ -39,13 +28,13 @@ static void normalise(const char *in, size_t n, struct buf *out)
 		if (in[i] == '\r' || in[i] == '\n') {
 			if (in[i] == '\r' && i + 1 < n && in[i + 1] == '\n')
 				i++;
-			put(out, "\r\n", 2);
+			buf_put(out, "\r\n", 2);
 		} else {
-			put(out, in + i, 1);
+			buf_put(out, in + i, 1);
 		}
 	}
 	if (n && in[n - 1] != '\r' && in[n - 1] != '\n')
-		put(out, "\r\n", 2);
+		buf_put(out, "\r\n", 2);
 }
 
 /* The reference: normalise, then stuff and terminate line by line. */
@@ -55,12 +44,12 @@ static void reference(const struct buf *norm, int dotstuff, struct buf *out)
 
 	for (size_t i = 0; i < norm->n; i++) {
 		if (bol && dotstuff && norm->p[i] == '.')
-			put(out, ".", 1);
-		put(out, norm->p + i, 1);
+			buf_put(out, ".", 1);
+		buf_put(out, norm->p + i, 1);
 		bol = norm->p[i] == '\n';
 	}
 	if (dotstuff)
-		put(out, ".\r\n", 3);
+		buf_put(out, ".\r\n", 3);
 }
 
 static void check_shape(const struct buf *o, int dotstuff)
@@ -140,7 +129,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		body_scan_feed(&z, block, n);
 		size_t m = body_feed(&bf, block, n, out);
 		CHECK(m <= BODY_OUT_MAX(n));
-		put(&got, out, m);
+		buf_put(&got, out, m);
 		free(out);
 		free(block);
 		pos += n;
@@ -149,7 +138,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	CHECK(tail);
 	size_t m = body_finish(&bf, tail);
 	CHECK(m <= 8);
-	put(&got, tail, m);
+	buf_put(&got, tail, m);
 	free(tail);
 
 	for (size_t i = 0; i < size; i++) {

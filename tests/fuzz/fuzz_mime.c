@@ -19,17 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct buf {
-	char *p;
-	size_t n;
-};
-
-static void put(struct buf *b, const char *s, size_t n)
-{
-	memcpy(b->p + b->n, s, n);
-	b->n += n;
-}
-
 /* Lines end in CRLF, within max characters, printable ASCII or tab. */
 static void check_lines(const char *s, size_t n, size_t max)
 {
@@ -66,10 +55,10 @@ static void qp_decode(const struct buf *e, struct buf *out)
 			char c;
 			CHECK(h >= 0 && l >= 0);
 			c = (char)(h << 4 | l);
-			put(out, &c, 1);
+			buf_put(out, &c, 1);
 			i += 2;
 		} else {
-			put(out, e->p + i, 1);
+			buf_put(out, e->p + i, 1);
 		}
 	}
 }
@@ -80,9 +69,9 @@ static void qp_expect(const uint8_t *in, size_t n, struct buf *out)
 {
 	for (size_t i = 0; i < n; i++) {
 		if (in[i] == '\n' && !(i > 0 && in[i - 1] == '\r'))
-			put(out, "\r\n", 2);
+			buf_put(out, "\r\n", 2);
 		else
-			put(out, (const char *)in + i, 1);
+			buf_put(out, (const char *)in + i, 1);
 	}
 }
 
@@ -120,7 +109,7 @@ static void b64_decode(const char *s, size_t n, struct buf *out)
 			char c;
 			bits -= 8;
 			c = (char)(v >> bits & 0xff);
-			put(out, &c, 1);
+			buf_put(out, &c, 1);
 		}
 	}
 }
@@ -142,7 +131,7 @@ static void encode(int qp, const uint8_t *data, size_t size, const size_t *cuts,
 		len = qp ? mime_qp_update(&q, data + prev, len, blk) :
 			   mime_b64_update(&b, data + prev, len, blk);
 		CHECK(len <= cap);
-		put(e, blk, len);
+		buf_put(e, blk, len);
 		free(blk);
 		prev = end;
 	}
@@ -151,7 +140,7 @@ static void encode(int qp, const uint8_t *data, size_t size, const size_t *cuts,
 		char *blk = malloc(cap);
 		size_t len = qp ? mime_qp_final(&q, blk) : mime_b64_final(&b, blk);
 		CHECK(len <= cap);
-		put(e, blk, len);
+		buf_put(e, blk, len);
 		free(blk);
 	}
 }
@@ -172,7 +161,7 @@ static void fuzz_codec(int qp, const uint8_t *data, size_t size, const size_t *c
 	} else {
 		CHECK(e.n == mime_b64_size(size));
 		b64_decode(e.p, e.n, &d);
-		put(&want, (const char *)data, size);
+		buf_put(&want, (const char *)data, size);
 	}
 	CHECK(d.n == want.n && memcmp(d.p, want.p, d.n) == 0);
 	free(e.p);
@@ -232,9 +221,9 @@ static void fuzz_header(const uint8_t *data, size_t size)
 		for (size_t i = 0; i < b.len; i++)
 			if (!(b.s[i] == '\r' && b.s[i + 1] == '\n') &&
 			    !(b.s[i] == '\n' && i && b.s[i - 1] == '\r'))
-				put(&u, b.s + i, 1);
-		put(&want, n ? "Subject: " : "Subject:", n ? 9 : 8);
-		put(&want, p, n);
+				buf_put(&u, b.s + i, 1);
+		buf_put(&want, n ? "Subject: " : "Subject:", n ? 9 : 8);
+		buf_put(&want, p, n);
 		CHECK(u.n == want.n && memcmp(u.p, want.p, u.n) == 0);
 		free(u.p);
 		free(want.p);
@@ -263,7 +252,7 @@ static void fuzz_param(const uint8_t *data, size_t size)
 			if (*p == '\\')
 				p++;
 			CHECK(*p);
-			put(&d, p, 1);
+			buf_put(&d, p, 1);
 		}
 	} else {
 		const char *p = b.s;
@@ -278,7 +267,7 @@ static void fuzz_param(const uint8_t *data, size_t size)
 					c = (char)(hexval(p[1]) << 4 | hexval(p[2]));
 					p += 2;
 				}
-				put(&d, &c, 1);
+				buf_put(&d, &c, 1);
 			}
 		}
 	}
