@@ -421,18 +421,24 @@ def case_endpoint_down(C, queue):
     t.ok(want in res.err, name + ": says which endpoint failed", t.show(res.err))
 
 
-def case_endpoint_answer(C, name, answer, want_exit, want_err):
-    """The token endpoint answers, but not with a token."""
-    clear_state()
-    ep = Endpoint(C, {"/token": [answer], "/elsewhere": [token_ok(AT_NEW)]})
-    box = {}
-    srv = bearer_server(C, {AT_NEW}, box)
+def send_expired(C, ep):
+    """One message (queue = never) with the cached token expired, so that
+    pushmail asks ep's /token first; the relay takes AT_NEW.  Stops both."""
+    srv = bearer_server(C, {AT_NEW}, {})
     try:
         write_cache(ep.url("/token"), expires_at=int(time.time()) - 10)
         res = run(config(C, ep, srv.port, queue="never"), RCPT)
     finally:
         srv.stop()
         ep.stop()
+    return res, srv
+
+
+def case_endpoint_answer(C, name, answer, want_exit, want_err):
+    """The token endpoint answers, but not with a token."""
+    clear_state()
+    ep = Endpoint(C, {"/token": [answer], "/elsewhere": [token_ok(AT_NEW)]})
+    res, srv = send_expired(C, ep)
     t.check_exit(name, res, want_exit, res.describe())
     t.is_eq([r[0] for r in ep.requests], ["/token"], name + ": only /token was asked")
     t.ok(want_err.encode() in res.err, name + ": stderr says '%s'" % want_err,
@@ -445,14 +451,7 @@ def case_untrusted_endpoint(C):
     name = "token endpoint with an untrusted certificate"
     clear_state()
     ep = Endpoint(C, {"/token": [token_ok(AT_NEW)]}, pair=C.selfsigned)
-    box = {}
-    srv = bearer_server(C, {AT_NEW}, box)
-    try:
-        write_cache(ep.url("/token"), expires_at=int(time.time()) - 10)
-        res = run(config(C, ep, srv.port, queue="never"), RCPT)
-    finally:
-        srv.stop()
-        ep.stop()
+    res, srv = send_expired(C, ep)
     t.check_exit(name, res, EX_TEMPFAIL, res.describe())
     t.is_eq(len(ep.requests), 0, name + ": no request got through")
     t.is_eq(read_cache().get("access_token"), AT_OLD, name + ": cache unchanged")
